@@ -1,0 +1,674 @@
+//! Typed settings: defaults in code, then the TOML file, then `TIKTOK_POSTER__SECTION__KEY` variables;
+//! unknown keys refused; secrets from the file, a variable or a `*_file` path; every value validated with
+//! a message that names the key and the fix.
+//!
+//! The file is the first of: `--config PATH`, `$TIKTOK_POSTER_CONFIG`, `./config.toml`,
+//! `/etc/tiktok-poster/config.toml`. Without any, defaults and variables alone are used.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "TIKTOK_POSTER_CONFIG";
+/// Prefix of override variables: `TIKTOK_POSTER__WORKER__CONCURRENCY=8`.
+pub const ENV_PREFIX: &str = "TIKTOK_POSTER";
+
+/// A configuration problem; the daemon exits with 78 (EX_CONFIG) so systemd does not restart-loop.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// A secret value from the configuration: never printed, serialised as `********`.
+#[derive(Clone)]
+pub struct Secret(pub SecretString);
+
+impl Secret {
+    /// The value.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"********\"")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Secret(SecretString::from(String::deserialize(d)?)))
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.expose().is_empty() {
+            ""
+        } else {
+            "********"
+        })
+    }
+}
+
+/// All settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[redis]`
+    pub redis: RedisSettings,
+    /// `[tiktok]`
+    pub tiktok: TikTokSettings,
+    /// `[http]`
+    pub http: HttpSettings,
+    /// `[worker]`
+    pub worker: WorkerSettings,
+    /// `[tokens]`
+    pub tokens: TokenSettings,
+    /// `[log]`
+    pub log: LogSettings,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`, `rediss://` for TLS, or `unix:///path`.
+    pub url: String,
+    /// Prefix of every key the daemon owns.
+    pub namespace: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            namespace: "tiktok-poster".into(),
+        }
+    }
+}
+
+/// Web app (confidential client) or desktop app (PKCE with TikTok's hex challenge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AppType {
+    /// Registered as a web app: no PKCE.
+    #[default]
+    Web,
+    /// Registered as a desktop app: PKCE required.
+    Desktop,
+}
+
+/// `[tiktok]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TikTokSettings {
+    /// The app's client key from the developer portal.
+    pub client_key: String,
+    /// The app's client secret (prefer `client_secret_file`).
+    pub client_secret: Option<Secret>,
+    /// A file holding the client secret (e.g. `/run/credentials/tiktok-poster.service/client_secret`).
+    pub client_secret_file: Option<PathBuf>,
+    /// The OAuth callback registered with TikTok.
+    pub redirect_uri: String,
+    /// TikTok's API host, or a simulator.
+    pub api_base: String,
+    /// TikTok's authorize host, or a simulator.
+    pub auth_base: String,
+    /// Scopes asked for at connect.
+    pub scopes: Vec<String>,
+    /// `web` or `desktop` (PKCE).
+    pub app_type: AppType,
+    /// Whole-request timeout of API calls.
+    pub request_timeout_secs: u64,
+    /// Connect timeout of every request.
+    pub connect_timeout_secs: u64,
+    /// Timeout of one chunk PUT.
+    pub upload_chunk_timeout_secs: u64,
+    /// Retries of one chunk after a 5xx or dropped connection.
+    pub upload_chunk_retries: u32,
+}
+
+impl Default for TikTokSettings {
+    fn default() -> Self {
+        Self {
+            client_key: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            redirect_uri: "http://127.0.0.1:8080/oauth/callback".into(),
+            api_base: "https://open.tiktokapis.com".into(),
+            auth_base: "https://www.tiktok.com".into(),
+            scopes: vec![
+                "user.info.basic".into(),
+                "video.publish".into(),
+                "video.upload".into(),
+            ],
+            app_type: AppType::Web,
+            request_timeout_secs: 30,
+            connect_timeout_secs: 10,
+            upload_chunk_timeout_secs: 300,
+            upload_chunk_retries: 5,
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Where the connect page, OAuth callback, webhooks, /healthz and /metrics listen.
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[worker]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Posts worked on at once by this daemon.
+    pub concurrency: u32,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self { concurrency: 4 }
+    }
+}
+
+/// `[tokens]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// 32 random bytes that seal the stored tokens.
+    pub encryption_key_file: PathBuf,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            encryption_key_file: "/etc/tiktok-poster/token.key".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise (journald).
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `auto`, `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, `tiktok_poster=debug,info`, …; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Which file to read: the flag, then `$TIKTOK_POSTER_CONFIG`, then `./config.toml`, then
+/// `/etc/tiktok-poster/config.toml`. `Ok(None)` when none exists and none was named.
+pub fn resolve_path(
+    flag: Option<&Path>,
+    env_value: Option<String>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(p) = flag {
+        if !p.exists() {
+            return Err(ConfigError(format!(
+                "config file {} (from --config) does not exist; check the path",
+                p.display()
+            )));
+        }
+        return Ok(Some(p.to_path_buf()));
+    }
+    if let Some(p) = env_value.filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.exists() {
+            return Err(ConfigError(format!(
+                "config file {} (from ${CONFIG_ENV}) does not exist; fix or unset the variable",
+                p.display()
+            )));
+        }
+        return Ok(Some(p));
+    }
+    for candidate in ["config.toml", "/etc/tiktok-poster/config.toml"] {
+        let p = PathBuf::from(candidate);
+        if p.exists() {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
+impl Settings {
+    /// Loads from an optional file and a set of environment variables (pass `std::env::vars()`; tests
+    /// pass their own map, never `set_var`), then reads secret files and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("tiktok.scopes")
+                .source(Some(vars)),
+        );
+        let where_ = path
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError(format!("cannot read the configuration{where_}: {e}")))?;
+        let mut s: Settings = raw.try_deserialize().map_err(|e| {
+            ConfigError(format!(
+                "invalid configuration{where_}: {e}; see config.example.toml for every key (variables use TIKTOK_POSTER__SECTION__KEY)"
+            ))
+        })?;
+        s.read_secret_files()?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(file) = &self.tiktok.client_secret_file {
+            if self
+                .tiktok
+                .client_secret
+                .as_ref()
+                .is_some_and(|s| !s.expose().is_empty())
+            {
+                return Err(ConfigError(
+                    "tiktok.client_secret and tiktok.client_secret_file are both set; keep only one (the file is preferred)".into(),
+                ));
+            }
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                ConfigError(format!(
+                    "tiktok.client_secret_file = {}: cannot read it ({e}); check the path and that the service user may read it",
+                    file.display()
+                ))
+            })?;
+            let secret = text.trim().to_string();
+            if secret.is_empty() {
+                return Err(ConfigError(format!(
+                    "tiktok.client_secret_file = {} is empty; put the client secret from the TikTok developer portal in it",
+                    file.display()
+                )));
+            }
+            self.tiktok.client_secret = Some(Secret(SecretString::from(secret)));
+        }
+        Ok(())
+    }
+
+    /// Checks every value; all problems are reported at once, one per line.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, env: &str, msg: String| {
+            problems.push(format!(
+                "{key}: {msg} (set it in the config file or with TIKTOK_POSTER__{env})"
+            ));
+        };
+        match Url::parse(&self.redis.url) {
+            Ok(u) if ["redis", "rediss", "unix", "redis+unix"].contains(&u.scheme()) => {}
+            _ => bad(
+                "redis.url",
+                "REDIS__URL",
+                format!(
+                    "{:?} is not a redis:// , rediss:// or unix:// URL",
+                    self.redis.url
+                ),
+            ),
+        }
+        if self.redis.namespace.is_empty() || self.redis.namespace.contains(char::is_whitespace) {
+            bad(
+                "redis.namespace",
+                "REDIS__NAMESPACE",
+                format!(
+                    "{:?} must be non-empty and without spaces",
+                    self.redis.namespace
+                ),
+            );
+        }
+        for (key, env, value) in [
+            ("tiktok.api_base", "TIKTOK__API_BASE", &self.tiktok.api_base),
+            (
+                "tiktok.auth_base",
+                "TIKTOK__AUTH_BASE",
+                &self.tiktok.auth_base,
+            ),
+            (
+                "tiktok.redirect_uri",
+                "TIKTOK__REDIRECT_URI",
+                &self.tiktok.redirect_uri,
+            ),
+        ] {
+            match Url::parse(value) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => bad(
+                    key,
+                    env,
+                    format!("{value:?} is not an absolute http(s) URL"),
+                ),
+            }
+        }
+        if Url::parse(&self.tiktok.redirect_uri)
+            .is_ok_and(|u| u.query().is_some() || u.fragment().is_some())
+        {
+            bad(
+                "tiktok.redirect_uri",
+                "TIKTOK__REDIRECT_URI",
+                "TikTok requires a static redirect URI without query or fragment".into(),
+            );
+        }
+        if self.tiktok.scopes.is_empty() {
+            bad("tiktok.scopes", "TIKTOK__SCOPES", "at least one scope is needed, e.g. [\"user.info.basic\", \"video.publish\", \"video.upload\"]".into());
+        }
+        for (key, env, v, lo, hi) in [
+            (
+                "tiktok.request_timeout_secs",
+                "TIKTOK__REQUEST_TIMEOUT_SECS",
+                self.tiktok.request_timeout_secs,
+                1,
+                600,
+            ),
+            (
+                "tiktok.connect_timeout_secs",
+                "TIKTOK__CONNECT_TIMEOUT_SECS",
+                self.tiktok.connect_timeout_secs,
+                1,
+                120,
+            ),
+            (
+                "tiktok.upload_chunk_timeout_secs",
+                "TIKTOK__UPLOAD_CHUNK_TIMEOUT_SECS",
+                self.tiktok.upload_chunk_timeout_secs,
+                5,
+                3600,
+            ),
+            (
+                "tiktok.upload_chunk_retries",
+                "TIKTOK__UPLOAD_CHUNK_RETRIES",
+                self.tiktok.upload_chunk_retries as u64,
+                0,
+                100,
+            ),
+            (
+                "worker.concurrency",
+                "WORKER__CONCURRENCY",
+                self.worker.concurrency as u64,
+                1,
+                1024,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                bad(
+                    key,
+                    env,
+                    format!("{v} is out of range; give a value from {lo} to {hi}"),
+                );
+            }
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            bad(
+                "http.listen",
+                "HTTP__LISTEN",
+                format!(
+                    "{:?} is not an address such as 127.0.0.1:8080",
+                    self.http.listen
+                ),
+            );
+        }
+        if self.tokens.encryption_key_file.as_os_str().is_empty() {
+            bad(
+                "tokens.encryption_key_file",
+                "TOKENS__ENCRYPTION_KEY_FILE",
+                "a path is required".into(),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            bad(
+                "log.level",
+                "LOG__LEVEL",
+                format!(
+                    "{:?} is not a valid filter ({e}); use e.g. info or debug",
+                    self.log.level
+                ),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(format!(
+                "invalid configuration:\n  {}",
+                problems.join("\n  ")
+            )))
+        }
+    }
+
+    /// True when no client key is configured, which is fine only against a simulator.
+    pub fn has_credentials(&self) -> bool {
+        !self.tiktok.client_key.is_empty()
+            && self
+                .tiktok
+                .client_secret
+                .as_ref()
+                .is_some_and(|s| !s.expose().is_empty())
+    }
+
+    /// The TikTok client settings.
+    pub fn client_config(&self) -> Result<crate::tiktok::ClientConfig, ConfigError> {
+        let api = Url::parse(&self.tiktok.api_base)
+            .map_err(|e| ConfigError(format!("tiktok.api_base: {e}")))?;
+        let auth = Url::parse(&self.tiktok.auth_base)
+            .map_err(|e| ConfigError(format!("tiktok.auth_base: {e}")))?;
+        let secret = self
+            .tiktok
+            .client_secret
+            .clone()
+            .map(|s| s.0)
+            .unwrap_or_else(|| SecretString::from(String::new()));
+        let mut c =
+            crate::tiktok::ClientConfig::new(api, auth, self.tiktok.client_key.clone(), secret);
+        c.request_timeout = Duration::from_secs(self.tiktok.request_timeout_secs);
+        c.connect_timeout = Duration::from_secs(self.tiktok.connect_timeout_secs);
+        c.upload_chunk_timeout = Duration::from_secs(self.tiktok.upload_chunk_timeout_secs);
+        c.upload_chunk_retries = self.tiktok.upload_chunk_retries;
+        Ok(c)
+    }
+
+    /// The effective settings as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_example_config_loads_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let s = Settings::load(Some(&path), env(&[])).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.redis.url, d.redis.url);
+        assert_eq!(s.worker.concurrency, d.worker.concurrency);
+        assert_eq!(s.tiktok.scopes, d.tiktok.scopes);
+        assert_eq!(
+            s.to_masked_toml(),
+            d.to_masked_toml(),
+            "config.example.toml must document the defaults"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_use_double_underscores() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "c.toml",
+            "[worker]\nconcurrency = 2\n[tiktok]\nclient_key = \"abc\"\n",
+        );
+        let s = Settings::load(
+            Some(&p),
+            env(&[
+                ("TIKTOK_POSTER__WORKER__CONCURRENCY", "9"),
+                ("TIKTOK_POSTER__TIKTOK__CLIENT_KEY", "12345"),
+                (
+                    "TIKTOK_POSTER__TIKTOK__SCOPES",
+                    "video.publish,video.upload",
+                ),
+                ("TIKTOK_POSTER__REDIS__NAMESPACE", "ns1"),
+                // Wrong forms are not ours and must not be mistaken for overrides.
+                ("TIKTOK_POSTER_WORKER_CONCURRENCY", "7"),
+                ("TIKTOK_POSTER_CONFIG", "/nonexistent"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.worker.concurrency, 9);
+        assert_eq!(
+            s.tiktok.client_key, "12345",
+            "a numeric-looking key stays a string"
+        );
+        assert_eq!(s.tiktok.scopes, vec!["video.publish", "video.upload"]);
+        assert_eq!(s.redis.namespace, "ns1");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "c.toml", "[worker]\nconcurency = 2\n");
+        let e = Settings::load(Some(&p), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("concurency"), "{e}");
+        let e = Settings::load(None, env(&[("TIKTOK_POSTER__WORKER__THREADS", "3")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("threads"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_every_bad_key_and_its_variable() {
+        let e = Settings::load(
+            None,
+            env(&[
+                ("TIKTOK_POSTER__WORKER__CONCURRENCY", "0"),
+                ("TIKTOK_POSTER__HTTP__LISTEN", "localhost"),
+                ("TIKTOK_POSTER__REDIS__URL", "http://x"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("worker.concurrency: 0 is out of range")
+                && e.contains("TIKTOK_POSTER__WORKER__CONCURRENCY"),
+            "{e}"
+        );
+        assert!(e.contains("http.listen"), "{e}");
+        assert!(e.contains("redis.url"), "{e}");
+    }
+
+    #[test]
+    fn the_client_secret_comes_from_a_file_and_is_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = write(&dir, "secret", "s3cr3t-value\n");
+        let s = Settings::load(
+            None,
+            env(&[(
+                "TIKTOK_POSTER__TIKTOK__CLIENT_SECRET_FILE",
+                secret.to_str().unwrap(),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.tiktok.client_secret.as_ref().unwrap().expose(),
+            "s3cr3t-value"
+        );
+        assert!(!s.to_masked_toml().contains("s3cr3t"));
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+        let both = Settings::load(
+            None,
+            env(&[
+                (
+                    "TIKTOK_POSTER__TIKTOK__CLIENT_SECRET_FILE",
+                    secret.to_str().unwrap(),
+                ),
+                ("TIKTOK_POSTER__TIKTOK__CLIENT_SECRET", "x"),
+            ]),
+        );
+        assert!(both.unwrap_err().to_string().contains("both set"));
+        let missing = Settings::load(
+            None,
+            env(&[(
+                "TIKTOK_POSTER__TIKTOK__CLIENT_SECRET_FILE",
+                "/nonexistent/secret",
+            )]),
+        );
+        assert!(missing.unwrap_err().to_string().contains("cannot read it"));
+    }
+
+    #[test]
+    fn a_named_config_file_must_exist() {
+        let e = resolve_path(Some(Path::new("/nonexistent/c.toml")), None).unwrap_err();
+        assert!(e.to_string().contains("--config"));
+        let e = resolve_path(None, Some("/nonexistent/c.toml".into())).unwrap_err();
+        assert!(e.to_string().contains(CONFIG_ENV));
+    }
+}

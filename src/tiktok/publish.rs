@@ -1,0 +1,498 @@
+//! The Content Posting API: `creator_info`, Direct Post init, inbox (draft) init, status fetch, cancel.
+
+use std::fmt;
+use std::str::FromStr;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
+
+use super::upload::{ChunkPlan, UploadUrl};
+use super::{Client, ErrorKind, TikTokError, utf16_len};
+
+/// Longest video title TikTok accepts, in UTF-16 code units.
+pub const MAX_TITLE_UTF16: usize = 2200;
+
+/// Who may see a post. Never defaulted: the user must choose, among the creator's options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PrivacyLevel {
+    /// Everyone.
+    PublicToEveryone,
+    /// Mutual followers.
+    MutualFollowFriends,
+    /// Followers (private accounts).
+    FollowerOfCreator,
+    /// Only the creator.
+    SelfOnly,
+}
+
+impl PrivacyLevel {
+    /// Every level, in TikTok's spelling.
+    pub const ALL: [PrivacyLevel; 4] = [
+        Self::PublicToEveryone,
+        Self::MutualFollowFriends,
+        Self::FollowerOfCreator,
+        Self::SelfOnly,
+    ];
+
+    /// TikTok's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PublicToEveryone => "PUBLIC_TO_EVERYONE",
+            Self::MutualFollowFriends => "MUTUAL_FOLLOW_FRIENDS",
+            Self::FollowerOfCreator => "FOLLOWER_OF_CREATOR",
+            Self::SelfOnly => "SELF_ONLY",
+        }
+    }
+}
+
+impl fmt::Display for PrivacyLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PrivacyLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s.trim()).ok_or_else(|| {
+            format!(
+                "privacy_level {s:?} is not one of PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR, SELF_ONLY"
+            )
+        })
+    }
+}
+
+/// `post_info` of a Direct Post init: every field in the reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostInfo {
+    /// The caption (hashtags and mentions are parsed by TikTok); at most 2200 UTF-16 code units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Required; must be among the creator's `privacy_level_options`.
+    pub privacy_level: PrivacyLevel,
+    /// Turn duets off.
+    #[serde(default)]
+    pub disable_duet: bool,
+    /// Turn stitches off.
+    #[serde(default)]
+    pub disable_stitch: bool,
+    /// Turn comments off.
+    #[serde(default)]
+    pub disable_comment: bool,
+    /// The frame used as the cover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_cover_timestamp_ms: Option<u32>,
+    /// Paid partnership promoting a third party. Always sent explicitly (the docs mark it required).
+    #[serde(default)]
+    pub brand_content_toggle: bool,
+    /// Promotes the creator's own business. Always sent explicitly.
+    #[serde(default)]
+    pub brand_organic_toggle: bool,
+    /// Labels the video as AI-generated.
+    #[serde(default)]
+    pub is_aigc: bool,
+}
+
+impl PostInfo {
+    /// A post with just a privacy level (all toggles off).
+    pub fn new(privacy_level: PrivacyLevel) -> Self {
+        Self {
+            title: None,
+            privacy_level,
+            disable_duet: false,
+            disable_stitch: false,
+            disable_comment: false,
+            video_cover_timestamp_ms: None,
+            brand_content_toggle: false,
+            brand_organic_toggle: false,
+            is_aigc: false,
+        }
+    }
+
+    /// The checks TikTok makes on `post_info` that can be made without asking TikTok.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(title) = &self.title {
+            let n = utf16_len(title);
+            if n > MAX_TITLE_UTF16 {
+                return Err(format!(
+                    "title is {n} UTF-16 code units long; TikTok allows at most {MAX_TITLE_UTF16} (emoji count as 2)"
+                ));
+            }
+        }
+        if self.brand_content_toggle && self.privacy_level == PrivacyLevel::SelfOnly {
+            return Err(
+                "branded content (brand_content_toggle) cannot be posted with privacy SELF_ONLY; choose a public or friends level"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Where TikTok gets the video from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// We PUT the bytes to the returned `upload_url` following this plan.
+    FileUpload(ChunkPlan),
+    /// TikTok downloads the URL (which must be on a verified domain or prefix).
+    PullFromUrl(String),
+}
+
+impl Source {
+    fn to_json(&self) -> Value {
+        match self {
+            Source::FileUpload(p) => json!({
+                "source": "FILE_UPLOAD",
+                "video_size": p.video_size,
+                "chunk_size": p.chunk_size,
+                "total_chunk_count": p.total_chunk_count,
+            }),
+            Source::PullFromUrl(url) => json!({"source": "PULL_FROM_URL", "video_url": url}),
+        }
+    }
+}
+
+/// `creator_info/query` data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreatorInfo {
+    /// Avatar URL (lives 2 h).
+    pub creator_avatar_url: String,
+    /// The @handle.
+    pub creator_username: String,
+    /// Display name; the UX must show it.
+    pub creator_nickname: String,
+    /// The privacy levels the creator may use now.
+    pub privacy_level_options: Vec<String>,
+    /// Comments set to "No one".
+    pub comment_disabled: bool,
+    /// Duets off (private account or "No one").
+    pub duet_disabled: bool,
+    /// Stitches off (private account or "No one").
+    pub stitch_disabled: bool,
+    /// The longest video this creator may post.
+    pub max_video_post_duration_sec: Option<u32>,
+}
+
+impl CreatorInfo {
+    /// True when the creator's options include this privacy level.
+    pub fn allows(&self, level: PrivacyLevel) -> bool {
+        self.privacy_level_options
+            .iter()
+            .any(|o| o == level.as_str())
+    }
+}
+
+/// What an init returns.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InitResponse {
+    /// Opaque, up to 64 characters; the handle for status, cancel and webhooks.
+    pub publish_id: String,
+    /// For FILE_UPLOAD: where to PUT the chunks, valid one hour.
+    pub upload_url: Option<UploadUrl>,
+}
+
+impl fmt::Debug for InitResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InitResponse")
+            .field("publish_id", &self.publish_id)
+            .field(
+                "upload_url",
+                &self.upload_url.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct InitData {
+    publish_id: String,
+    #[serde(default)]
+    upload_url: Option<String>,
+}
+
+/// The `status` of a status fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusKind {
+    /// FILE_UPLOAD in progress (chunks arriving, or processing).
+    ProcessingUpload,
+    /// PULL_FROM_URL download in progress.
+    ProcessingDownload,
+    /// Draft delivered to the creator's inbox.
+    SendToUserInbox,
+    /// Posted.
+    PublishComplete,
+    /// Failed; see `fail_reason`.
+    Failed,
+    /// A value the docs do not list.
+    Other(String),
+}
+
+impl StatusKind {
+    fn parse(s: &str) -> Self {
+        match s {
+            "PROCESSING_UPLOAD" => Self::ProcessingUpload,
+            "PROCESSING_DOWNLOAD" => Self::ProcessingDownload,
+            "SEND_TO_USER_INBOX" => Self::SendToUserInbox,
+            "PUBLISH_COMPLETE" => Self::PublishComplete,
+            "FAILED" => Self::Failed,
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+/// A status fetch result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishStatus {
+    /// Where the post is.
+    pub status: StatusKind,
+    /// Set on FAILED.
+    pub fail_reason: Option<String>,
+    /// Public post ids (after moderation; empty for non-public posts).
+    pub post_ids: Vec<u64>,
+    /// Bytes TikTok has received (FILE_UPLOAD).
+    pub uploaded_bytes: Option<u64>,
+    /// Bytes TikTok has downloaded (PULL_FROM_URL).
+    pub downloaded_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct StatusData {
+    status: String,
+    #[serde(default)]
+    fail_reason: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "ids",
+        alias = "publicly_available_post_id"
+    )]
+    publicaly_available_post_id: Vec<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    uploaded_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    downloaded_bytes: Option<u64>,
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// Post ids as numbers or strings (19-digit ids do not survive a float).
+fn ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    let v = Option::<Value>::deserialize(d)?;
+    Ok(match v {
+        Some(Value::Array(items)) => items.iter().filter_map(as_u64).collect(),
+        Some(single) => as_u64(&single).into_iter().collect(),
+        None => Vec::new(),
+    })
+}
+
+fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(as_u64))
+}
+
+/// `fail_reason` in words, for the post ledger and the operator.
+pub fn fail_reason_text(reason: &str) -> &'static str {
+    match reason {
+        "file_format_check_failed" => {
+            "TikTok could not read the video format; use MP4 (H.264/AAC), MOV or WebM"
+        }
+        "duration_check_failed" => "the video is too long or too short for this creator",
+        "frame_rate_check_failed" => "TikTok refused the frame rate; use 23 to 60 fps",
+        "picture_size_check_failed" => {
+            "TikTok refused the picture size; each side must be 360 to 4096 px"
+        }
+        "internal" => "TikTok had an internal failure; the post can be tried again",
+        "video_pull_failed" => "TikTok could not download the video URL within an hour",
+        "photo_pull_failed" => "TikTok could not download a photo URL",
+        "publish_cancelled" => "the upload was cancelled",
+        "auth_removed" => "the creator revoked the app's access while the post was processing",
+        "spam_risk_too_many_posts" => "the creator reached TikTok's daily limit of API posts",
+        "spam_risk_user_banned_from_posting" => "TikTok has banned this account from posting",
+        "spam_risk_text" => "TikTok judged the caption risky or spammy",
+        "spam_risk" => "TikTok judged the request risky",
+        _ => "TikTok gave no further explanation",
+    }
+}
+
+impl Client {
+    /// `POST /v2/post/publish/creator_info/query/` (no body). Errors such as `spam_risk_too_many_posts`
+    /// arrive inside HTTP 200 and are returned as errors.
+    pub async fn creator_info(&self, token: &SecretString) -> Result<CreatorInfo, TikTokError> {
+        self.post_envelope(
+            "creator info",
+            "/v2/post/publish/creator_info/query/",
+            token,
+            None,
+        )
+        .await
+    }
+
+    /// Direct Post init: `POST /v2/post/publish/video/init/`. Not idempotent: a second call makes a
+    /// second post. The caller must persist `publish_id` before uploading.
+    pub async fn init_direct(
+        &self,
+        token: &SecretString,
+        post: &PostInfo,
+        source: &Source,
+    ) -> Result<InitResponse, TikTokError> {
+        let op = "video init";
+        post.check().map_err(|m| TikTokError::local(op, m))?;
+        let body = json!({ "post_info": post, "source_info": source.to_json() });
+        self.init(op, "/v2/post/publish/video/init/", token, &body, source)
+            .await
+    }
+
+    /// Inbox (draft) init: `POST /v2/post/publish/inbox/video/init/`. The docs define only
+    /// `source_info` for this endpoint; the creator finishes the post in the app.
+    pub async fn init_inbox(
+        &self,
+        token: &SecretString,
+        source: &Source,
+    ) -> Result<InitResponse, TikTokError> {
+        let body = json!({ "source_info": source.to_json() });
+        self.init(
+            "inbox init",
+            "/v2/post/publish/inbox/video/init/",
+            token,
+            &body,
+            source,
+        )
+        .await
+    }
+
+    async fn init(
+        &self,
+        op: &str,
+        path: &str,
+        token: &SecretString,
+        body: &Value,
+        source: &Source,
+    ) -> Result<InitResponse, TikTokError> {
+        let data: InitData = self.post_envelope(op, path, token, Some(body)).await?;
+        if data.publish_id.is_empty() {
+            return Err(TikTokError::new(op, ErrorKind::Decode, "decode")
+                .with_message("init returned an empty publish_id"));
+        }
+        let upload_url = match (source, data.upload_url) {
+            (Source::FileUpload(_), Some(u)) if !u.is_empty() => Some(UploadUrl::new(u)),
+            (Source::FileUpload(_), _) => {
+                return Err(
+                    TikTokError::new(op, ErrorKind::Decode, "decode").with_message(format!(
+                        "FILE_UPLOAD init for publish_id {} returned no upload_url",
+                        data.publish_id
+                    )),
+                );
+            }
+            (Source::PullFromUrl(_), _) => None,
+        };
+        Ok(InitResponse {
+            publish_id: data.publish_id,
+            upload_url,
+        })
+    }
+
+    /// `POST /v2/post/publish/status/fetch/`. A FAILED post is a successful call with `status: Failed`.
+    pub async fn fetch_status(
+        &self,
+        token: &SecretString,
+        publish_id: &str,
+    ) -> Result<PublishStatus, TikTokError> {
+        let body = json!({ "publish_id": publish_id });
+        let d: StatusData = self
+            .post_envelope(
+                "status fetch",
+                "/v2/post/publish/status/fetch/",
+                token,
+                Some(&body),
+            )
+            .await?;
+        Ok(PublishStatus {
+            status: StatusKind::parse(&d.status),
+            fail_reason: d.fail_reason.filter(|r| !r.is_empty()),
+            post_ids: d.publicaly_available_post_id,
+            uploaded_bytes: d.uploaded_bytes,
+            downloaded_bytes: d.downloaded_bytes,
+        })
+    }
+
+    /// `POST /v2/post/publish/cancel/` (PULL_FROM_URL downloads, best effort).
+    pub async fn cancel(&self, token: &SecretString, publish_id: &str) -> Result<(), TikTokError> {
+        let body = json!({ "publish_id": publish_id });
+        let _: Value = self
+            .post_envelope(
+                "publish cancel",
+                "/v2/post/publish/cancel/",
+                token,
+                Some(&body),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// A public post's URL.
+pub fn post_url(username: &str, post_id: u64) -> String {
+    format!("https://www.tiktok.com/@{username}/video/{post_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn post_info_serialises_every_field_with_brand_toggles_explicit() {
+        let p = PostInfo::new(PrivacyLevel::SelfOnly);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["privacy_level"], "SELF_ONLY");
+        assert_eq!(v["brand_content_toggle"], false);
+        assert_eq!(v["brand_organic_toggle"], false);
+        assert_eq!(v["is_aigc"], false);
+        assert!(v.get("title").is_none());
+    }
+
+    #[test]
+    fn a_title_over_2200_utf16_units_is_refused_before_sending() {
+        let mut p = PostInfo::new(PrivacyLevel::SelfOnly);
+        p.title = Some("😀".repeat(1100));
+        assert!(p.check().is_ok(), "1100 emoji = 2200 units");
+        p.title = Some("😀".repeat(1100) + "a");
+        assert!(p.check().unwrap_err().contains("2201 UTF-16"));
+    }
+
+    #[test]
+    fn status_accepts_both_spellings_and_ids_as_numbers_or_strings() {
+        let a: StatusData = serde_json::from_str(
+            r#"{"status":"PUBLISH_COMPLETE","publicaly_available_post_id":[7663542984343883021],"uploaded_bytes":5}"#,
+        )
+        .unwrap();
+        assert_eq!(a.publicaly_available_post_id, vec![7663542984343883021]);
+        let b: StatusData = serde_json::from_str(
+            r#"{"status":"PUBLISH_COMPLETE","publicly_available_post_id":["7663542984343883021"]}"#,
+        )
+        .unwrap();
+        assert_eq!(b.publicaly_available_post_id, vec![7663542984343883021]);
+        let c: StatusData = serde_json::from_str(
+            r#"{"status":"FAILED","fail_reason":"internal","uploaded_bytes":"12"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.uploaded_bytes, Some(12));
+    }
+
+    #[test]
+    fn privacy_levels_parse_in_tiktok_spelling_only() {
+        assert_eq!(
+            "SELF_ONLY".parse::<PrivacyLevel>().unwrap(),
+            PrivacyLevel::SelfOnly
+        );
+        assert!(
+            "self_only"
+                .parse::<PrivacyLevel>()
+                .unwrap_err()
+                .contains("PUBLIC_TO_EVERYONE")
+        );
+    }
+}
