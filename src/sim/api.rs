@@ -1243,53 +1243,53 @@ async fn upload(
         Err(r) => return r,
     };
     // Check everything that can be checked before reading the body.
-    let (idx, start, len, total) = {
+    let checked = (|| -> Result<(usize, u64, u64, u64), Response> {
         let mut st = sim.lock();
         let idx = q
             .get("upload_id")
             .and_then(|id| st.by_upload_id.get(id).copied());
         let Some(idx) = idx.filter(|&i| Some(&st.posts[i].upload_token) == q.get("upload_token"))
         else {
-            return upload_status(&mut st, 404, "upload_not_found", None);
+            return Err(upload_status(&mut st, 404, "upload_not_found", None));
         };
         if st.posts[idx].upload_expires_at <= Instant::now() {
-            return upload_status(&mut st, 403, "upload_url_expired", None);
+            return Err(upload_status(&mut st, 403, "upload_url_expired", None));
         }
         let PostSource::File { size, chunk, count } = st.posts[idx].source else {
-            return upload_status(&mut st, 404, "upload_not_found", None);
+            return Err(upload_status(&mut st, 404, "upload_not_found", None));
         };
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !["video/mp4", "video/quicktime", "video/webm"].contains(&ct) {
-            return upload_status(&mut st, 400, "bad_content_type", None);
+            return Err(upload_status(&mut st, 400, "bad_content_type", None));
         }
         let Some(len) = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
         else {
-            return upload_status(&mut st, 400, "missing_content_length", None);
+            return Err(upload_status(&mut st, 400, "missing_content_length", None));
         };
         let Some((a, b, t)) = headers
             .get(header::CONTENT_RANGE)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_range)
         else {
-            return upload_status(&mut st, 400, "bad_content_range", None);
+            return Err(upload_status(&mut st, 400, "bad_content_range", None));
         };
         if t != size || b < a || b - a + 1 != len {
-            return upload_status(&mut st, 400, "bad_content_range", None);
+            return Err(upload_status(&mut st, 400, "bad_content_range", None));
         }
         let uploaded = st.posts[idx].uploaded;
         if st.posts[idx].in_flight || a != uploaded || uploaded == size {
-            return upload_status(
+            return Err(upload_status(
                 &mut st,
                 416,
                 "range_not_satisfiable",
                 Some((uploaded, size)),
-            );
+            ));
         }
         // The chunk must be the one the plan declared at init.
         let i = a / chunk;
@@ -1299,10 +1299,25 @@ async fn upload(
             chunk
         };
         if len != want {
-            return upload_status(&mut st, 400, "chunk_does_not_match_plan", None);
+            return Err(upload_status(
+                &mut st,
+                400,
+                "chunk_does_not_match_plan",
+                None,
+            ));
         }
         st.posts[idx].in_flight = true;
-        (idx, a, len, size)
+        Ok((idx, a, len, size))
+    })();
+    let (idx, start, len, total) = match checked {
+        Ok(v) => v,
+        Err(resp) => {
+            // Read and discard the body before answering, as a real front end does, so the client
+            // can read the status instead of failing on a reset connection.
+            let mut stream = body.into_data_stream();
+            while let Some(Ok(_)) = stream.next().await {}
+            return resp;
+        }
     };
     let guard = InFlight {
         sim: sim.clone(),

@@ -1,0 +1,12 @@
+//! Integration tests: the real client against the real simulator over loopback, and the real binary.
+//!
+//! - `oauth`: authorize, code exchange, refresh with rotation, revoke, PKCE.
+//! - `posting`: creator_info, inits, status, cancel, caps and rate limits, faults.
+//! - `upload`: chunked uploads, resumes after 416 and dropped connections, expiry.
+//! - `cli`: the binary's commands and exit codes.
+
+mod cli;
+mod helpers;
+mod oauth;
+mod posting;
+mod upload;
