@@ -42,6 +42,7 @@ pub(super) fn router(sim: Sim) -> Router {
         .route("/v2/post/publish/inbox/video/init/", post(inbox_init))
         .route("/v2/post/publish/status/fetch/", post(status_fetch))
         .route("/v2/post/publish/cancel/", post(cancel))
+        .route("/upload", put(upload))
         .route("/upload/", put(upload))
         .route("/_sim/posts", get(sim_posts))
         .route("/_sim/stats", get(sim_stats))
@@ -1002,7 +1003,7 @@ fn init_inner(
     let mut data = json!({ "publish_id": publish_id });
     if !is_pull {
         data["upload_url"] = json!(format!(
-            "{}/upload/?upload_id={upload_id}&upload_token={upload_token}",
+            "{}/upload?upload_id={upload_id}&upload_token={upload_token}",
             sim.base_url
         ));
     }

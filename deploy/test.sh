@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command of the README: unit and integration tests. Tests start their own redis-server on a
+# free port and the simulator on port 0; nothing outside the test run is touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "redis-server is missing; install it (apt-get install redis-server) or run bash .ci/run" >&2
+    exit 1
+fi
+exec cargo test --locked "$@"
