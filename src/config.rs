@@ -181,11 +181,56 @@ impl Default for HttpSettings {
 pub struct WorkerSettings {
     /// Posts worked on at once by this daemon.
     pub concurrency: u32,
+    /// Lease of a claimed post; a crashed daemon's posts come back after it.
+    pub lease_secs: u64,
+    /// Longest idle sleep between claims, in milliseconds.
+    pub idle_poll_ms: u64,
+    /// Transient failures of one post before it is settled.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds (doubles per attempt, with jitter).
+    pub backoff_base_ms: u64,
+    /// Longest retry delay in seconds.
+    pub backoff_max_secs: u64,
+    /// Interval between status fetches of one post, in milliseconds.
+    pub status_interval_ms: u64,
+    /// How long after its upload a post may stay unsettled before it is marked unconfirmed.
+    pub settle_timeout_secs: u64,
+    /// How long SIGTERM waits for posts in flight.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { concurrency: 4 }
+        Self {
+            concurrency: 4,
+            lease_secs: 30,
+            idle_poll_ms: 250,
+            max_attempts: 8,
+            backoff_base_ms: 2000,
+            backoff_max_secs: 600,
+            status_interval_ms: 3000,
+            settle_timeout_secs: 6 * 3600,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// The worker runtime's settings.
+    pub fn worker_config(&self) -> crate::worker::WorkerConfig {
+        crate::worker::WorkerConfig {
+            concurrency: self.concurrency as usize,
+            lease: Duration::from_secs(self.lease_secs),
+            idle_poll: Duration::from_millis(self.idle_poll_ms),
+            max_attempts: self.max_attempts,
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_max: Duration::from_secs(self.backoff_max_secs),
+            status_interval: Duration::from_millis(self.status_interval_ms),
+            follow_slice: Duration::from_secs(300),
+            settle_timeout: Duration::from_secs(self.settle_timeout_secs),
+            daily_budget: 15,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
     }
 }
 

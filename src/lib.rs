@@ -20,11 +20,18 @@
 //! - `posts`, `queue`, `worker`, `accounts`, `media`, `http`: the ledger, the job store, the handlers,
 //!   the token store, the video probe and the daemon's HTTP server (being built; see the issues).
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod db;
+pub mod http;
+pub mod posts;
+pub mod queue;
 pub mod sim;
 pub mod telemetry;
 pub mod tiktok;
+pub mod worker;
 
 /// Completes on SIGINT or SIGTERM (systemd stops services with SIGTERM).
 pub async fn shutdown_signal() {

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tiktok_poster::tiktok::upload::UploadRequest;
-use tiktok_poster::tiktok::{AuthorizeRequest, ChunkPlan, Client, ClientConfig, PostInfo, PrivacyLevel, Source};
+use tiktok_poster::tiktok::{
+    AuthorizeRequest, ChunkPlan, Client, ClientConfig, PostInfo, PrivacyLevel, Source,
+};
 use url::Url;
 
 const REDIRECT: &str = "http://127.0.0.1:1/cb";
@@ -38,7 +40,12 @@ fn main() {
 
 fn client_for(base: &str) -> Client {
     let base = Url::parse(base).expect("sim url");
-    let mut cfg = ClientConfig::new(base.clone(), base, "bench", SecretString::from("bench".to_string()));
+    let mut cfg = ClientConfig::new(
+        base.clone(),
+        base,
+        "bench",
+        SecretString::from("bench".to_string()),
+    );
     cfg.upload_chunk_timeout = Duration::from_secs(120);
     Client::new(cfg).expect("client")
 }
@@ -54,19 +61,33 @@ fn child() {
         let size = std::fs::metadata(&file).expect("file").len();
         let plan = ChunkPlan::for_size(size).expect("plan");
         let init = client
-            .init_direct(&token, &PostInfo::new(PrivacyLevel::SelfOnly), &Source::FileUpload(plan))
+            .init_direct(
+                &token,
+                &PostInfo::new(PrivacyLevel::SelfOnly),
+                &Source::FileUpload(plan),
+            )
             .await
             .expect("init");
         let url = init.upload_url.expect("upload url");
         let started = Instant::now();
-        let req = UploadRequest { url: &url, path: &file, plan, content_type: "video/mp4", start_offset: 0 };
+        let req = UploadRequest {
+            url: &url,
+            path: &file,
+            plan,
+            content_type: "video/mp4",
+            start_offset: 0,
+        };
         let out = client.upload_file(req, &mut |_| {}).await.expect("upload");
         assert_eq!(out.retries, 0);
         let secs = started.elapsed().as_secs_f64();
         println!("publish_id {}", init.publish_id);
         secs
     });
-    println!("{secs} {} {}", std::fs::metadata(&file).unwrap().len(), peak_rss_kib());
+    println!(
+        "{secs} {} {}",
+        std::fs::metadata(&file).unwrap().len(),
+        peak_rss_kib()
+    );
 }
 
 fn peak_rss_kib() -> u64 {
@@ -105,9 +126,20 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 async fn parent() {
-    let rounds: usize = std::env::var("TP_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let mib: u64 = std::env::var("TP_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
-    if Command::new("curl").arg("--version").stdout(Stdio::null()).status().is_err() {
+    let rounds: usize = std::env::var("TP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mib: u64 = std::env::var("TP_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    if Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
         eprintln!("curl is not installed; the baseline cannot run (apt-get install curl)");
         std::process::exit(1);
     }
@@ -120,17 +152,32 @@ async fn parent() {
 
     // The simulator as its own process, so its CPU and memory are not counted as the client's.
     let mut sim = Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
-        .args(["sim", "--listen", "127.0.0.1:0", "--publish-delay-ms", "0", "--init-rate-per-min", "100000"])
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--publish-delay-ms",
+            "0",
+            "--init-rate-per-min",
+            "100000",
+        ])
         .args(["--daily-post-cap", "100000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the simulator");
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(sim.stdout.take().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     let base = line.trim().rsplit(' ').next().unwrap().to_string();
     let client = client_for(&base);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let auth = client.authorize_url(&AuthorizeRequest {
         scopes: vec!["video.publish".into(), "video.upload".into()],
         redirect_uri: REDIRECT.into(),
@@ -138,9 +185,21 @@ async fn parent() {
         pkce_challenge: None,
         extra: vec![("sim_username".into(), "bench".into())],
     });
-    let loc = http.get(auth).send().await.unwrap().headers()["location"].to_str().unwrap().to_string();
-    let code = Url::parse(&loc).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.to_string();
-    let tokens = client.exchange_code(&code, REDIRECT, None).await.expect("exchange");
+    let loc = http.get(auth).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let code = Url::parse(&loc)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let tokens = client
+        .exchange_code(&code, REDIRECT, None)
+        .await
+        .expect("exchange");
 
     // Chunk files for curl, cut from the same file beforehand (not timed).
     let plan = ChunkPlan::for_size(mib * MIB).unwrap();
@@ -154,7 +213,10 @@ async fn parent() {
     }
     drop(data);
 
-    println!("upload benchmark: {mib} MiB file, {} chunks of {} bytes, {rounds} rounds, alternating", plan.total_chunk_count, plan.chunk_size);
+    println!(
+        "upload benchmark: {mib} MiB file, {} chunks of {} bytes, {rounds} rounds, alternating",
+        plan.total_chunk_count, plan.chunk_size
+    );
     let mut ours = Vec::new();
     let mut curls = Vec::new();
     let mut rss_big = 0;
@@ -163,7 +225,16 @@ async fn parent() {
         rss_big = rss_big.max(rss);
         let mbps = (mib * MIB) as f64 / 1e6 / secs;
         ours.push(mbps);
-        let csecs = run_curl(&client, &http, &base, &tokens.access_token, plan, &chunk_files, &expected_sha).await;
+        let csecs = run_curl(
+            &client,
+            &http,
+            &base,
+            &tokens.access_token,
+            plan,
+            &chunk_files,
+            &expected_sha,
+        )
+        .await;
         let cmbps = (mib * MIB) as f64 / 1e6 / csecs;
         curls.push(cmbps);
         println!("round {round}: tiktok-poster {mbps:8.1} MB/s   curl {cmbps:8.1} MB/s");
@@ -174,15 +245,33 @@ async fn parent() {
     println!();
     println!("| figure | tiktok-poster | baseline (curl) | ratio |");
     println!("|---|---|---|---|");
-    println!("| upload {mib} MiB, MB/s (median of {rounds}) | {o:.1} | {c:.1} | {:.2} |", o / c);
-    println!("| client peak RSS, 256 MiB file | {:.1} MiB | | |", rss_small as f64 / 1024.0);
-    println!("| client peak RSS, {mib} MiB file | {:.1} MiB | | |", rss_big as f64 / 1024.0);
-    println!("| peak RSS difference | {:.1} MiB | | |", (rss_big as f64 - rss_small as f64).abs() / 1024.0);
+    println!(
+        "| upload {mib} MiB, MB/s (median of {rounds}) | {o:.1} | {c:.1} | {:.2} |",
+        o / c
+    );
+    println!(
+        "| client peak RSS, 256 MiB file | {:.1} MiB | | |",
+        rss_small as f64 / 1024.0
+    );
+    println!(
+        "| client peak RSS, {mib} MiB file | {:.1} MiB | | |",
+        rss_big as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS difference | {:.1} MiB | | |",
+        (rss_big as f64 - rss_small as f64).abs() / 1024.0
+    );
     let _ = sim.kill();
     let _ = sim.wait();
 }
 
-async fn run_child(base: &str, file: &Path, token: &SecretString, http: &reqwest::Client, sha: &str) -> (f64, u64) {
+async fn run_child(
+    base: &str,
+    file: &Path,
+    token: &SecretString,
+    http: &reqwest::Client,
+    sha: &str,
+) -> (f64, u64) {
     let out = Command::new(std::env::current_exe().unwrap())
         .env("TP_BENCH_CHILD", "1")
         .env("TP_BENCH_SIM", base)
@@ -190,11 +279,24 @@ async fn run_child(base: &str, file: &Path, token: &SecretString, http: &reqwest
         .env("TP_BENCH_TOKEN", token.expose_secret())
         .output()
         .expect("run the client child");
-    assert!(out.status.success(), "client child failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "client child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
-    let publish_id = lines.next().unwrap().trim_start_matches("publish_id ").to_string();
-    let nums: Vec<f64> = lines.next().unwrap().split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let publish_id = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("publish_id ")
+        .to_string();
+    let nums: Vec<f64> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
     check_sha(http, base, &publish_id, sha).await;
     (nums[0], nums[2] as u64)
 }
@@ -209,7 +311,11 @@ async fn run_curl(
     sha: &str,
 ) -> f64 {
     let init = client
-        .init_direct(token, &PostInfo::new(PrivacyLevel::SelfOnly), &Source::FileUpload(plan))
+        .init_direct(
+            token,
+            &PostInfo::new(PrivacyLevel::SelfOnly),
+            &Source::FileUpload(plan),
+        )
         .await
         .expect("init");
     let url = init.upload_url.unwrap();
@@ -219,23 +325,57 @@ async fn run_curl(
         if i > 0 {
             cmd.arg("--next");
         }
-        cmd.args(["-o", "/dev/null", "-w", "%{http_code}\\n", "-H", "Content-Type: video/mp4"]);
-        cmd.arg("-H").arg(format!("Content-Range: bytes {}-{}/{}", start, start + len - 1, plan.video_size));
+        cmd.args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\\n",
+            "-H",
+            "Content-Type: video/mp4",
+        ]);
+        cmd.arg("-H").arg(format!(
+            "Content-Range: bytes {}-{}/{}",
+            start,
+            start + len - 1,
+            plan.video_size
+        ));
         cmd.arg("-T").arg(path).arg(url.expose());
     }
     let started = Instant::now();
     let out = cmd.output().expect("run curl");
     let secs = started.elapsed().as_secs_f64();
     let codes = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "curl failed: {} {}", codes, String::from_utf8_lossy(&out.stderr));
-    assert_eq!(codes.lines().last(), Some("201"), "curl's last chunk completes the upload");
+    assert!(
+        out.status.success(),
+        "curl failed: {} {}",
+        codes,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        codes.lines().last(),
+        Some("201"),
+        "curl's last chunk completes the upload"
+    );
     check_sha(http, base, &init.publish_id, sha).await;
     secs
 }
 
 async fn check_sha(http: &reqwest::Client, base: &str, publish_id: &str, sha: &str) {
-    let v: Value = http.get(format!("{base}/_sim/posts")).send().await.unwrap().json().await.unwrap();
-    let post = v["posts"].as_array().unwrap().iter().find(|p| p["publish_id"] == publish_id).unwrap().clone();
+    let v: Value = http
+        .get(format!("{base}/_sim/posts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let post = v["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["publish_id"] == publish_id)
+        .unwrap()
+        .clone();
     assert_eq!(post["sha256"], sha, "the simulator received the exact file");
 }
 

@@ -31,11 +31,7 @@ pub enum Command {
     /// Run a local TikTok simulator (same HTTP API as TikTok) for tests, demos and dry runs.
     Sim(SimConfig),
     /// Add a post from flags or a JSON file; validates at once and prints the post id.
-    Enqueue {
-        /// A JSON file holding the submission (see jobs/).
-        #[arg(long)]
-        file: Option<PathBuf>,
-    },
+    Enqueue(EnqueueArgs),
     /// Show one post and its state.
     Status {
         /// The post id.
@@ -77,6 +73,119 @@ pub enum Command {
     },
     /// Load and validate the configuration and print the effective values (secrets masked).
     CheckConfig,
+    /// The token sealing key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new random 32-byte key file with mode 0600 (never overwrites).
+    Generate {
+        /// Where to write it (default: [tokens] encryption_key_file).
+        path: Option<PathBuf>,
+    },
+}
+
+/// `enqueue` flags: the submission fields, or a JSON file.
+#[derive(Debug, clap::Args)]
+pub struct EnqueueArgs {
+    /// A JSON file holding the whole submission (see jobs/); other flags are then not allowed.
+    #[arg(long, conflicts_with_all = ["account", "video", "video_url", "title", "privacy_level"])]
+    pub file: Option<PathBuf>,
+    /// Idempotency key: the same id is never posted twice (default: a new id).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The account name given at `accounts connect`.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Absolute path of the video file.
+    #[arg(long)]
+    pub video: Option<PathBuf>,
+    /// A URL TikTok downloads (PULL_FROM_URL; the domain must be verified with TikTok).
+    #[arg(long)]
+    pub video_url: Option<String>,
+    /// Caption, up to 2200 UTF-16 code units.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR or SELF_ONLY (required).
+    #[arg(long)]
+    pub privacy_level: Option<String>,
+    /// Upload to the creator's inbox as a draft.
+    #[arg(long)]
+    pub draft: bool,
+    /// RFC 3339 time with an offset (default: now).
+    #[arg(long)]
+    pub publish_at: Option<String>,
+    /// Turn duets off.
+    #[arg(long)]
+    pub disable_duet: bool,
+    /// Turn stitches off.
+    #[arg(long)]
+    pub disable_stitch: bool,
+    /// Turn comments off.
+    #[arg(long)]
+    pub disable_comment: bool,
+    /// Label as AI-generated.
+    #[arg(long)]
+    pub is_aigc: bool,
+    /// Paid partnership (not with SELF_ONLY).
+    #[arg(long)]
+    pub brand_content_toggle: bool,
+    /// Promotes the creator's own business.
+    #[arg(long)]
+    pub brand_organic_toggle: bool,
+    /// Cover frame, in milliseconds.
+    #[arg(long)]
+    pub video_cover_timestamp_ms: Option<u32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EnqueueArgs {
+    fn fields(&self) -> Vec<(String, String)> {
+        let mut f = Vec::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                f.push((k.to_string(), v));
+            }
+        };
+        put("id", self.id.clone());
+        put("account", self.account.clone());
+        put(
+            "video",
+            self.video.as_ref().map(|p| {
+                std::path::absolute(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string()
+            }),
+        );
+        put("video_url", self.video_url.clone());
+        put("title", self.title.clone());
+        put("privacy_level", self.privacy_level.clone());
+        put("publish_at", self.publish_at.clone());
+        put(
+            "video_cover_timestamp_ms",
+            self.video_cover_timestamp_ms.map(|v| v.to_string()),
+        );
+        for (k, v) in [
+            ("draft", self.draft),
+            ("disable_duet", self.disable_duet),
+            ("disable_stitch", self.disable_stitch),
+            ("disable_comment", self.disable_comment),
+            ("is_aigc", self.is_aigc),
+            ("brand_content_toggle", self.brand_content_toggle),
+            ("brand_organic_toggle", self.brand_organic_toggle),
+        ] {
+            if v {
+                put(k, Some("true".into()));
+            }
+        }
+        f
+    }
 }
 
 /// `accounts` subcommands.
@@ -185,17 +294,50 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run => {
             let s = load_settings(cli.config.as_deref())?;
             crate::telemetry::init(s.log.format, &s.log.level);
-            Err(not_yet("run", 3, "the posting pipeline"))
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                crate::shutdown_signal().await;
+                signal.cancel();
+            });
+            crate::daemon::run(s, shutdown)
+                .await
+                .map_err(|e| match e.downcast::<ConfigError>() {
+                    Ok(c) => CliError::Config(c),
+                    Err(e) => CliError::Failure(e),
+                })
         }
-        Command::Enqueue { .. } => Err(not_yet("enqueue", 3, "the posting pipeline")),
-        Command::Status { .. } => Err(not_yet("status", 3, "the posting pipeline")),
-        Command::List { .. } => Err(not_yet("list", 3, "the posting pipeline")),
-        Command::Cancel { .. } => Err(not_yet("cancel", 3, "the posting pipeline")),
-        Command::Retry { .. } => Err(not_yet("retry", 3, "the posting pipeline")),
-        Command::Accounts(_) => Err(not_yet("accounts", 4, "accounts and the token store")),
+        Command::Keys(KeysCommand::Generate { path }) => {
+            let path = match path {
+                Some(p) => p,
+                None => {
+                    load_settings(cli.config.as_deref())?
+                        .tokens
+                        .encryption_key_file
+                }
+            };
+            let key = crate::accounts::TokenKey::generate_file(&path)
+                .map_err(|e| CliError::Failure(e.into()))?;
+            println!(
+                "wrote a new token key to {} (key id {}, mode 0600)",
+                path.display(),
+                key.id()
+            );
+            Ok(())
+        }
+        Command::Enqueue(args) => commands::enqueue(cli.config.as_deref(), args).await,
+        Command::Status { id, json } => commands::status(cli.config.as_deref(), &id, json).await,
+        Command::List { state, json } => {
+            commands::list(cli.config.as_deref(), state.as_deref(), json).await
+        }
+        Command::Cancel { id } => commands::cancel(cli.config.as_deref(), &id).await,
+        Command::Retry { id } => commands::retry(cli.config.as_deref(), &id).await,
+        Command::Accounts(cmd) => commands::accounts_cmd(cli.config.as_deref(), cmd).await,
         Command::Validate { .. } => Err(not_yet("validate", 5, "video checks")),
     }
 }
+
+mod commands;
 
 #[cfg(test)]
 mod tests {
@@ -223,6 +365,17 @@ mod tests {
             vec!["accounts", "remove", "main"],
             vec!["validate", "a.mp4", "b.mp4"],
             vec!["check-config"],
+            vec!["keys", "generate", "/tmp/k"],
+            vec![
+                "enqueue",
+                "--account",
+                "main",
+                "--video",
+                "/v.mp4",
+                "--privacy-level",
+                "SELF_ONLY",
+                "--draft",
+            ],
             vec!["--config", "/x.toml", "check-config"],
         ] {
             let argv = std::iter::once("tiktok-poster").chain(args.iter().copied());

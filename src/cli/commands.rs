@@ -1,0 +1,348 @@
+//! The commands that talk to Redis: enqueue, status, list, cancel, retry, accounts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::{AccountsCommand, CliError, EnqueueArgs, load_settings};
+use crate::accounts::{Accounts, TokenKey, connect};
+use crate::config::{ConfigError, Settings};
+use crate::db::{Keys, now_ms, random_id};
+use crate::posts::{Created, Ledger, PostRecord, parse_fields, parse_json, state};
+use crate::tiktok::Client;
+
+type CallbackState = (
+    Accounts,
+    Keys,
+    std::sync::Arc<Settings>,
+    tokio::sync::mpsc::Sender<Result<String, String>>,
+);
+
+struct Env {
+    settings: Settings,
+    keys: Keys,
+    conn: redis::aio::ConnectionManager,
+}
+
+async fn env(config: Option<&Path>) -> Result<Env, CliError> {
+    let settings = load_settings(config)?;
+    let conn = tokio::time::timeout(
+        Duration::from_secs(10),
+        crate::db::connect(&settings.redis.url),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("Redis at {} did not answer within 10 s", settings.redis.url))?
+    .with_context(|| {
+        format!(
+            "cannot connect to Redis at {} ([redis] url)",
+            settings.redis.url
+        )
+    })?;
+    let keys = Keys::new(&settings.redis.namespace);
+    Ok(Env {
+        settings,
+        keys,
+        conn,
+    })
+}
+
+fn accounts(env: &Env) -> Result<Accounts, CliError> {
+    let key = TokenKey::load(&env.settings.tokens.encryption_key_file)
+        .map_err(|e| ConfigError(format!("tokens.encryption_key_file: {e}")))?;
+    let client =
+        Client::new(env.settings.client_config()?).map_err(|e| CliError::Failure(e.into()))?;
+    Ok(Accounts::new(
+        env.conn.clone(),
+        env.keys.clone(),
+        key,
+        client,
+    ))
+}
+
+/// `enqueue`: validates at once (the same checks as ingest) and records the post.
+pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), CliError> {
+    let sub = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            parse_json(&text)
+        }
+        None => parse_fields(&args.fields()),
+    }
+    .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
+    let env = env(config).await?;
+    let accounts = accounts(&env)?;
+    let extra = crate::queue::ingest::check(&sub, &accounts)
+        .await
+        .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
+    let id = sub
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("cli-{}", &random_id()[..16]));
+    let ledger = Ledger::new(env.conn.clone(), env.keys.clone());
+    let created = ledger
+        .create(&id, &sub, &extra)
+        .await
+        .context("recording the post")?;
+    if args.json {
+        println!(
+            "{}",
+            json!({"id": id, "duplicate": created == Created::Duplicate})
+        );
+    } else if created == Created::Duplicate {
+        println!("{id} (already recorded; nothing changed)");
+    } else {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+fn post_json(p: &PostRecord) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in p.public_fields() {
+        m.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    Value::Object(m)
+}
+
+/// `status ID`.
+pub async fn status(config: Option<&Path>, id: &str, as_json: bool) -> Result<(), CliError> {
+    let env = env(config).await?;
+    let ledger = Ledger::new(env.conn.clone(), env.keys.clone());
+    let Some(p) = ledger.get(id).await.context("reading the post")? else {
+        return Err(CliError::Failure(anyhow::anyhow!("no post {id:?}")));
+    };
+    if as_json {
+        println!("{}", post_json(&p));
+    } else {
+        for (k, v) in p.public_fields() {
+            if !v.is_empty() {
+                println!("{k:<22} {v}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `list [--state S]`.
+pub async fn list(
+    config: Option<&Path>,
+    only: Option<&str>,
+    as_json: bool,
+) -> Result<(), CliError> {
+    if let Some(s) = only
+        && !state::ALL.contains(&s)
+    {
+        return Err(CliError::Usage(format!(
+            "--state {s:?} is not a state; use one of {}",
+            state::ALL.join(", ")
+        )));
+    }
+    let env = env(config).await?;
+    let ledger = Ledger::new(env.conn.clone(), env.keys.clone());
+    let posts = ledger.list(only, 1000).await.context("listing posts")?;
+    if as_json {
+        println!("{}", Value::Array(posts.iter().map(post_json).collect()));
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:<12} {:<16} {:<25} NOTE",
+        "ID", "STATE", "ACCOUNT", "DUE"
+    );
+    for p in posts {
+        let due = chrono::DateTime::from_timestamp_millis(p.num("due_ms"))
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let note = p
+            .get("url")
+            .or(p.get("error_message"))
+            .or(p.get("publish_id"))
+            .unwrap_or("");
+        println!(
+            "{:<28} {:<12} {:<16} {:<25} {}",
+            p.get("id").unwrap_or(""),
+            p.state(),
+            p.get("account").unwrap_or(""),
+            due,
+            note
+        );
+    }
+    Ok(())
+}
+
+/// `cancel ID`.
+pub async fn cancel(config: Option<&Path>, id: &str) -> Result<(), CliError> {
+    let env = env(config).await?;
+    Ledger::new(env.conn.clone(), env.keys.clone())
+        .cancel(id)
+        .await
+        .map_err(|e| CliError::Failure(anyhow::anyhow!(e)))?;
+    println!("{id} cancelled");
+    Ok(())
+}
+
+/// `retry ID`.
+pub async fn retry(config: Option<&Path>, id: &str) -> Result<(), CliError> {
+    let env = env(config).await?;
+    Ledger::new(env.conn.clone(), env.keys.clone())
+        .retry(id)
+        .await
+        .map_err(|e| CliError::Failure(anyhow::anyhow!(e)))?;
+    println!("{id} queued again");
+    Ok(())
+}
+
+/// `accounts …`.
+pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result<(), CliError> {
+    let env = env(config).await?;
+    let accounts = accounts(&env)?;
+    match cmd {
+        AccountsCommand::List { json } => {
+            let list = accounts.list().await.context("listing accounts")?;
+            if json {
+                println!("{}", serde_json::to_string(&list).unwrap_or_default());
+            } else {
+                println!(
+                    "{:<20} {:<20} {:<16} {:<26} RECONNECT BEFORE",
+                    "NAME", "TIKTOK USER", "STATE", "ACCESS TOKEN EXPIRES"
+                );
+                for a in list {
+                    let t = |ms: i64| {
+                        chrono::DateTime::from_timestamp_millis(ms)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
+                    };
+                    let soon = if a.refresh_expires_ms - now_ms() < 7 * 86_400_000 {
+                        " (soon!)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{:<20} @{:<19} {:<16} {:<26} {}{soon}",
+                        a.name,
+                        a.username,
+                        a.state,
+                        t(a.access_expires_ms),
+                        t(a.refresh_expires_ms)
+                    );
+                }
+            }
+        }
+        AccountsCommand::Refresh { name } => {
+            accounts
+                .force_refresh(&name)
+                .await
+                .map_err(|e| CliError::Failure(e.into()))?;
+            println!("{name}: token refreshed");
+        }
+        AccountsCommand::Remove { name } => {
+            accounts
+                .remove(&name)
+                .await
+                .map_err(|e| CliError::Failure(e.into()))?;
+            println!("{name}: revoked and removed");
+        }
+        AccountsCommand::Connect { name } => {
+            let started = now_ms();
+            let url = connect::begin(&accounts, &env.keys, &env.settings, &name, Vec::new())
+                .await
+                .map_err(|e| CliError::Failure(anyhow::anyhow!(e)))?;
+            println!("Open this URL in a browser and approve the app:\n\n  {url}\n");
+            println!(
+                "Waiting for TikTok to send the browser back to {} ...",
+                env.settings.tiktok.redirect_uri
+            );
+            wait_for_callback(&env, &accounts, &name, started).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves the callback itself when nothing listens on the redirect address; otherwise (the daemon runs
+/// there) waits until the account shows up connected.
+async fn wait_for_callback(
+    env: &Env,
+    accounts: &Accounts,
+    name: &str,
+    started: i64,
+) -> Result<(), CliError> {
+    let redirect = url::Url::parse(&env.settings.tiktok.redirect_uri)
+        .map_err(|e| CliError::Failure(e.into()))?;
+    let addr = format!(
+        "{}:{}",
+        redirect.host_str().unwrap_or("127.0.0.1"),
+        redirect.port_or_known_default().unwrap_or(80)
+    );
+    if let Ok(listener) = tokio::net::TcpListener::bind(&addr).await {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, String>>(1);
+        let state = (
+            accounts.clone(),
+            env.keys.clone(),
+            std::sync::Arc::new(env.settings.clone()),
+            tx,
+        );
+        let app = axum::Router::new()
+            .route(
+                redirect.path(),
+                axum::routing::get(
+                    |axum::extract::State((accounts, keys, settings, tx)): axum::extract::State<
+                        CallbackState,
+                    >,
+                     axum::extract::RawQuery(q): axum::extract::RawQuery| async move {
+                        let query: Vec<(String, String)> =
+                            url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+                                .into_owned()
+                                .collect();
+                        let r = connect::complete(&accounts, &keys, &settings, &query)
+                            .await
+                            .map(|a| a.username);
+                        let page = match &r {
+                            Ok(u) => {
+                                format!("Connected to TikTok user @{u}. You can close this page.")
+                            }
+                            Err(e) => format!("Connection failed: {e}"),
+                        };
+                        let _ = tx.send(r).await;
+                        page
+                    },
+                ),
+            )
+            .with_state(state);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let r = tokio::time::timeout(Duration::from_secs(connect::STATE_TTL_SECS), rx.recv()).await;
+        server.abort();
+        return match r {
+            Ok(Some(Ok(user))) => {
+                println!("{name}: connected to TikTok user @{user}");
+                Ok(())
+            }
+            Ok(Some(Err(e))) => Err(CliError::Failure(anyhow::anyhow!(e))),
+            _ => Err(CliError::Failure(anyhow::anyhow!(
+                "no callback arrived within 10 minutes; run the command again"
+            ))),
+        };
+    }
+    // The daemon owns the redirect address: it completes the flow; watch the account record.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(connect::STATE_TTL_SECS);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(info) = accounts.info(name).await
+            && let Ok(raw) = redis::cmd("HGET")
+                .arg(env.keys.account(name))
+                .arg("connected_ms")
+                .query_async::<Option<i64>>(&mut env.conn.clone())
+                .await
+            && raw.unwrap_or(0) >= started
+        {
+            println!("{name}: connected to TikTok user @{}", info.username);
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(CliError::Failure(anyhow::anyhow!(
+        "no callback arrived within 10 minutes; run the command again"
+    )))
+}

@@ -1,0 +1,109 @@
+//! Redis plumbing shared by the ledger, the job store and the account store: key names and the
+//! connection.
+//!
+//! Every key the daemon owns starts with `[redis] namespace` (default `tiktok-poster`). The names a
+//! producer touches (`:submit`, `:rejected`, `:post:{id}`, `:events`) are part of the public contract.
+
+use redis::aio::ConnectionManager;
+
+/// Key names under one namespace.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    /// Keys under `namespace`.
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            ns: namespace.to_string(),
+        }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// Stream producers add submissions to.
+    pub fn submit(&self) -> String {
+        format!("{}:submit", self.ns)
+    }
+    /// Stream of rejected submissions with their reason.
+    pub fn rejected(&self) -> String {
+        format!("{}:rejected", self.ns)
+    }
+    /// Stream of post state changes.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.ns)
+    }
+    /// Prefix of post hashes (`{ns}:post:`).
+    pub fn post_prefix(&self) -> String {
+        format!("{}:post:", self.ns)
+    }
+    /// A post's hash.
+    pub fn post(&self, id: &str) -> String {
+        format!("{}:post:{id}", self.ns)
+    }
+    /// Every post id, scored by creation time (for `list`).
+    pub fn posts(&self) -> String {
+        format!("{}:posts", self.ns)
+    }
+    /// Job queue: post ids scored by the time they are due (ms).
+    pub fn due(&self) -> String {
+        format!("{}:q:due", self.ns)
+    }
+    /// Job queue: claimed post ids scored by lease expiry (ms).
+    pub fn lease(&self) -> String {
+        format!("{}:q:lease", self.ns)
+    }
+    /// Pub/sub channel that wakes idle workers.
+    pub fn wake(&self) -> String {
+        format!("{}:q:wake", self.ns)
+    }
+    /// An account's hash.
+    pub fn account(&self, name: &str) -> String {
+        format!("{}:account:{name}", self.ns)
+    }
+    /// The set of account names.
+    pub fn accounts(&self) -> String {
+        format!("{}:accounts", self.ns)
+    }
+    /// The refresh lock of an account.
+    pub fn refresh_lock(&self, name: &str) -> String {
+        format!("{}:lock:refresh:{name}", self.ns)
+    }
+    /// A pending OAuth `state`.
+    pub fn oauth_state(&self, state: &str) -> String {
+        format!("{}:oauth:state:{state}", self.ns)
+    }
+    /// A per-account sliding-window rate limit.
+    pub fn rate(&self, account: &str, what: &str) -> String {
+        format!("{}:rate:{account}:{what}", self.ns)
+    }
+}
+
+/// Opens a managed connection (reconnects by itself after a drop).
+pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(10)))
+        .set_number_of_retries(2);
+    ConnectionManager::new_with_config(client, cfg).await
+}
+
+/// Milliseconds since the epoch on this host.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A random 32-character identifier (lock owners, OAuth states, worker ids).
+pub fn random_id() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}

@@ -1,0 +1,369 @@
+//! Posts: the submission format, the states, and the ledger (one Redis hash per post, the source of
+//! truth) with an event stream entry for every state change.
+//!
+//! Knows Redis, not apalis and not TikTok's HTTP.
+
+pub mod submission;
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use crate::db::{Keys, now_ms};
+pub use submission::{Submission, parse_fields, parse_json};
+
+/// Post states, as stored in the `state` field.
+pub mod state {
+    /// Waiting for `publish_at`.
+    pub const SCHEDULED: &str = "scheduled";
+    /// Due, waiting for a worker.
+    pub const QUEUED: &str = "queued";
+    /// A worker is talking to TikTok (creator_info, init, upload).
+    pub const UPLOADING: &str = "uploading";
+    /// Uploaded; TikTok is processing it.
+    pub const PROCESSING: &str = "processing";
+    /// Live on TikTok.
+    pub const PUBLISHED: &str = "published";
+    /// Draft delivered to the creator's inbox.
+    pub const INBOX: &str = "inbox";
+    /// Waiting out a TikTok cap (see `deferred_until_ms`).
+    pub const DEFERRED: &str = "deferred";
+    /// Failed for good (see `error_code`, `error_message`).
+    pub const FAILED: &str = "failed";
+    /// Cancelled before it was sent.
+    pub const CANCELLED: &str = "cancelled";
+    /// The daemon could not settle whether TikTok published it; a person must check.
+    pub const UNCONFIRMED: &str = "unconfirmed";
+    /// Every state.
+    pub const ALL: &[&str] = &[
+        SCHEDULED,
+        QUEUED,
+        UPLOADING,
+        PROCESSING,
+        PUBLISHED,
+        INBOX,
+        DEFERRED,
+        FAILED,
+        CANCELLED,
+        UNCONFIRMED,
+    ];
+    /// True for states no worker moves on from.
+    pub fn is_terminal(s: &str) -> bool {
+        matches!(s, PUBLISHED | INBOX | FAILED | CANCELLED | UNCONFIRMED)
+    }
+}
+
+/// Creates a post unless the id exists; indexes it and queues it for its due time.
+const CREATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', ARGV[4], 'at', ARGV[2])
+return 1
+"#;
+
+/// Changes a post's state (and fields), fenced by the lease owner when a token is given; records an
+/// event. Returns 1 when applied, 0 when the post is gone, -1 when the lease was lost.
+const TRANSITION: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[4] then return -1 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_ms', ARGV[3])
+if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+local ev = {'id', ARGV[1], 'state', ARGV[2], 'at', ARGV[3]}
+if ARGV[5] ~= '' then table.insert(ev, 'message'); table.insert(ev, ARGV[5]) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(ev))
+return 1
+"#;
+
+/// Cancels a post that has not been sent (no publish_id, not being worked on).
+const CANCEL: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return 'missing' end
+if st ~= 'scheduled' and st ~= 'queued' and st ~= 'deferred' then return st end
+if redis.call('HGET', KEYS[1], 'lease_owner') then return 'in_flight' end
+local pid = redis.call('HGET', KEYS[1], 'publish_id')
+if pid and pid ~= '' then return 'sent' end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'updated_ms', ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', 'cancelled', 'at', ARGV[2])
+return 'ok'
+"#;
+
+/// Re-runs a failed post: TikTok confirmed its attempt cannot be published (or it never got one), so a
+/// new init is safe. Anything else (notably `unconfirmed`) is refused.
+const RETRY: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return 'missing' end
+if st ~= 'failed' then return st end
+local prev = redis.call('HGET', KEYS[1], 'previous_publish_ids') or ''
+local pid = redis.call('HGET', KEYS[1], 'publish_id') or ''
+if pid ~= '' then
+  if prev ~= '' then prev = prev .. ',' end
+  prev = prev .. pid
+end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_ms', ARGV[2], 'attempts', '0', 'publish_id', '',
+  'upload_url_sealed', '', 'upload_expires_ms', '', 'upload_done', '', 'init_started_ms', '',
+  'previous_publish_ids', prev, 'error_code', '', 'error_message', '', 'due_ms', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', 'queued', 'at', ARGV[2], 'message', 'retry requested')
+return 'ok'
+"#;
+
+/// A post as stored.
+#[derive(Debug, Clone, Default)]
+pub struct PostRecord {
+    /// Every field of the hash.
+    pub fields: HashMap<String, String>,
+}
+
+impl PostRecord {
+    /// A field, if present and non-empty.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.fields
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+    /// A numeric field, 0 when absent.
+    pub fn num(&self, k: &str) -> i64 {
+        self.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+    /// The state.
+    pub fn state(&self) -> &str {
+        self.get("state").unwrap_or("")
+    }
+    /// The submission the post was created from.
+    pub fn submission(&self) -> Result<Submission, String> {
+        let fields: Vec<(String, String)> = submission::FIELDS
+            .iter()
+            .filter_map(|k| self.fields.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect();
+        parse_fields(&fields)
+    }
+    /// The fields a producer reads, without internal ones (lease owner, sealed upload URL).
+    pub fn public_fields(&self) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = self
+            .fields
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "lease_owner" | "upload_url_sealed" | "claims"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The post ledger.
+#[derive(Clone)]
+pub struct Ledger {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of recording a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// A new post.
+    New,
+    /// The id exists already: nothing was changed (the same id is never posted twice).
+    Duplicate,
+}
+
+impl Ledger {
+    /// A ledger over a connection.
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Self { conn, keys }
+    }
+
+    /// The key names.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A clone of the connection.
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Records a post and queues it for its due time, unless the id exists.
+    pub async fn create(
+        &self,
+        id: &str,
+        sub: &Submission,
+        extra: &[(&str, String)],
+    ) -> redis::RedisResult<Created> {
+        let now = now_ms();
+        let due = sub.publish_at.map(|t| t.timestamp_millis()).unwrap_or(now);
+        let st = if due > now {
+            state::SCHEDULED
+        } else {
+            state::QUEUED
+        };
+        let create = redis::Script::new(CREATE);
+        let mut script = create.prepare_invoke();
+        script
+            .key(self.keys.post(id))
+            .key(self.keys.posts())
+            .key(self.keys.due())
+            .key(self.keys.events())
+            .arg(id)
+            .arg(now)
+            .arg(due)
+            .arg(st);
+        let mut fields: Vec<(String, String)> = sub.to_fields();
+        fields.retain(|(k, _)| k != "id");
+        fields.push(("id".into(), id.into()));
+        fields.push(("state".into(), st.into()));
+        fields.push(("created_ms".into(), now.to_string()));
+        fields.push(("updated_ms".into(), now.to_string()));
+        fields.push(("due_ms".into(), due.to_string()));
+        fields.push(("attempts".into(), "0".into()));
+        for (k, v) in extra {
+            fields.push((k.to_string(), v.clone()));
+        }
+        for (k, v) in &fields {
+            script.arg(k).arg(v);
+        }
+        let mut conn = self.conn.clone();
+        let n: i32 = script.invoke_async(&mut conn).await?;
+        Ok(if n == 1 {
+            Created::New
+        } else {
+            Created::Duplicate
+        })
+    }
+
+    /// One post.
+    pub async fn get(&self, id: &str) -> redis::RedisResult<Option<PostRecord>> {
+        let mut conn = self.conn.clone();
+        let fields: HashMap<String, String> = conn.hgetall(self.keys.post(id)).await?;
+        Ok((!fields.is_empty()).then_some(PostRecord { fields }))
+    }
+
+    /// Changes a post's state and fields and records an event. With `fence`, applies only while that
+    /// claim still holds the post's lease. Returns false when not applied.
+    pub async fn transition(
+        &self,
+        id: &str,
+        new_state: &str,
+        fields: &[(&str, String)],
+        message: &str,
+        fence: Option<&str>,
+    ) -> redis::RedisResult<bool> {
+        let transition = redis::Script::new(TRANSITION);
+        let mut script = transition.prepare_invoke();
+        script
+            .key(self.keys.post(id))
+            .key(self.keys.events())
+            .arg(id)
+            .arg(new_state)
+            .arg(now_ms())
+            .arg(fence.unwrap_or(""))
+            .arg(message);
+        for (k, v) in fields {
+            script.arg(*k).arg(v);
+        }
+        let mut conn = self.conn.clone();
+        let n: i32 = script.invoke_async(&mut conn).await?;
+        Ok(n == 1)
+    }
+
+    /// Sets fields without a state change (fenced like [`Ledger::transition`]).
+    pub async fn set_fields(
+        &self,
+        id: &str,
+        fields: &[(&str, String)],
+        fence: Option<&str>,
+    ) -> redis::RedisResult<bool> {
+        let Some(rec) = self.get(id).await? else {
+            return Ok(false);
+        };
+        if let Some(token) = fence
+            && rec.get("lease_owner") != Some(token)
+        {
+            return Ok(false);
+        }
+        let mut conn = self.conn.clone();
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let _: () = conn.hset_multiple(self.keys.post(id), &pairs).await?;
+        Ok(true)
+    }
+
+    /// Cancels a post not yet sent. `Err` says why it cannot be cancelled.
+    pub async fn cancel(&self, id: &str) -> Result<(), String> {
+        self.guarded(CANCEL, id).await.and_then(|r| match r.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(format!("no post {id:?}")),
+            "in_flight" => Err(format!("post {id} is being sent right now; it can no longer be cancelled")),
+            "sent" => Err(format!("post {id} was already sent to TikTok; it can no longer be cancelled")),
+            other => Err(format!("post {id} is {other}; only scheduled, queued or deferred posts can be cancelled")),
+        })
+    }
+
+    /// Re-runs a failed post. `Err` says why it is refused.
+    pub async fn retry(&self, id: &str) -> Result<(), String> {
+        self.guarded(RETRY, id).await.and_then(|r| match r.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(format!("no post {id:?}")),
+            "unconfirmed" => Err(format!(
+                "post {id} is unconfirmed: TikTok may have published it; check the account in the TikTok app, and submit it again under a new id only if it is not there"
+            )),
+            other => Err(format!("post {id} is {other}; only failed posts can be retried")),
+        })
+    }
+
+    async fn guarded(&self, script: &str, id: &str) -> Result<String, String> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(script)
+            .key(self.keys.post(id))
+            .key(self.keys.due())
+            .key(self.keys.events())
+            .arg(id)
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| format!("redis: {e}"))
+    }
+
+    /// Posts, newest first, optionally in one state.
+    pub async fn list(
+        &self,
+        only: Option<&str>,
+        limit: usize,
+    ) -> redis::RedisResult<Vec<PostRecord>> {
+        let mut conn = self.conn.clone();
+        let mut out = Vec::new();
+        let mut offset = 0isize;
+        let page = 500isize;
+        while out.len() < limit {
+            let ids: Vec<String> = conn
+                .zrevrange(self.keys.posts(), offset, offset + page - 1)
+                .await?;
+            if ids.is_empty() {
+                break;
+            }
+            offset += page;
+            for id in ids {
+                if let Some(p) = self.get(&id).await?
+                    && only.is_none_or(|s| p.state() == s)
+                {
+                    out.push(p);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

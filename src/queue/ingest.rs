@@ -1,0 +1,376 @@
+//! Ingest: reads the submit stream with a consumer group, records each valid submission in the ledger
+//! (queued for its due time), puts each invalid one in the rejected stream with its reason, and only then
+//! acknowledges the entry, so a crash at any point loses nothing (the entry is read again and the
+//! idempotency key makes the second recording a no-op).
+//!
+//! Replies are parsed by hand from raw Redis values, lossily, so no entry (binary field names, huge
+//! values, deleted entries) can make the reply unreadable and stall the group.
+
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::Accounts;
+use crate::db::Keys;
+use crate::posts::{Created, Ledger, Submission, parse_fields};
+
+/// The consumer group name.
+pub const GROUP: &str = "ingest";
+/// Entries read per call.
+const BATCH: usize = 100;
+
+/// One stream entry: its id and fields, lossily decoded.
+pub type Entry = (String, Vec<(String, String)>);
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::VerbatimString { text, .. } => text.clone(),
+        Value::Int(i) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn items(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a.iter().collect(),
+        Value::Map(m) => m.iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Parses a list of `[id, [field, value, ...]]` entries.
+fn parse_entries(v: &Value) -> Vec<Entry> {
+    items(v)
+        .into_iter()
+        .filter_map(|e| {
+            let parts = items(e);
+            let id = text(parts.first()?);
+            if id.is_empty() {
+                return None;
+            }
+            let fields = parts
+                .get(1)
+                .map(|f| {
+                    items(f)
+                        .chunks(2)
+                        .filter(|c| c.len() == 2)
+                        .map(|c| (text(c[0]), text(c[1])))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((id, fields))
+        })
+        .collect()
+}
+
+/// Parses an XREADGROUP reply (RESP2 array or RESP3 map) for one stream.
+fn parse_read(v: &Value) -> Vec<Entry> {
+    match v {
+        Value::Nil => Vec::new(),
+        Value::Map(m) => m
+            .iter()
+            .flat_map(|(_, entries)| parse_entries(entries))
+            .collect(),
+        _ => items(v)
+            .into_iter()
+            .flat_map(|stream| {
+                items(stream)
+                    .get(1)
+                    .map(|e| parse_entries(e))
+                    .unwrap_or_default()
+            })
+            .collect(),
+    }
+}
+
+/// The ingest loop's state.
+pub struct Ingest {
+    conn: ConnectionManager,
+    keys: Keys,
+    ledger: Ledger,
+    accounts: Accounts,
+    consumer: String,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Recorded as a new post.
+    Accepted(String),
+    /// The id existed: nothing changed.
+    Duplicate(String),
+    /// Put in the rejected stream with this reason.
+    Rejected(String),
+}
+
+/// Checks a submission against what only the daemon knows: the account exists, the file is there.
+/// Returns extra ledger fields (the file's size and modification time, to catch a change before upload).
+pub async fn check(
+    sub: &Submission,
+    accounts: &Accounts,
+) -> Result<Vec<(&'static str, String)>, String> {
+    match accounts.exists(&sub.account).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "account {:?} is not connected; connect it with `tiktok-poster accounts connect {}` and submit again",
+                sub.account, sub.account
+            ));
+        }
+        Err(e) => return Err(format!("cannot check the account now ({e})")),
+    }
+    let mut extra = Vec::new();
+    if let Some(path) = &sub.video {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| format!("video {} cannot be read ({e}); check the path and that the daemon's user may read it", path.display()))?;
+        if !meta.is_file() {
+            return Err(format!("video {} is not a regular file", path.display()));
+        }
+        if meta.len() == 0 {
+            return Err(format!("video {} is empty (0 bytes)", path.display()));
+        }
+        if crate::tiktok::upload::content_type_for(path).is_none() {
+            return Err(format!(
+                "video {} is not an .mp4, .mov or .webm file; TikTok accepts MP4, MOV and WebM",
+                path.display()
+            ));
+        }
+        tokio::fs::File::open(path).await.map_err(|e| {
+            format!(
+                "video {} cannot be opened ({e}); check its permissions",
+                path.display()
+            )
+        })?;
+        crate::tiktok::ChunkPlan::for_size(meta.len())
+            .map_err(|e| format!("video {}: {e}", path.display()))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        extra.push(("video_size", meta.len().to_string()));
+        extra.push(("video_mtime_ms", mtime.to_string()));
+    }
+    Ok(extra)
+}
+
+impl Ingest {
+    /// An ingest loop. `conn` must be its own connection (it blocks on XREADGROUP).
+    pub fn new(
+        conn: ConnectionManager,
+        keys: Keys,
+        ledger: Ledger,
+        accounts: Accounts,
+        consumer: String,
+    ) -> Self {
+        Self {
+            conn,
+            keys,
+            ledger,
+            accounts,
+            consumer,
+        }
+    }
+
+    async fn ensure_group(&mut self) -> redis::RedisResult<()> {
+        // From 0: entries added before the group existed (daemon never started yet) are not lost.
+        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.keys.submit())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn)
+            .await;
+        match r {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Runs until `shutdown`; never returns early on a Redis error (it waits and retries).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let mut last_autoclaim = tokio::time::Instant::now() - Duration::from_secs(3600);
+        let mut logged_down = false;
+        while !shutdown.is_cancelled() {
+            let step = async {
+                self.ensure_group().await?;
+                // Entries another consumer took and never acknowledged (it crashed) come back here.
+                if last_autoclaim.elapsed() > Duration::from_secs(5) {
+                    last_autoclaim = tokio::time::Instant::now();
+                    let v: Value = redis::cmd("XAUTOCLAIM")
+                        .arg(self.keys.submit())
+                        .arg(GROUP)
+                        .arg(&self.consumer)
+                        .arg(30_000)
+                        .arg("0-0")
+                        .arg("COUNT")
+                        .arg(BATCH)
+                        .query_async(&mut self.conn)
+                        .await?;
+                    let parts = items(&v);
+                    if let Some(entries) = parts.get(1) {
+                        for (id, fields) in parse_entries(entries) {
+                            self.handle(&id, &fields).await?;
+                        }
+                    }
+                }
+                // Our own pending entries first (a restart after a crash), then new ones.
+                let pending = self.read("0", None).await?;
+                if !pending.is_empty() {
+                    for (id, fields) in pending {
+                        self.handle(&id, &fields).await?;
+                    }
+                    return Ok::<_, redis::RedisError>(());
+                }
+                for (id, fields) in self.read(">", Some(1000)).await? {
+                    self.handle(&id, &fields).await?;
+                }
+                Ok(())
+            };
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = step => r,
+            };
+            match result {
+                Ok(()) => {
+                    if logged_down {
+                        tracing::info!("Ingest reconnected to Redis.");
+                        logged_down = false;
+                    }
+                    backoff = Duration::from_millis(100);
+                }
+                Err(error) => {
+                    if !logged_down {
+                        tracing::warn!(%error, "Ingest cannot reach Redis; retrying with backoff.");
+                        logged_down = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn read(&mut self, from: &str, block_ms: Option<u64>) -> redis::RedisResult<Vec<Entry>> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(BATCH);
+        if let Some(ms) = block_ms {
+            cmd.arg("BLOCK").arg(ms);
+        }
+        cmd.arg("STREAMS").arg(self.keys.submit()).arg(from);
+        let v: Value = cmd.query_async(&mut self.conn).await?;
+        Ok(parse_read(&v))
+    }
+
+    /// Records or rejects one entry, then acknowledges it. A Redis error leaves it unacknowledged (it
+    /// is read again); nothing about the entry's content can make this fail.
+    pub async fn handle(
+        &mut self,
+        entry_id: &str,
+        fields: &[(String, String)],
+    ) -> redis::RedisResult<Outcome> {
+        let outcome = match parse_fields(fields) {
+            Err(reason) => Outcome::Rejected(reason),
+            Ok(sub) => match check(&sub, &self.accounts).await {
+                Err(reason) => Outcome::Rejected(reason),
+                Ok(extra) => {
+                    let id = sub.id.clone().unwrap_or_else(|| entry_id.to_string());
+                    let mut extra: Vec<(&str, String)> = extra;
+                    extra.push(("entry_id", entry_id.to_string()));
+                    match self.ledger.create(&id, &sub, &extra).await? {
+                        Created::New => {
+                            tracing::info!(post_id = %id, account = %sub.account, "Post recorded.");
+                            Outcome::Accepted(id)
+                        }
+                        Created::Duplicate => {
+                            tracing::info!(post_id = %id, entry_id, "Submission repeats an existing post id; ignored.");
+                            Outcome::Duplicate(id)
+                        }
+                    }
+                }
+            },
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Outcome::Rejected(reason) = &outcome {
+            tracing::warn!(entry_id, reason = %reason, "Submission rejected.");
+            let mut rejected: Vec<(String, String)> = fields.to_vec();
+            rejected.push(("reason".into(), reason.clone()));
+            rejected.push(("entry_id".into(), entry_id.to_string()));
+            pipe.cmd("XADD")
+                .arg(self.keys.rejected())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(100_000)
+                .arg("*");
+            if fields.is_empty() {
+                pipe.arg("empty").arg("true");
+            }
+            for (k, v) in &rejected {
+                pipe.arg(k).arg(v);
+            }
+            pipe.ignore();
+        }
+        pipe.cmd("XACK")
+            .arg(self.keys.submit())
+            .arg(GROUP)
+            .arg(entry_id)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn).await?;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_parsed_lossily_in_both_protocols() {
+        let b = |s: &[u8]| Value::BulkString(s.to_vec());
+        let entry = Value::Array(vec![
+            b(b"1-0"),
+            Value::Array(vec![b(b"account"), b(b"main"), b(&[0xff, 0xfe]), b(b"x")]),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![
+            b(b"ns:submit"),
+            Value::Array(vec![entry.clone()]),
+        ])]);
+        let got = parse_read(&resp2);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "1-0");
+        assert_eq!(got[0].1[0], ("account".to_string(), "main".to_string()));
+        assert_eq!(got[0].1[1].0, "\u{fffd}\u{fffd}");
+        let resp3 = Value::Map(vec![(b(b"ns:submit"), Value::Array(vec![entry]))]);
+        assert_eq!(parse_read(&resp3).len(), 1);
+        assert!(parse_read(&Value::Nil).is_empty());
+        let deleted = Value::Array(vec![Value::Array(vec![
+            b(b"ns:submit"),
+            Value::Array(vec![Value::Array(vec![b(b"2-0"), Value::Nil])]),
+        ])]);
+        assert_eq!(parse_read(&deleted), vec![("2-0".to_string(), vec![])]);
+    }
+}

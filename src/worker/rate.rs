@@ -1,0 +1,114 @@
+//! Per-account rate limits shared by every worker through Redis: sliding windows kept in sorted sets,
+//! so the daemon rarely meets TikTok's own limits (6 inits, 20 creator_info, 30 status fetches per
+//! minute per token; a daily Direct Post budget).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use crate::db::{Keys, random_id};
+
+const ACQUIRE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"#;
+
+/// A limit: `limit` calls per `window`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// Name in the key.
+    pub name: &'static str,
+    /// Calls allowed per window.
+    pub limit: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+/// TikTok's documented per-token limits (per account here).
+pub const INIT: Limit = Limit {
+    name: "init",
+    limit: 6,
+    window: Duration::from_secs(60),
+};
+/// `creator_info/query`.
+pub const CREATOR_INFO: Limit = Limit {
+    name: "creator_info",
+    limit: 20,
+    window: Duration::from_secs(60),
+};
+/// `status/fetch`.
+pub const STATUS: Limit = Limit {
+    name: "status",
+    limit: 30,
+    window: Duration::from_secs(60),
+};
+
+/// The shared limiter.
+#[derive(Clone)]
+pub struct RateLimiter {
+    conn: ConnectionManager,
+    keys: Keys,
+    script: redis::Script,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter").finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// A limiter over a connection.
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Self {
+            conn,
+            keys,
+            script: redis::Script::new(ACQUIRE),
+        }
+    }
+
+    /// Takes one call of `limit` for `account`; `Ok(None)` when taken, `Ok(Some(wait))` when the window
+    /// is full (nothing taken).
+    pub async fn try_acquire(
+        &self,
+        account: &str,
+        limit: Limit,
+    ) -> redis::RedisResult<Option<Duration>> {
+        let mut conn = self.conn.clone();
+        let wait: i64 = self
+            .script
+            .key(self.keys.rate(account, limit.name))
+            .arg(limit.limit)
+            .arg(limit.window.as_millis() as u64)
+            .arg(random_id())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
+    }
+
+    /// Takes one call, waiting up to `max_wait` for the window; `Ok(Some(wait))` if it would wait longer.
+    pub async fn acquire(
+        &self,
+        account: &str,
+        limit: Limit,
+        max_wait: Duration,
+    ) -> redis::RedisResult<Option<Duration>> {
+        loop {
+            match self.try_acquire(account, limit).await? {
+                None => return Ok(None),
+                Some(w) if w <= max_wait => tokio::time::sleep(w).await,
+                Some(w) => return Ok(Some(w)),
+            }
+        }
+    }
+}
