@@ -130,7 +130,14 @@ async fn prelude(sim: &Sim, endpoint: &str, conn: &ConnKill) -> Result<Option<Fa
     }
     let mut st = sim.lock();
     let oauth = endpoint == "token" || endpoint == "revoke";
-    match (&fault.error, fault.status) {
+    let with_retry_after = |mut r: Response| {
+        if let Some(secs) = fault.retry_after_secs {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
+    };
+    let result = match (&fault.error, fault.status) {
         (Some(code), status) if oauth => Err(oauth_error(
             &mut st,
             status.unwrap_or(200),
@@ -165,8 +172,9 @@ async fn prelude(sim: &Sim, endpoint: &str, conn: &ConnKill) -> Result<Option<Fa
             };
             Err(api_error(&mut st, status, code, "injected fault"))
         }
-        (None, None) => Ok(Some(fault)),
-    }
+        (None, None) => Ok(Some(fault.clone())),
+    };
+    result.map_err(with_retry_after)
 }
 
 fn background_fault(sim: &Sim, endpoint: &str) -> Option<Fault> {

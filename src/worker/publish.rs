@@ -549,7 +549,17 @@ impl Job<'_> {
         }
         let slice_end = tokio::time::Instant::now() + self.ctx.cfg.follow_slice;
         let client = self.ctx.client.clone();
+        // Polls start at the configured interval and slow down by half each time (up to ten times the
+        // interval), so long processing does not spend the account's 30 status fetches a minute.
+        let mut interval = self.ctx.cfg.status_interval;
+        let max_interval = self.ctx.cfg.status_interval * 10;
         loop {
+            // TikTok needs time to process: wait before each look, not after it.
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.ctx.shutdown.cancelled() => return Err(Stop::Shutdown),
+            }
+            interval = (interval * 3 / 2).min(max_interval);
             self.slot(rate::STATUS).await?;
             let pid = publish_id.clone();
             let s = self
@@ -625,10 +635,6 @@ impl Job<'_> {
                 return Ok(Next::At(
                     now_ms() + self.ctx.cfg.status_interval.as_millis() as i64,
                 ));
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.ctx.cfg.status_interval) => {}
-                _ = self.ctx.shutdown.cancelled() => return Err(Stop::Shutdown),
             }
         }
     }

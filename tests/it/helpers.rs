@@ -175,11 +175,14 @@ pub fn make_video(path: &Path, size: u64) -> String {
     use std::io::{Seek, SeekFrom, Write};
     let mut f = std::fs::File::create(path).unwrap();
     f.set_len(size).unwrap();
+    // Seeded by the file name, so two test videos of one size still differ.
+    let digest = Sha256::digest(path.to_string_lossy().as_bytes());
+    let seed = u64::from_le_bytes(digest[..8].try_into().unwrap()) % 10_007;
     let mut at = 0u64;
     let mut n = 0u64;
     while at < size {
         let block: Vec<u8> = (0..4096u64)
-            .map(|i| ((i * 31 + n * 7919) % 251) as u8)
+            .map(|i| ((i * 31 + n * 7919 + seed) % 251) as u8)
             .collect();
         let len = block.len().min((size - at) as usize);
         f.seek(SeekFrom::Start(at)).unwrap();

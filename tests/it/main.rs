@@ -3,10 +3,13 @@
 //! - `oauth`: authorize, code exchange, refresh with rotation, revoke, PKCE.
 //! - `posting`: creator_info, inits, status, cancel, caps and rate limits, faults.
 //! - `upload`: chunked uploads, resumes after 416 and dropped connections, expiry.
+//! - `pipeline`: the daemon end to end with its own redis-server.
 //! - `cli`: the binary's commands and exit codes.
 
+mod app;
 mod cli;
 mod helpers;
 mod oauth;
+mod pipeline;
 mod posting;
 mod upload;

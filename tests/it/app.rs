@@ -1,0 +1,295 @@
+//! The daemon under test: its own `redis-server` on a free port, the simulator on port 0, and
+//! `tiktok-poster run` in-process with settings built in code and millisecond timings.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde_json::Value;
+use tiktok_poster::config::Settings;
+use tiktok_poster::sim::SimConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{TestSim, wait_until};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of the test's own, in a temporary directory; killed on drop.
+pub struct TestRedis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    appendonly: bool,
+}
+
+impl TestRedis {
+    pub fn start(appendonly: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            appendonly,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
+            .args([
+                "--appendfsync",
+                "always",
+                "--maxmemory-policy",
+                "noeviction",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        self.child = Some(child);
+        let url = self.url();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok();
+            if ok {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running daemon with its Redis and simulator.
+pub struct TestApp {
+    pub redis: TestRedis,
+    pub sim: TestSim,
+    pub settings: Settings,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(
+        sim_tweak: impl FnOnce(&mut SimConfig),
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let redis = TestRedis::start(true);
+        let sim = TestSim::spawn(sim_tweak).await;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("token.key");
+        tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
+        let port = free_port();
+        let mut s = Settings::default();
+        s.redis.url = redis.url();
+        s.tiktok.client_key = "test-client-key".into();
+        s.tiktok.client_secret = Some(tiktok_poster::config::Secret(secrecy::SecretString::from(
+            "test-secret".to_string(),
+        )));
+        s.tiktok.api_base = sim.sim.base_url.clone();
+        s.tiktok.auth_base = sim.sim.base_url.clone();
+        s.tiktok.redirect_uri = format!("http://127.0.0.1:{port}/oauth/callback");
+        s.tiktok.request_timeout_secs = 5;
+        s.http.listen = format!("127.0.0.1:{port}");
+        s.tokens.encryption_key_file = key;
+        s.worker.concurrency = 4;
+        s.worker.lease_secs = 3;
+        s.worker.idle_poll_ms = 50;
+        s.worker.backoff_base_ms = 100;
+        s.worker.backoff_max_secs = 2;
+        s.worker.status_interval_ms = 50;
+        s.worker.shutdown_grace_secs = 5;
+        tweak(&mut s);
+        s.validate().unwrap();
+        let mut app = Self {
+            redis,
+            sim,
+            settings: s,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            shutdown: CancellationToken::new(),
+            task: None,
+        };
+        app.start_daemon().await;
+        app
+    }
+
+    pub async fn start_daemon(&mut self) {
+        self.shutdown = CancellationToken::new();
+        let task = tokio::spawn(tiktok_poster::daemon::run(
+            self.settings.clone(),
+            self.shutdown.clone(),
+        ));
+        self.task = Some(task);
+        let http = reqwest::Client::new();
+        let url = format!("{}/healthz", self.base);
+        wait_until(Duration::from_secs(10), "the daemon's /healthz", || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// Stops the daemon gracefully (as SIGTERM does) and waits for it.
+    pub async fn stop_daemon(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    /// Connects a simulated creator as account `name` through the daemon's Connect page.
+    pub async fn connect(&self, name: &str, private: bool) {
+        let url = format!(
+            "{}/connect?account={name}&sim_username={name}_creator&sim_private={private}",
+            self.base
+        );
+        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        assert!(body.contains("is connected"), "connect page said: {body}");
+    }
+
+    pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
+        let mut conn = self.redis.conn().await;
+        conn.xadd("tiktok-poster:submit", "*", fields)
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, id: &str) -> std::collections::HashMap<String, String> {
+        let mut conn = self.redis.conn().await;
+        conn.hgetall(format!("tiktok-poster:post:{id}"))
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the post reaches one of `states`; returns its fields.
+    pub async fn wait_state(
+        &self,
+        id: &str,
+        states: &[&str],
+        timeout: Duration,
+    ) -> std::collections::HashMap<String, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let p = self.post(id).await;
+            if p.get("state").is_some_and(|s| states.contains(&s.as_str())) {
+                return p;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for post {id} to reach {states:?}; it is {p:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn rejected(&self) -> Vec<std::collections::HashMap<String, String>> {
+        let mut conn = self.redis.conn().await;
+        let reply: redis::streams::StreamRangeReply =
+            conn.xrange_all("tiktok-poster:rejected").await.unwrap();
+        reply
+            .ids
+            .into_iter()
+            .map(|e| {
+                e.map
+                    .into_iter()
+                    .map(|(k, v)| (k, redis::from_redis_value::<String>(v).unwrap_or_default()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Simulator posts whose video hash is `sha`.
+    pub async fn sim_posts_with(&self, sha: &str) -> Vec<Value> {
+        self.sim
+            .posts()
+            .await
+            .into_iter()
+            .filter(|p| p["sha256"] == sha)
+            .collect()
+    }
+
+    pub fn video(&self, name: &str, size: u64) -> (PathBuf, String) {
+        let p = self.dir.path().join(name);
+        let sha = crate::helpers::make_video(&p, size);
+        (p, sha)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}

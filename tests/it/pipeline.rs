@@ -1,0 +1,445 @@
+//! The posting pipeline end to end: a real redis-server, the simulator, the daemon in-process.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::app::{TestApp, path_str};
+
+const T: Duration = Duration::from_secs(20);
+
+/// A post submitted with XADD is published, and the simulator received the file's exact bytes.
+#[tokio::test]
+async fn a_post_submitted_with_xadd_is_published_with_the_exact_bytes() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let (video, sha) = app.video("cat.mp4", 2_500_000);
+    let entry = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("title", "my cat #cat"),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    let post = app.wait_state(&entry, &["published"], T).await;
+    assert!(post["publish_id"].starts_with("v_pub_file~"), "{post:?}");
+    let sims = app.sim_posts_with(&sha).await;
+    assert_eq!(sims.len(), 1, "published exactly once");
+    assert_eq!(sims[0]["status"], "PUBLISH_COMPLETE");
+    assert_eq!(sims[0]["post_info"]["title"], "my cat #cat");
+    crate::helpers::wait_until(T, "the claim to be released", || async {
+        (!app.post(&entry).await.contains_key("lease_owner")).then_some(())
+    })
+    .await;
+}
+
+/// Bad submissions land in the rejected stream with a reason; the daemon keeps going.
+#[tokio::test]
+async fn bad_submissions_are_rejected_with_a_reason_and_later_posts_go_through() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let (video, sha) = app.video("ok.mp4", 1_000_000);
+    let v = path_str(&video);
+    app.xadd(&[("json", "{not json")]).await;
+    app.xadd(&[("account", "main"), ("video", v)]).await;
+    app.xadd(&[
+        ("account", "nobody"),
+        ("video", v),
+        ("privacy_level", "SELF_ONLY"),
+    ])
+    .await;
+    app.xadd(&[
+        ("account", "main"),
+        ("video", "/nonexistent/v.mp4"),
+        ("privacy_level", "SELF_ONLY"),
+    ])
+    .await;
+    app.xadd(&[
+        ("account", "main"),
+        ("video", v),
+        ("privacy_level", "SELF_ONLY"),
+        ("publish_at", "next tuesday"),
+    ])
+    .await;
+    app.xadd(&[("\u{1}\u{2}", &"x".repeat(100_000))]).await;
+    let good = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", v),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    app.wait_state(&good, &["published"], T).await;
+    let rejected = crate::helpers::wait_until(T, "six rejections", || async {
+        let r = app.rejected().await;
+        (r.len() >= 6).then_some(r)
+    })
+    .await;
+    let reasons: Vec<&str> = rejected.iter().map(|r| r["reason"].as_str()).collect();
+    for want in [
+        "not valid JSON",
+        "`privacy_level` is missing",
+        "\"nobody\" is not connected",
+        "cannot be read",
+        "RFC 3339",
+        "unknown field",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(want)),
+            "no rejection says {want:?}: {reasons:#?}"
+        );
+    }
+    assert!(rejected.iter().all(|r| r.contains_key("entry_id")));
+    assert_eq!(
+        rejected[1]["account"], "main",
+        "the original fields are kept"
+    );
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+}
+
+/// The same id submitted three times, in both forms, is one post.
+#[tokio::test]
+async fn the_same_id_three_times_in_both_forms_is_one_post() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let (video, sha) = app.video("dup.mp4", 1_500_000);
+    let v = path_str(&video);
+    app.xadd(&[
+        ("id", "cal-42"),
+        ("account", "main"),
+        ("video", v),
+        ("privacy_level", "SELF_ONLY"),
+    ])
+    .await;
+    let j = json!({"id": "cal-42", "account": "main", "video": v, "privacy_level": "SELF_ONLY"})
+        .to_string();
+    app.xadd(&[("json", &j)]).await;
+    app.wait_state("cal-42", &["published"], T).await;
+    app.xadd(&[
+        ("id", "cal-42"),
+        ("account", "main"),
+        ("video", v),
+        ("privacy_level", "SELF_ONLY"),
+    ])
+    .await;
+    // Let ingest see the third copy: wait until the submit stream has nothing pending.
+    crate::helpers::wait_until(T, "the third copy to be acknowledged", || async {
+        let mut conn = app.redis.conn().await;
+        let pending: redis::Value = redis::cmd("XPENDING").arg("tiktok-poster:submit").arg("ingest").query_async(&mut conn).await.unwrap();
+        let len: i64 = redis::cmd("XLEN").arg("tiktok-poster:submit").query_async(&mut conn).await.unwrap();
+        let first_is_zero = matches!(&pending, redis::Value::Array(a) if matches!(a.first(), Some(redis::Value::Int(0))));
+        (len == 3 && first_is_zero).then_some(())
+    })
+    .await;
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+    assert_eq!(app.sim.stats().await["requests"]["video_init"], 1);
+}
+
+/// A post scheduled a few seconds ahead is not sent before its time, and is sent within a second after.
+#[tokio::test]
+async fn a_scheduled_post_is_sent_on_time() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let (video, sha) = app.video("later.mp4", 1_000_000);
+    let due = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let at = due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+            ("publish_at", &at),
+        ])
+        .await;
+    crate::helpers::wait_until(T, "the post to be recorded", || async {
+        app.post(&id)
+            .await
+            .get("state")
+            .filter(|s| *s == "scheduled")
+            .map(|_| ())
+    })
+    .await;
+    app.wait_state(&id, &["published"], T).await;
+    let sim = app.sim_posts_with(&sha).await;
+    assert_eq!(sim.len(), 1);
+    let init_ms = sim[0]["created_unix_ms"].as_i64().unwrap();
+    let due_ms = due.timestamp_millis();
+    assert!(
+        init_ms >= due_ms,
+        "sent {} ms before its time",
+        due_ms - init_ms
+    );
+    assert!(
+        init_ms - due_ms <= 1000,
+        "sent {} ms after its time",
+        init_ms - due_ms
+    );
+}
+
+/// TikTok's daily cap defers the post past the 24-hour window; it is not retried within minutes.
+#[tokio::test]
+async fn spam_risk_defers_the_post_past_the_daily_window() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    app.sim
+        .fault(json!({"endpoint": "video_init", "error": "spam_risk_too_many_posts"}))
+        .await;
+    let (video, _) = app.video("capped.mp4", 1_000_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    let post = app.wait_state(&id, &["deferred"], T).await;
+    let until: i64 = post["deferred_until_ms"].parse().unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        until - now > 23 * 3600 * 1000,
+        "deferred by only {} s",
+        (until - now) / 1000
+    );
+    assert_eq!(post["error_code"], "spam_risk_too_many_posts");
+    let mut conn = app.redis.conn().await;
+    let score: f64 = redis::AsyncCommands::zscore(&mut conn, "tiktok-poster:q:due", &id)
+        .await
+        .unwrap();
+    assert_eq!(
+        score as i64, until,
+        "queued again for the end of the window"
+    );
+}
+
+/// Rate limits, 5xx, dropped connections mid-upload and an expired access token each end in exactly one
+/// published post.
+#[tokio::test]
+async fn transient_faults_end_in_exactly_one_published_post() {
+    let app = TestApp::spawn(|c| c.token_ttl_secs = 2, |_| {}).await;
+    app.connect("main", false).await;
+    let connected = std::time::Instant::now();
+    // Faults on the path of the first post.
+    app.sim
+        .fault(json!([
+            {"endpoint": "creator_info", "status": 503},
+            {"endpoint": "video_init", "error": "rate_limit_exceeded", "retry_after_secs": 1},
+            {"endpoint": "video_init", "status": 500},
+            {"endpoint": "upload", "drop": true},
+            {"endpoint": "upload", "drop_after": true},
+            {"endpoint": "status", "drop": true},
+        ]))
+        .await;
+    let (video, sha) = app.video("bumpy.mp4", 70_000_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    app.wait_state(&id, &["published"], Duration::from_secs(90))
+        .await;
+    assert_eq!(
+        app.sim_posts_with(&sha).await.len(),
+        1,
+        "one post at TikTok"
+    );
+    // By now the 2-second token has expired: the next post needs a refresh first.
+    let (video2, sha2) = app.video("after-expiry.mp4", 1_000_000);
+    crate::helpers::wait_until(T, "the first token's two seconds to pass", || async {
+        (connected.elapsed() > Duration::from_millis(2100)).then_some(())
+    })
+    .await;
+    let id2 = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video2)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    app.wait_state(&id2, &["published"], T).await;
+    assert_eq!(app.sim_posts_with(&sha2).await.len(), 1);
+    let stats = app.sim.stats().await;
+    assert!(
+        stats["refreshes"].as_u64().unwrap() >= 1,
+        "the token was refreshed: {stats}"
+    );
+    let inits = stats["requests"]["video_init"].as_u64().unwrap();
+    let posts = app.sim.posts().await.len() as u64;
+    assert_eq!(
+        posts, 2,
+        "two posts at TikTok for two submissions ({inits} init calls)"
+    );
+}
+
+/// An account whose grant was revoked waits (deferred, reauth_required) instead of failing, and its
+/// post goes through once the account is connected again.
+#[tokio::test]
+async fn a_revoked_account_makes_posts_wait_until_it_is_reconnected() {
+    let app = TestApp::spawn(|c| c.token_ttl_secs = 1, |_| {}).await;
+    app.connect("main", false).await;
+    let connected = std::time::Instant::now();
+    // TikTok refuses the refresh token from now on (the user removed the app).
+    app.sim
+        .fault(json!({"endpoint": "token", "error": "invalid_grant", "times": 100}))
+        .await;
+    crate::helpers::wait_until(T, "the access token's second to pass", || async {
+        (connected.elapsed() > Duration::from_millis(1100)).then_some(())
+    })
+    .await;
+    let (video, sha) = app.video("waits.mp4", 1_000_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    let post = app.wait_state(&id, &["deferred", "failed"], T).await;
+    assert_eq!(post["state"], "deferred", "{post:?}");
+    assert_eq!(post["error_code"], "reauth_required");
+    let accounts = app.redis.conn().await;
+    let mut conn = accounts;
+    let state: String =
+        redis::AsyncCommands::hget(&mut conn, "tiktok-poster:account:main", "state")
+            .await
+            .unwrap();
+    assert_eq!(state, "reauth_required");
+    let resp = reqwest::Client::new()
+        .delete(app.sim.url("/_sim/faults"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    app.connect("main", false).await;
+    // Make the waiting post due now instead of in five minutes.
+    let _: () = redis::AsyncCommands::zadd(&mut conn, "tiktok-poster:q:due", &id, 0)
+        .await
+        .unwrap();
+    app.wait_state(&id, &["published"], T).await;
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+}
+
+/// Redis restarted (append-only) while posts are in flight: the daemon carries on by itself, nothing
+/// is lost or doubled.
+#[tokio::test]
+async fn a_redis_restart_mid_flight_loses_and_doubles_nothing() {
+    let mut app = TestApp::spawn(|c| c.publish_delay_ms = 300, |_| {}).await;
+    for a in ["a0", "a1", "a2"] {
+        app.connect(a, false).await;
+    }
+    let mut shas = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let (video, sha) = app.video(&format!("r{i}.mp4"), 800_000);
+        let account = format!("a{}", i % 3);
+        ids.push(
+            app.xadd(&[
+                ("account", &account),
+                ("video", path_str(&video)),
+                ("privacy_level", "SELF_ONLY"),
+            ])
+            .await,
+        );
+        shas.push(sha);
+    }
+    // Wait until something is in flight at TikTok, then restart Redis.
+    crate::helpers::wait_until(T, "a post to be in flight", || async {
+        for id in &ids {
+            if app
+                .post(id)
+                .await
+                .get("publish_id")
+                .is_some_and(|p| !p.is_empty())
+            {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    app.redis.restart();
+    for i in 0..3 {
+        let (video, sha) = app.video(&format!("after{i}.mp4"), 800_000);
+        let account = format!("a{i}");
+        ids.push(
+            app.xadd(&[
+                ("account", &account),
+                ("video", path_str(&video)),
+                ("privacy_level", "SELF_ONLY"),
+            ])
+            .await,
+        );
+        shas.push(sha);
+    }
+    for id in &ids {
+        app.wait_state(id, &["published"], Duration::from_secs(60))
+            .await;
+    }
+    for sha in &shas {
+        let all: Vec<_> = app
+            .sim
+            .posts()
+            .await
+            .iter()
+            .map(|p| {
+                (
+                    p["sha256"].clone(),
+                    p["status"].clone(),
+                    p["publish_id"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            app.sim_posts_with(sha).await.len(),
+            1,
+            "each video exactly once: {sha} in {all:#?}"
+        );
+    }
+    assert_eq!(app.sim.posts().await.len(), ids.len());
+}
+
+/// A graceful stop mid-upload hands the post back; the next daemon resumes it from its publish_id and
+/// TikTok gets one post.
+#[tokio::test]
+async fn a_stop_mid_upload_resumes_from_the_publish_id_without_a_second_init() {
+    let mut app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    // Slow chunks so the stop lands mid-upload.
+    app.sim
+        .fault(json!({"endpoint": "upload", "delay_ms": 300, "times": 3}))
+        .await;
+    let (video, sha) = app.video("long.mp4", 90_000_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    crate::helpers::wait_until(T, "the upload to start", || async {
+        app.post(&id)
+            .await
+            .get("publish_id")
+            .filter(|p| !p.is_empty())
+            .map(|_| ())
+    })
+    .await;
+    app.stop_daemon().await;
+    let post = app.post(&id).await;
+    assert_ne!(post["state"], "published", "stopped before it finished");
+    assert!(
+        !post.contains_key("lease_owner"),
+        "the claim was handed back on shutdown"
+    );
+    app.start_daemon().await;
+    app.wait_state(&id, &["published"], Duration::from_secs(60))
+        .await;
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+    assert_eq!(
+        app.sim.stats().await["requests"]["video_init"],
+        1,
+        "no second init"
+    );
+}
