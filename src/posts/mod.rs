@@ -77,6 +77,14 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(ev))
 return 1
 "#;
 
+/// Sets fields, fenced by the lease owner when a token is given.
+const SET_FIELDS: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[1] then return -1 end
+if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+return 1
+"#;
+
 /// Cancels a post that has not been sent (no publish_id, not being worked on).
 const CANCEL: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -278,25 +286,23 @@ impl Ledger {
         Ok(n == 1)
     }
 
-    /// Sets fields without a state change (fenced like [`Ledger::transition`]).
+    /// Sets fields without a state change, fenced like [`Ledger::transition`] (checked and written in
+    /// one script, so a worker that lost its lease can never overwrite its successor's fields).
     pub async fn set_fields(
         &self,
         id: &str,
         fields: &[(&str, String)],
         fence: Option<&str>,
     ) -> redis::RedisResult<bool> {
-        let Some(rec) = self.get(id).await? else {
-            return Ok(false);
-        };
-        if let Some(token) = fence
-            && rec.get("lease_owner") != Some(token)
-        {
-            return Ok(false);
+        let script = redis::Script::new(SET_FIELDS);
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.post(id)).arg(fence.unwrap_or(""));
+        for (k, v) in fields {
+            inv.arg(*k).arg(v);
         }
         let mut conn = self.conn.clone();
-        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let _: () = conn.hset_multiple(self.keys.post(id), &pairs).await?;
-        Ok(true)
+        let n: i32 = inv.invoke_async(&mut conn).await?;
+        Ok(n == 1)
     }
 
     /// Cancels a post not yet sent. `Err` says why it cannot be cancelled.

@@ -97,7 +97,8 @@ pub enum Next {
 pub async fn run(ctx: Arc<Ctx>, worker_id: String) {
     let cfg = ctx.cfg.clone();
     let sem = Arc::new(Semaphore::new(cfg.concurrency));
-    let held: Arc<Mutex<HashMap<String, Claim>>> = Arc::default();
+    // Held claims, each with a token the renewer cancels when the lease is found lost.
+    let held: Arc<Mutex<HashMap<String, (Claim, CancellationToken)>>> = Arc::default();
     let lease_ms = cfg.lease.as_millis() as u64;
 
     // Lease renewer: one call per interval for every held claim.
@@ -112,12 +113,17 @@ pub async fn run(ctx: Arc<Ctx>, worker_id: String) {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .values()
-                    .cloned()
+                    .map(|(c, _)| c.clone())
                     .collect();
                 match ctx.store.renew(&claims, lease_ms).await {
                     Ok(lost) => {
                         for id in lost {
-                            tracing::warn!(post_id = %id, "Lease lost; another worker may take the post over.");
+                            tracing::warn!(post_id = %id, "Lease lost; the handler stops and the new owner carries on.");
+                            if let Some((_, token)) =
+                                held.lock().unwrap_or_else(|p| p.into_inner()).get(&id)
+                            {
+                                token.cancel();
+                            }
                         }
                     }
                     Err(error) => tracing::warn!(%error, "Lease renewal failed; retrying."),
@@ -184,18 +190,19 @@ pub async fn run(ctx: Arc<Ctx>, worker_id: String) {
         let mut jobs = claimed.jobs.into_iter();
         for permit in permits {
             let Some(claim) = jobs.next() else { break };
+            let lost = CancellationToken::new();
             held.lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(claim.id.clone(), claim.clone());
+                .insert(claim.id.clone(), (claim.clone(), lost.clone()));
             let ctx = ctx.clone();
             let held = held.clone();
             tokio::spawn(async move {
-                let span = tracing::info_span!("post", post_id = %claim.id);
+                let span = tracing::info_span!("post", post_id = %claim.id, account = tracing::field::Empty);
                 let inner = {
                     let ctx = ctx.clone();
                     let claim = claim.clone();
                     tokio::spawn(tracing::Instrument::instrument(
-                        async move { publish::handle(&ctx, &claim).await },
+                        async move { publish::handle(&ctx, &claim, lost).await },
                         span,
                     ))
                 };

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
 
 use super::{Ctx, Next, backoff, rate};
 use crate::accounts::AccountError;
@@ -74,13 +75,15 @@ impl From<AccountError> for Stop {
 struct Job<'a> {
     ctx: &'a Ctx,
     claim: &'a Claim,
+    /// Cancelled when the lease renewer finds the lease lost: stop at once, touch nothing.
+    lost: CancellationToken,
     post: PostRecord,
     sub: Submission,
     attempt: u32,
 }
 
 /// Works on one claimed post. See the module docs for why this is safe to repeat and to interrupt.
-pub async fn handle(ctx: &Ctx, claim: &Claim) -> Next {
+pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
     let post = match ctx.ledger.get(&claim.id).await {
         Ok(Some(p)) => p,
         Ok(None) => return Next::Done,
@@ -110,6 +113,7 @@ pub async fn handle(ctx: &Ctx, claim: &Claim) -> Next {
     let mut job = Job {
         ctx,
         claim,
+        lost,
         post,
         sub,
         attempt,
@@ -200,6 +204,9 @@ impl Job<'_> {
     }
 
     fn check_shutdown(&self) -> Result<(), Stop> {
+        if self.lost.is_cancelled() {
+            return Err(Stop::LeaseLost);
+        }
         if self.ctx.shutdown.is_cancelled() {
             Err(Stop::Shutdown)
         } else {
@@ -333,6 +340,8 @@ impl Job<'_> {
                 (now_ms() + UPLOAD_URL_LIFE.as_millis() as i64).to_string(),
             ));
         }
+        // Fenced: if another worker took the post over meanwhile, this write fails and this attempt (which
+        // never gets its bytes) cannot go live.
         self.set(&fields).await?;
         tracing::info!(publish_id = %init.publish_id, "Post initialised at TikTok.");
         for (k, v) in fields {
@@ -405,9 +414,11 @@ impl Job<'_> {
             },
             &mut progress,
         );
+        let lost = self.lost.clone();
         let out = tokio::select! {
             r = upload => r,
             _ = shutdown.cancelled() => return Err(Stop::Shutdown),
+            _ = lost.cancelled() => return Err(Stop::LeaseLost),
         };
         match out {
             Ok(o) => {
@@ -558,6 +569,8 @@ impl Job<'_> {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = self.ctx.shutdown.cancelled() => return Err(Stop::Shutdown),
+                _ = self.lost.cancelled() => return Err(Stop::LeaseLost),
+                _ = self.lost.cancelled() => return Err(Stop::LeaseLost),
             }
             interval = (interval * 3 / 2).min(max_interval);
             self.slot(rate::STATUS).await?;
