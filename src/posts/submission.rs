@@ -421,3 +421,50 @@ mod tests {
         assert!(e.contains("bytes"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// Every example in jobs/examples parses, and uses only fields the schema lists.
+    #[test]
+    fn the_shipped_examples_parse_and_match_the_schema_fields() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("post.schema.json")).unwrap()).unwrap();
+        let props: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want: Vec<&str> = FIELDS.to_vec();
+        want.sort();
+        let mut got = props.clone();
+        got.sort();
+        assert_eq!(got, want, "the schema lists exactly the accepted fields");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir.join("examples")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => {
+                    parse_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }
+                Some("redis") => {
+                    // XADD key * f v f v ... with double-quoted values.
+                    let mut words = Vec::new();
+                    let mut cur = String::new();
+                    let mut quoted = false;
+                    for c in text.trim().chars() {
+                        match c {
+                            '"' => quoted = !quoted,
+                            ' ' if !quoted => words.push(std::mem::take(&mut cur)),
+                            c => cur.push(c),
+                        }
+                    }
+                    words.push(cur);
+                    let pairs: Vec<(String, String)> = words[3..].chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect();
+                    parse_fields(&pairs).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }
+                _ => continue,
+            }
+            n += 1;
+        }
+        assert!(n >= 4, "examples found: {n}");
+    }
+}
