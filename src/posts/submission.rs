@@ -430,8 +430,15 @@ mod example_tests {
     #[test]
     fn the_shipped_examples_parse_and_match_the_schema_fields() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("post.schema.json")).unwrap()).unwrap();
-        let props: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("post.schema.json")).unwrap())
+                .unwrap();
+        let props: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let mut want: Vec<&str> = FIELDS.to_vec();
         want.sort();
         let mut got = props.clone();
@@ -458,7 +465,10 @@ mod example_tests {
                         }
                     }
                     words.push(cur);
-                    let pairs: Vec<(String, String)> = words[3..].chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect();
+                    let pairs: Vec<(String, String)> = words[3..]
+                        .chunks(2)
+                        .map(|c| (c[0].clone(), c[1].clone()))
+                        .collect();
                     parse_fields(&pairs).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 }
                 _ => continue,

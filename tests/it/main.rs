@@ -8,6 +8,7 @@
 
 mod app;
 mod cli;
+mod crash;
 mod helpers;
 mod oauth;
 mod pipeline;

@@ -1,0 +1,189 @@
+//! The real binary SIGKILLed at random points while it publishes, and restarted each time.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rand::Rng;
+use redis::AsyncCommands;
+
+use crate::app::{TestRedis, path_str};
+use crate::helpers::{TestSim, wait_until};
+
+fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap()
+}
+
+/// 50 posts over 10 accounts; the daemon is SIGKILLed at random moments and restarted until all are
+/// settled. Every post ends published, and TikTok (the simulator) has each video exactly once.
+#[tokio::test]
+async fn sigkill_at_random_points_of_50_publishes_loses_and_doubles_nothing() {
+    let redis = TestRedis::start(true);
+    let sim = TestSim::spawn(|c| c.publish_delay_ms = 800).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("token.key");
+    tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("config.toml");
+    let log = dir.path().join("daemon.log");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[redis]
+url = "{redis}"
+[tiktok]
+client_key = "k"
+client_secret = "s"
+api_base = "{sim}"
+auth_base = "{sim}"
+redirect_uri = "http://127.0.0.1:{port}/oauth/callback"
+request_timeout_secs = 5
+[http]
+listen = "127.0.0.1:{port}"
+[worker]
+concurrency = 8
+lease_secs = 2
+idle_poll_ms = 50
+backoff_base_ms = 100
+backoff_max_secs = 2
+status_interval_ms = 100
+shutdown_grace_secs = 2
+[tokens]
+encryption_key_file = "{key}"
+[log]
+format = "text"
+"#,
+            redis = redis.url(),
+            sim = sim.sim.base_url,
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut daemon = start(&config, &log);
+    let http = reqwest::Client::new();
+    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    for a in 0..10 {
+        let body = http
+            .get(format!(
+                "{base}/connect?account=acct{a}&sim_username=crash{a}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("is connected"), "{body}");
+    }
+    let mut conn = redis.conn().await;
+    let mut shas = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let path = dir.path().join(format!("v{i}.mp4"));
+        shas.push(crate::helpers::make_video(&path, 300_000 + i * 1000));
+        let id = format!("crash-{i}");
+        let account = format!("acct{}", i % 10);
+        let _: String = conn
+            .xadd(
+                "tiktok-poster:submit",
+                "*",
+                &[
+                    ("id", id.as_str()),
+                    ("account", &account),
+                    ("video", path_str(&path)),
+                    ("privacy_level", "SELF_ONLY"),
+                ],
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let settled = |states: Vec<Option<String>>| {
+        states.iter().all(|s| {
+            s.as_deref()
+                .is_some_and(|s| ["published", "failed", "unconfirmed"].contains(&s))
+        })
+    };
+    let mut kills = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let pause = rand::rng().random_range(100..700);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let mut states = Vec::new();
+        for id in &ids {
+            let s: Option<String> = conn
+                .hget(format!("tiktok-poster:post:{id}"), "state")
+                .await
+                .unwrap();
+            states.push(s);
+        }
+        if settled(states) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "posts did not settle; see {}",
+            log.display()
+        );
+        if kills < 12 {
+            daemon.kill().unwrap();
+            daemon.wait().unwrap();
+            kills += 1;
+            daemon = start(&config, &log);
+        }
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert!(kills >= 5, "the daemon was killed {kills} times");
+    eprintln!(
+        "crash test: {kills} kills, {} inits at TikTok for 50 posts",
+        sim.posts().await.len()
+    );
+    for id in &ids {
+        let s: String = conn
+            .hget(format!("tiktok-poster:post:{id}"), "state")
+            .await
+            .unwrap();
+        assert_eq!(s, "published", "post {id}");
+    }
+    let posts = sim.posts().await;
+    for sha in &shas {
+        let n = posts.iter().filter(|p| p["sha256"] == *sha).count();
+        assert_eq!(n, 1, "video {sha} at TikTok {n} times");
+    }
+    let live = posts
+        .iter()
+        .filter(|p| p["status"] == "PUBLISH_COMPLETE")
+        .count();
+    assert_eq!(
+        live,
+        50,
+        "exactly 50 live posts at TikTok ({} inits in all)",
+        posts.len()
+    );
+}
