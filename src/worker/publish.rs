@@ -122,14 +122,15 @@ pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
         let msg = "workers were lost while handling this post too many times";
         return job.settle_doubt(msg).await;
     }
+    let mut first = vec![("attempts", attempt.to_string())];
+    if job.post.get("first_claim_ms").is_none() {
+        // When the post first reached a worker: the scheduler's lag is this minus `due_ms`.
+        first.push(("first_claim_ms", now_ms().to_string()));
+    }
     match job
         .ctx
         .ledger
-        .set_fields(
-            &claim.id,
-            &[("attempts", attempt.to_string())],
-            Some(&claim.token),
-        )
+        .set_fields(&claim.id, &first, Some(&claim.token))
         .await
     {
         Ok(true) => {}

@@ -1,0 +1,329 @@
+//! `cargo bench --bench burst`: 10,000 posts for 10,000 accounts due in the same second.
+//!
+//! Starts its own `redis-server`, `tiktok-poster sim` (status delay 0) and `tiktok-poster run` (release
+//! build) as separate processes, connects N simulated accounts (grants obtained from the simulator's own
+//! OAuth endpoints and stored sealed, as `accounts connect` would), submits N tiny posts with `XADD`, all
+//! with the same `publish_at` a few seconds ahead, and waits until every one is settled. Prints:
+//! - availability lag: from the due time until the post is claimable by any worker (in the due index
+//!   and due; p50/p99/max), and start lag: until a worker first held it (bounded by throughput);
+//! - init lag: from the due time until the simulator received the post's init (p50/p99/max), beside what
+//!   the measured throughput allows (`count / rate`);
+//! - the time until all are published, posts per second, errors and duplicates.
+//!
+//! Options (environment): `TP_BURST_POSTS` (default 10000), `TP_BURST_CONCURRENCY` (default 64).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use secrecy::SecretString;
+use serde_json::Value;
+use tiktok_poster::accounts::{Accounts, TokenKey};
+use tiktok_poster::db::Keys;
+use tiktok_poster::tiktok::{AuthorizeRequest, Client, ClientConfig};
+use url::Url;
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pct(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("burst benchmark: run it with `cargo bench --bench burst`");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let n: usize = std::env::var("TP_BURST_POSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let concurrency: usize = std::env::var("TP_BURST_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_tiktok-poster");
+
+    let rport = free_port();
+    let _redis = Proc(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &rport.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    );
+    let redis_url = format!("redis://127.0.0.1:{rport}");
+    let mut sim = Command::new(bin)
+        .args(["sim", "--listen", "127.0.0.1:0", "--publish-delay-ms", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _sim = Proc(sim);
+    let sim_base = line.trim().rsplit(' ').next().unwrap().to_string();
+
+    // Wait for Redis.
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = loop {
+        if let Ok(c) = client.get_multiplexed_async_connection().await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // Accounts: one grant per account from the simulator, stored sealed.
+    let key_path = dir.path().join("token.key");
+    let key = TokenKey::generate_file(&key_path).unwrap();
+    let base = Url::parse(&sim_base).unwrap();
+    let tt = Client::new(ClientConfig::new(
+        base.clone(),
+        base,
+        "bench",
+        SecretString::from("bench".to_string()),
+    ))
+    .unwrap();
+    let manager = tiktok_poster::db::connect(&redis_url).await.unwrap();
+    let keys = Keys::new("tiktok-poster");
+    let accounts = Accounts::new(manager, keys, key, tt.clone());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let tt = tt.clone();
+            let http = http.clone();
+            let accounts = accounts.clone();
+            async move {
+                let url = tt.authorize_url(&AuthorizeRequest {
+                    scopes: vec![
+                        "user.info.basic".into(),
+                        "video.publish".into(),
+                        "video.upload".into(),
+                    ],
+                    redirect_uri: "http://127.0.0.1:1/cb".into(),
+                    state: "s".into(),
+                    pkce_challenge: None,
+                    extra: vec![("sim_username".into(), format!("burst{i}"))],
+                });
+                let resp = http.get(url).send().await.unwrap();
+                let loc = resp.headers()["location"].to_str().unwrap().to_string();
+                let code = Url::parse(&loc)
+                    .unwrap()
+                    .query_pairs()
+                    .find(|(k, _)| k == "code")
+                    .unwrap()
+                    .1
+                    .to_string();
+                let grant = tt
+                    .exchange_code(&code, "http://127.0.0.1:1/cb", None)
+                    .await
+                    .unwrap();
+                accounts
+                    .save_grant(&format!("a{i}"), &grant, &format!("burst{i}"))
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    println!(
+        "connected {n} accounts in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The daemon.
+    let port = free_port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[redis]\nurl = \"{redis_url}\"\n[tiktok]\nclient_key = \"bench\"\nclient_secret = \"bench\"\napi_base = \"{sim_base}\"\nauth_base = \"{sim_base}\"\nredirect_uri = \"http://127.0.0.1:{port}/oauth/callback\"\n\
+[http]\nlisten = \"127.0.0.1:{port}\"\n[worker]\nconcurrency = {concurrency}\nidle_poll_ms = 20\nstatus_interval_ms = 20\n[tokens]\nencryption_key_file = \"{}\"\n[log]\nformat = \"text\"\nlevel = \"warn\"\n",
+            key_path.display()
+        ),
+    )
+    .unwrap();
+    let _daemon = Proc(
+        Command::new(bin)
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("daemon.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    let video = dir.path().join("tiny.mp4");
+    std::fs::write(&video, vec![7u8; 4096]).unwrap();
+
+    // All due at one instant, far enough ahead that every submission is recorded first.
+    let due = chrono::Utc::now() + chrono::Duration::seconds(8 + (n as i64) / 2000);
+    let due_ms = due.timestamp_millis();
+    let at = due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        let id = format!("b{i}");
+        let account = format!("a{i}");
+        pipe.xadd(
+            "tiktok-poster:submit",
+            "*",
+            &[
+                ("id", id.as_str()),
+                ("account", account.as_str()),
+                ("video", path(&video)),
+                ("title", id.as_str()),
+                ("privacy_level", "SELF_ONLY"),
+                ("publish_at", at.as_str()),
+            ],
+        )
+        .ignore();
+    }
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+    println!("submitted {n} posts due at {at}");
+
+    // Wait until every post is settled.
+    let ids: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let states = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut p = redis::pipe();
+        for id in &ids {
+            p.hget(format!("tiktok-poster:post:{id}"), "state");
+        }
+        let states: Vec<Option<String>> = p.query_async(&mut conn).await.unwrap();
+        let done = states
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.as_deref(),
+                    Some("published" | "failed" | "unconfirmed" | "deferred")
+                )
+            })
+            .count();
+        if done == n || Instant::now() > deadline {
+            break states;
+        }
+    };
+    let mut avail = Vec::new();
+    let mut start = Vec::new();
+    let mut published_at = Vec::new();
+    let mut errors = 0;
+    for (id, st) in ids.iter().zip(&states) {
+        let h: HashMap<String, String> = conn
+            .hgetall(format!("tiktok-poster:post:{id}"))
+            .await
+            .unwrap();
+        if st.as_deref() != Some("published") {
+            errors += 1;
+            continue;
+        }
+        let num = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        // Available to a worker once it is in the due index and due: the job store has no separate
+        // "promote" step, a claim takes any entry whose time has come.
+        avail.push(num("created_ms").max(due_ms) - due_ms);
+        start.push(num("first_claim_ms") - due_ms);
+        published_at.push(num("published_ms"));
+    }
+    let posts: Value = http
+        .get(format!("{sim_base}/_sim/posts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    let mut init_lag = Vec::new();
+    for p in posts["posts"].as_array().unwrap() {
+        let title = p["post_info"]["title"].as_str().unwrap_or("").to_string();
+        *per_id.entry(title).or_default() += 1;
+        init_lag.push(p["created_unix_ms"].as_i64().unwrap_or(0) - due_ms);
+    }
+    let duplicates: usize = per_id.values().filter(|&&c| c > 1).map(|c| c - 1).sum();
+    avail.sort();
+    start.sort();
+    init_lag.sort();
+    let last = published_at.iter().copied().max().unwrap_or(due_ms);
+    let total_s = (last - due_ms) as f64 / 1000.0;
+    let rate = published_at.len() as f64 / total_s.max(0.001);
+    println!();
+    println!("| figure | value | target |");
+    println!("|---|---|---|");
+    println!("| posts / accounts | {n} / {n} | |");
+    println!("| worker concurrency | {concurrency} | |");
+    println!(
+        "| availability lag p50 / p99 / max (ms) | {} / {} / {} | p99 ≤ 1000 |",
+        pct(&avail, 0.5),
+        pct(&avail, 0.99),
+        pct(&avail, 1.0)
+    );
+    println!(
+        "| start lag (a worker holds it) p0 / p50 / p99 / max (ms) | {} / {} / {} / {} | throughput-bound |",
+        pct(&start, 0.0),
+        pct(&start, 0.5),
+        pct(&start, 0.99),
+        pct(&start, 1.0)
+    );
+    println!(
+        "| init lag p50 / p99 / max (ms) | {} / {} / {} | within 2 s of count/rate = {:.0} ms |",
+        pct(&init_lag, 0.5),
+        pct(&init_lag, 0.99),
+        pct(&init_lag, 1.0),
+        n as f64 / rate * 1000.0
+    );
+    println!("| time until all published (s) | {total_s:.2} | |");
+    println!("| posts per second | {rate:.0} | ≥ 300 |");
+    println!("| errors (not published) | {errors} | 0 |");
+    println!("| duplicates at TikTok | {duplicates} | 0 |");
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
