@@ -1,5 +1,7 @@
-//! Workers: claim due posts from the job store, run the publish handler, renew leases while it runs,
-//! and end each claim with the handler's verdict (done, or due again at a time).
+//! Workers: apalis runs the publish handler over our Redis job store (`queue::backend`): claims due
+//! posts, renews their leases while the handler runs, and ends each claim with the handler's verdict
+//! (done, or due again at a time). apalis brings the concurrency limit, panic catching and graceful
+//! shutdown.
 //!
 //! A crashed process's claims come back when their leases expire (reaped by any worker's next claim);
 //! a handler that panics leaves its lease to expire the same way, and a post whose claims pile up past
@@ -8,15 +10,14 @@
 pub mod publish;
 pub mod rate;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::Accounts;
 use crate::posts::Ledger;
+use crate::queue::backend::{BackendSettings, Held, RedisBackend};
 use crate::queue::{Claim, JobStore};
 use crate::tiktok::Client;
 
@@ -93,177 +94,73 @@ pub enum Next {
     At(i64),
 }
 
-/// Runs the claim loop until `shutdown`, then waits up to the grace period for in-flight posts.
+/// Runs the apalis worker over our job store until `shutdown`, then waits up to the grace period for
+/// posts in flight (they hand themselves back between steps).
 pub async fn run(ctx: Arc<Ctx>, worker_id: String) {
-    let cfg = ctx.cfg.clone();
-    let sem = Arc::new(Semaphore::new(cfg.concurrency));
-    // Held claims, each with a token the renewer cancels when the lease is found lost.
-    let held: Arc<Mutex<HashMap<String, (Claim, CancellationToken)>>> = Arc::default();
-    let lease_ms = cfg.lease.as_millis() as u64;
+    use apalis::layers::WorkerBuilderExt;
+    use apalis_core::worker::builder::WorkerBuilder;
 
-    // Lease renewer: one call per interval for every held claim.
-    let renewer = {
-        let ctx = ctx.clone();
-        let held = held.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ctx.cfg.lease / 3);
-            loop {
-                tick.tick().await;
-                let claims: Vec<Claim> = held
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .values()
-                    .map(|(c, _)| c.clone())
-                    .collect();
-                match ctx.store.renew(&claims, lease_ms).await {
-                    Ok(lost) => {
-                        for id in lost {
-                            tracing::warn!(post_id = %id, "Lease lost; the handler stops and the new owner carries on.");
-                            if let Some((_, token)) =
-                                held.lock().unwrap_or_else(|p| p.into_inner()).get(&id)
-                            {
-                                token.cancel();
-                            }
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "Lease renewal failed; retrying."),
-                }
-            }
-        })
-    };
-
-    let mut backoff = Duration::from_millis(100);
-    let mut down = false;
-    loop {
-        let permit = tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let free = 1 + sem.available_permits();
-        let claimed = tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            c = ctx.store.claim(&worker_id, free, lease_ms) => c,
-        };
-        let claimed = match claimed {
-            Ok(c) => {
-                if down {
-                    tracing::info!("Workers reconnected to Redis.");
-                    down = false;
-                }
-                backoff = Duration::from_millis(100);
-                c
-            }
-            Err(error) => {
-                if !down {
-                    tracing::warn!(%error, "Workers cannot reach Redis; retrying with backoff.");
-                    down = true;
-                }
-                drop(permit);
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        if claimed.jobs.is_empty() {
-            drop(permit);
-            let wait = claimed
-                .next_wake_ms
-                .map(|t| Duration::from_millis((t - claimed.now_ms).max(1) as u64))
-                .unwrap_or(cfg.idle_poll)
-                .min(cfg.idle_poll);
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            continue;
-        }
-        let mut permits = vec![permit];
-        for _ in 1..claimed.jobs.len() {
-            match sem.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
+    let held: Held = Arc::default();
+    let backend = RedisBackend::new(
+        ctx.store.clone(),
+        BackendSettings {
+            worker_id: worker_id.clone(),
+            max_inflight: ctx.cfg.concurrency,
+            lease: ctx.cfg.lease,
+            idle_poll: ctx.cfg.idle_poll,
+        },
+        held.clone(),
+    );
+    let worker = WorkerBuilder::new(worker_id)
+        .backend(backend)
+        .data(ctx.clone())
+        .data(held)
+        .layer(apalis::layers::catch_panic::CatchPanicLayer::with_panic_handler(on_panic))
+        .concurrency(ctx.cfg.concurrency)
+        .build(handle_task);
+    let shutdown = ctx.shutdown.clone();
+    let stop = shutdown.clone();
+    let running = worker.run_until(async move {
+        stop.cancelled().await;
+        Ok::<(), std::io::Error>(())
+    });
+    let grace = ctx.cfg.shutdown_grace;
+    tokio::select! {
+        r = running => {
+            if let Err(error) = r {
+                tracing::error!(%error, "The worker stopped with an error.");
             }
         }
-        let mut jobs = claimed.jobs.into_iter();
-        for permit in permits {
-            let Some(claim) = jobs.next() else { break };
-            let lost = CancellationToken::new();
-            held.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(claim.id.clone(), (claim.clone(), lost.clone()));
-            let ctx = ctx.clone();
-            let held = held.clone();
-            tokio::spawn(async move {
-                let span = tracing::info_span!("post", post_id = %claim.id, account = tracing::field::Empty);
-                let inner = {
-                    let ctx = ctx.clone();
-                    let claim = claim.clone();
-                    tokio::spawn(tracing::Instrument::instrument(
-                        async move { publish::handle(&ctx, &claim, lost).await },
-                        span,
-                    ))
-                };
-                match inner.await {
-                    Ok(next) => finish(&ctx, &claim, next).await,
-                    Err(e) => {
-                        // A panic: leave the lease to expire so the post is looked at again; the claim
-                        // counter settles a post that keeps crashing workers.
-                        tracing::error!(post_id = %claim.id, error = %e, "Publish handler panicked.");
-                    }
-                }
-                held.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&claim.id);
-                drop(permit);
-            });
-        }
-        // Claims we had no permit for (should not happen: n = free permits) go back at once.
-        for claim in jobs {
-            finish(&ctx, &claim, Next::At(-1)).await;
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("Shutdown grace period over with posts still in flight; their leases will expire and another worker resumes them.");
         }
     }
-    // Shutdown: wait for in-flight handlers (they hand their posts back between steps).
-    let all = cfg.concurrency as u32;
-    if tokio::time::timeout(cfg.shutdown_grace, sem.acquire_many(all))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "Shutdown grace period over with posts still in flight; their leases will expire and another worker resumes them."
-        );
-    }
-    renewer.abort();
 }
 
-/// Ends a claim, retrying the write while Redis is away (up to one lease).
-async fn finish(ctx: &Ctx, claim: &Claim, next: Next) {
-    let requeue = match next {
-        Next::Done => None,
-        Next::At(t) => Some(t),
-    };
-    let deadline = tokio::time::Instant::now() + ctx.cfg.lease;
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match ctx.store.finish(claim, requeue).await {
-            Ok(true) => return,
-            Ok(false) => {
-                tracing::warn!(post_id = %claim.id, "Lease was lost before the claim ended; the new owner carries on.");
-                return;
-            }
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(%error, "Ending a claim failed; retrying.");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(error) => {
-                tracing::warn!(post_id = %claim.id, %error, "Could not end the claim; its lease will expire and the post is looked at again.");
-                return;
-            }
-        }
-    }
+/// Turns a handler panic into an error (the ack layer then hands the post back for a later look).
+fn on_panic(panic: &Box<dyn std::any::Any + Send>) -> apalis_core::error::AbortError {
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    apalis_core::error::AbortError::new(format!("handler panicked: {msg}"))
+}
+
+/// The apalis task function: one claimed post.
+async fn handle_task(
+    claim: Claim,
+    ctx: apalis_core::task::data::Data<Arc<Ctx>>,
+    held: apalis_core::task::data::Data<Held>,
+) -> Result<Next, apalis_core::error::BoxDynError> {
+    let lost = held
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&claim.id)
+        .map(|(_, t)| t.clone())
+        .unwrap_or_default();
+    let span = tracing::info_span!("post", post_id = %claim.id, account = tracing::field::Empty);
+    Ok(tracing::Instrument::instrument(publish::handle(&ctx, &claim, lost), span).await)
 }
 
 /// Exponential backoff with equal jitter: `base * 2^(attempt-1)`, capped, in `[d/2, d]`.
