@@ -197,6 +197,11 @@ pub struct WorkerSettings {
     pub settle_timeout_secs: u64,
     /// How long SIGTERM waits for posts in flight.
     pub shutdown_grace_secs: u64,
+    /// Direct Posts per account per rolling 24 hours before the daemon defers the rest (TikTok's own
+    /// cap is about 15 and shared by every app the creator uses).
+    pub daily_post_budget: u32,
+    /// This daemon's identity in claim tokens; unique per daemon sharing a Redis (default: the host name).
+    pub id: String,
 }
 
 impl Default for WorkerSettings {
@@ -211,6 +216,8 @@ impl Default for WorkerSettings {
             status_interval_ms: 3000,
             settle_timeout_secs: 6 * 3600,
             shutdown_grace_secs: 30,
+            daily_post_budget: 15,
+            id: String::new(),
         }
     }
 }
@@ -228,7 +235,7 @@ impl WorkerSettings {
             status_interval: Duration::from_millis(self.status_interval_ms),
             follow_slice: Duration::from_secs(300),
             settle_timeout: Duration::from_secs(self.settle_timeout_secs),
-            daily_budget: 15,
+            daily_budget: self.daily_post_budget,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         }
     }
@@ -497,6 +504,23 @@ impl Settings {
                     format!("{v} is out of range; give a value from {lo} to {hi}"),
                 );
             }
+        }
+        if !self.worker.id.is_empty()
+            && (self.worker.id.len() > 64
+                || !self
+                    .worker
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        {
+            bad(
+                "worker.id",
+                "WORKER__ID",
+                format!(
+                    "{:?} must be 1 to 64 letters, digits, - _ .",
+                    self.worker.id
+                ),
+            );
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             bad(

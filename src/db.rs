@@ -73,6 +73,10 @@ impl Keys {
     pub fn refresh_lock(&self, name: &str) -> String {
         format!("{}:lock:refresh:{name}", self.ns)
     }
+    /// Liveness key of a daemon identity.
+    pub fn worker(&self, id: &str) -> String {
+        format!("{}:worker:{id}", self.ns)
+    }
     /// A pending OAuth `state`.
     pub fn oauth_state(&self, state: &str) -> String {
         format!("{}:oauth:state:{state}", self.ns)

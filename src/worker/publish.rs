@@ -236,6 +236,55 @@ impl Job<'_> {
         }
     }
 
+    /// Takes one post from the account's daily budget (Direct Posts) or pending-draft budget (inbox),
+    /// both rolling 24-hour windows kept in Redis for every worker; when it is used up the post is
+    /// deferred until a slot frees, instead of meeting TikTok's own cap.
+    async fn budget(&self) -> Result<(), Stop> {
+        let limit = if self.sub.draft {
+            rate::Limit {
+                name: "drafts",
+                limit: rate::PENDING_DRAFTS,
+                window: Duration::from_secs(24 * 3600),
+            }
+        } else {
+            rate::Limit {
+                name: "daily",
+                limit: self.ctx.cfg.daily_budget,
+                window: Duration::from_secs(24 * 3600),
+            }
+        };
+        let Some(wait) = self.ctx.rate.try_acquire(&self.sub.account, limit).await? else {
+            return Ok(());
+        };
+        let until = now_ms() + wait.as_millis() as i64 + rand::random_range(0..60_000);
+        let what = if self.sub.draft {
+            "pending inbox drafts"
+        } else {
+            "Direct Posts"
+        };
+        let msg = format!(
+            "account {:?} used its budget of {} {what} in 24 hours; deferred until {}",
+            self.sub.account,
+            limit.limit,
+            chrono::DateTime::from_timestamp_millis(until)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default()
+        );
+        tracing::info!(message = %msg, "Post deferred by the daily budget.");
+        self.transition(
+            state::DEFERRED,
+            &[
+                ("deferred_until_ms", until.to_string()),
+                ("error_code", "daily_budget".into()),
+                ("error_message", msg.clone()),
+                ("attempts", "0".into()),
+            ],
+            &msg,
+        )
+        .await?;
+        Err(Stop::Settled(Next::At(until)))
+    }
+
     /// Calls TikTok; on `access_token_invalid` refreshes once and replays.
     async fn call<T, F, Fut>(&self, f: F) -> Result<T, Stop>
     where
@@ -305,6 +354,7 @@ impl Job<'_> {
                 ));
             }
         };
+        self.budget().await?;
         self.slot(rate::INIT).await?;
         self.check_shutdown()?;
         // Recorded before the call: for a pull, a lost answer must never lead to a second init.

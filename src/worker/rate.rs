@@ -53,6 +53,9 @@ pub const STATUS: Limit = Limit {
     window: Duration::from_secs(60),
 };
 
+/// TikTok allows at most this many inbox drafts pending per creator in 24 hours.
+pub const PENDING_DRAFTS: u32 = 5;
+
 /// The shared limiter.
 #[derive(Clone)]
 pub struct RateLimiter {

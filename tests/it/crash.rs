@@ -32,49 +32,7 @@ async fn sigkill_at_random_points_of_50_publishes_loses_and_doubles_nothing() {
     let redis = TestRedis::start(true);
     let sim = TestSim::spawn(|c| c.publish_delay_ms = 800).await;
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("token.key");
-    tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("config.toml");
-    let log = dir.path().join("daemon.log");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[redis]
-url = "{redis}"
-[tiktok]
-client_key = "k"
-client_secret = "s"
-api_base = "{sim}"
-auth_base = "{sim}"
-redirect_uri = "http://127.0.0.1:{port}/oauth/callback"
-request_timeout_secs = 5
-[http]
-listen = "127.0.0.1:{port}"
-[worker]
-concurrency = 8
-lease_secs = 2
-idle_poll_ms = 50
-backoff_base_ms = 100
-backoff_max_secs = 2
-status_interval_ms = 100
-shutdown_grace_secs = 2
-[tokens]
-encryption_key_file = "{key}"
-[log]
-format = "text"
-"#,
-            redis = redis.url(),
-            sim = sim.sim.base_url,
-            key = key.display()
-        ),
-    )
-    .unwrap();
+    let (config, log, port) = write_config(&dir, &redis, &sim, 2);
     let base = format!("http://127.0.0.1:{port}");
     let mut daemon = start(&config, &log);
     let http = reqwest::Client::new();
@@ -186,4 +144,142 @@ format = "text"
         "exactly 50 live posts at TikTok ({} inits in all)",
         posts.len()
     );
+}
+
+/// A config file for the binary against this Redis and simulator, with millisecond timings.
+fn write_config(
+    dir: &tempfile::TempDir,
+    redis: &TestRedis,
+    sim: &TestSim,
+    lease_secs: u64,
+) -> (std::path::PathBuf, std::path::PathBuf, u16) {
+    let key = dir.path().join("token.key");
+    tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("config.toml");
+    let log = dir.path().join("daemon.log");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[redis]
+url = "{redis}"
+[tiktok]
+client_key = "k"
+client_secret = "s"
+api_base = "{sim}"
+auth_base = "{sim}"
+redirect_uri = "http://127.0.0.1:{port}/oauth/callback"
+request_timeout_secs = 5
+[http]
+listen = "127.0.0.1:{port}"
+[worker]
+concurrency = 8
+lease_secs = {lease_secs}
+idle_poll_ms = 50
+backoff_base_ms = 100
+backoff_max_secs = 2
+status_interval_ms = 100
+shutdown_grace_secs = 2
+[tokens]
+encryption_key_file = "{key}"
+[log]
+format = "text"
+"#,
+            redis = redis.url(),
+            sim = sim.sim.base_url,
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    (config, log, port)
+}
+
+/// A daemon killed mid-upload: its successor takes the post back at start-up (not after the 60-second
+/// lease) and resumes it from its publish_id; TikTok gets one post.
+#[tokio::test]
+async fn a_killed_daemons_post_is_taken_back_by_its_successor_at_start_up() {
+    let redis = TestRedis::start(true);
+    let sim = TestSim::spawn(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, log, port) = write_config(&dir, &redis, &sim, 60);
+    let base = format!("http://127.0.0.1:{port}");
+    let mut daemon = start(&config, &log);
+    let http = reqwest::Client::new();
+    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    let body = http
+        .get(format!("{base}/connect?account=main&sim_username=succ"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("is connected"), "{body}");
+    sim.fault(serde_json::json!({"endpoint": "upload", "delay_ms": 400, "times": 20}))
+        .await;
+    let path = dir.path().join("long.mp4");
+    let sha = crate::helpers::make_video(&path, 90_000_000);
+    let mut conn = redis.conn().await;
+    let _: String = conn
+        .xadd(
+            "tiktok-poster:submit",
+            "*",
+            &[
+                ("id", "succ-1"),
+                ("account", "main"),
+                ("video", path_str(&path)),
+                ("privacy_level", "SELF_ONLY"),
+            ],
+        )
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the upload to start", || async {
+        let pid: Option<String> = conn
+            .clone()
+            .hget("tiktok-poster:post:succ-1", "publish_id")
+            .await
+            .unwrap();
+        pid.filter(|p| !p.is_empty()).map(|_| ())
+    })
+    .await;
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let restarted = std::time::Instant::now();
+    let mut daemon = start(&config, &log);
+    wait_until(
+        Duration::from_secs(30),
+        "the post to be published by the successor",
+        || async {
+            let s: Option<String> = conn
+                .clone()
+                .hget("tiktok-poster:post:succ-1", "state")
+                .await
+                .unwrap();
+            (s.as_deref() == Some("published")).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        restarted.elapsed() < Duration::from_secs(20),
+        "taken back after {:?}, not at start-up",
+        restarted.elapsed()
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let posts = sim.posts().await;
+    assert_eq!(posts.iter().filter(|p| p["sha256"] == sha).count(), 1);
+    assert_eq!(posts.len(), 1, "one init in all");
 }

@@ -443,3 +443,125 @@ async fn a_stop_mid_upload_resumes_from_the_publish_id_without_a_second_init() {
         "no second init"
     );
 }
+
+/// The daemon keeps its own daily budget per account: past it, posts are deferred before TikTok's cap.
+#[tokio::test]
+async fn the_daily_budget_defers_posts_before_tiktoks_cap() {
+    let app = TestApp::spawn(|_| {}, |s| s.worker.daily_post_budget = 2).await;
+    app.connect("main", false).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (video, _) = app.video(&format!("budget{i}.mp4"), 500_000);
+        ids.push(
+            app.xadd(&[
+                ("account", "main"),
+                ("video", path_str(&video)),
+                ("privacy_level", "SELF_ONLY"),
+            ])
+            .await,
+        );
+    }
+    let mut states = Vec::new();
+    for id in &ids {
+        states.push(app.wait_state(id, &["published", "deferred"], T).await);
+    }
+    let deferred: Vec<_> = states.iter().filter(|p| p["state"] == "deferred").collect();
+    assert_eq!(deferred.len(), 1, "{states:#?}");
+    assert_eq!(deferred[0]["error_code"], "daily_budget");
+    assert!(
+        deferred[0]["error_message"].contains("budget of 2"),
+        "{}",
+        deferred[0]["error_message"]
+    );
+    assert_eq!(
+        app.sim.stats().await["requests"]["video_init"],
+        2,
+        "TikTok never saw the third"
+    );
+}
+
+/// `enqueue`, `status`, `list`, `cancel` and `retry` through the binary.
+#[tokio::test]
+async fn the_post_commands_work_through_the_binary() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let cfg = app.dir.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[redis]\nurl = \"{}\"\n[tiktok]\napi_base = \"{}\"\n[tokens]\nencryption_key_file = \"{}\"\n",
+            app.redis.url(),
+            app.sim.sim.base_url,
+            app.settings.tokens.encryption_key_file.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (video, sha) = app.video("cli.mp4", 400_000);
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (code, out, err) = run(&[
+        "enqueue",
+        "--id",
+        "cli-1",
+        "--account",
+        "main",
+        "--video",
+        path_str(&video),
+        "--privacy-level",
+        "SELF_ONLY",
+        "--publish-at",
+        &later,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "cli-1");
+    let (code, _, err) = run(&["enqueue", "--account", "main", "--video", path_str(&video)]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("privacy_level"), "{err}");
+    let (_, out, _) = run(&["status", "cli-1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["state"], "scheduled");
+    assert!(v.get("lease_owner").is_none());
+    let (_, out, _) = run(&["list", "--state", "scheduled"]);
+    assert!(out.contains("cli-1"), "{out}");
+    let (code, out, _) = run(&["cancel", "cli-1"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("cancelled"));
+    let (code, _, err) = run(&["retry", "cli-1"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("only failed posts"), "{err}");
+    // A post sent now goes out; retry of a published post is refused.
+    let (code, _, err) = run(&[
+        "enqueue",
+        "--id",
+        "cli-2",
+        "--account",
+        "main",
+        "--video",
+        path_str(&video),
+        "--privacy-level",
+        "SELF_ONLY",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    app.wait_state("cli-2", &["published"], T).await;
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+    assert_eq!(
+        app.post("cli-1").await["state"],
+        "cancelled",
+        "a cancelled post is never sent"
+    );
+    let (code, _, err) = run(&["cancel", "cli-2"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("published"), "{err}");
+}
