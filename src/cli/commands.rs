@@ -173,24 +173,34 @@ pub async fn list(
 }
 
 /// `cancel ID`.
-pub async fn cancel(config: Option<&Path>, id: &str) -> Result<(), CliError> {
+pub async fn cancel(config: Option<&Path>, id: &str, as_json: bool) -> Result<(), CliError> {
     let env = env(config).await?;
-    Ledger::new(env.conn.clone(), env.keys.clone())
+    let r = Ledger::new(env.conn.clone(), env.keys.clone())
         .cancel(id)
-        .await
-        .map_err(|e| CliError::Failure(anyhow::anyhow!(e)))?;
-    println!("{id} cancelled");
-    Ok(())
+        .await;
+    report(id, "cancelled", r, as_json)
 }
 
 /// `retry ID`.
-pub async fn retry(config: Option<&Path>, id: &str) -> Result<(), CliError> {
+pub async fn retry(config: Option<&Path>, id: &str, as_json: bool) -> Result<(), CliError> {
     let env = env(config).await?;
-    Ledger::new(env.conn.clone(), env.keys.clone())
+    let r = Ledger::new(env.conn.clone(), env.keys.clone())
         .retry(id)
-        .await
-        .map_err(|e| CliError::Failure(anyhow::anyhow!(e)))?;
-    println!("{id} queued again");
+        .await;
+    report(id, "queued", r, as_json)
+}
+
+/// Prints the outcome of cancel/retry; with `--json` also the refusal, as `{"id","ok","error"}`.
+fn report(id: &str, state: &str, r: Result<(), String>, as_json: bool) -> Result<(), CliError> {
+    match (r, as_json) {
+        (Ok(()), true) => println!("{}", json!({"id": id, "ok": true, "state": state})),
+        (Ok(()), false) => println!("{id} {state}"),
+        (Err(e), true) => {
+            println!("{}", json!({"id": id, "ok": false, "error": e}));
+            return Err(CliError::Failure(anyhow::anyhow!(e)));
+        }
+        (Err(e), false) => return Err(CliError::Failure(anyhow::anyhow!(e))),
+    }
     Ok(())
 }
 

@@ -53,11 +53,17 @@ pub enum Command {
     Cancel {
         /// The post id.
         id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a failed post again (refused where the post may already be live).
     Retry {
         /// The post id.
         id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// The TikTok accounts and their token state.
     #[command(subcommand)]
@@ -330,8 +336,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::List { state, json } => {
             commands::list(cli.config.as_deref(), state.as_deref(), json).await
         }
-        Command::Cancel { id } => commands::cancel(cli.config.as_deref(), &id).await,
-        Command::Retry { id } => commands::retry(cli.config.as_deref(), &id).await,
+        Command::Cancel { id, json } => commands::cancel(cli.config.as_deref(), &id, json).await,
+        Command::Retry { id, json } => commands::retry(cli.config.as_deref(), &id, json).await,
         Command::Accounts(cmd) => commands::accounts_cmd(cli.config.as_deref(), cmd).await,
         Command::Validate { .. } => Err(not_yet("validate", 5, "video checks")),
     }

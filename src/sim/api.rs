@@ -1001,6 +1001,7 @@ fn init_inner(
         sha256: None,
         ready_at: is_pull.then_some(now),
         completed_unix_ms: None,
+        completed_at: None,
         failed: None,
         post_id: None,
     };
@@ -1019,17 +1020,24 @@ fn init_inner(
 }
 
 /// Moves a post along by the clock: processing → complete after the configured delay.
-fn settle(post: &mut Post, delay: Duration) {
-    if post.failed.is_some() || post.completed_unix_ms.is_some() {
+fn settle(post: &mut Post, delay: Duration, id_delay: Duration) {
+    if post.failed.is_some() {
         return;
     }
-    if let Some(ready) = post.ready_at
+    if post.completed_unix_ms.is_none()
+        && let Some(ready) = post.ready_at
         && ready.elapsed() >= delay
     {
         post.completed_unix_ms = Some(unix_ms());
-        if post.kind == PostKind::Direct && post.public {
-            post.post_id = random_digits(19).parse().ok();
-        }
+        post.completed_at = Some(Instant::now());
+    }
+    // Public posts get their id once "moderation" is over.
+    if post.kind == PostKind::Direct
+        && post.public
+        && post.post_id.is_none()
+        && post.completed_at.is_some_and(|at| at.elapsed() >= id_delay)
+    {
+        post.post_id = random_digits(19).parse().ok();
     }
 }
 
@@ -1097,7 +1105,7 @@ async fn status_fetch(
                         {
                             post.failed = Some(reason);
                         }
-                        settle(post, delay);
+                        settle(post, delay, Duration::from_millis(sim.cfg.post_id_delay_ms));
                         let mut data = json!({
                             "status": status_name(post),
                             "publicaly_available_post_id": post.post_id.map(|id| vec![id]).unwrap_or_default(),
@@ -1165,7 +1173,7 @@ async fn cancel(
                     ),
                     Some(i) => {
                         let post = &mut st.posts[i];
-                        settle(post, delay);
+                        settle(post, delay, Duration::from_millis(sim.cfg.post_id_delay_ms));
                         if status_name(post) == "PROCESSING_DOWNLOAD" {
                             post.failed = Some("publish_cancelled".into());
                             ok(Value::Null)
@@ -1409,7 +1417,7 @@ async fn sim_posts(State(sim): State<Sim>) -> Response {
         .posts
         .iter_mut()
         .map(|p| {
-            settle(p, delay);
+            settle(p, delay, Duration::from_millis(sim.cfg.post_id_delay_ms));
             let (source, video_size, video_url) = match &p.source {
                 PostSource::File { size, .. } => ("FILE_UPLOAD", Some(*size), None),
                 PostSource::Pull { url } => ("PULL_FROM_URL", None, Some(url.clone())),

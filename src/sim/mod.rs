@@ -53,6 +53,9 @@ pub struct SimConfig {
     /// Milliseconds from the last byte (or a pull init) until the post is complete.
     #[arg(long = "publish-delay-ms", default_value_t = 2000)]
     pub publish_delay_ms: u64,
+    /// Milliseconds after completion until a public post gets its public id (moderation).
+    #[arg(long = "post-id-delay-ms", default_value_t = 0)]
+    pub post_id_delay_ms: u64,
     /// Direct posts per creator per rolling 24 h before `spam_risk_too_many_posts`.
     #[arg(long, default_value_t = 15)]
     pub daily_post_cap: u32,
@@ -108,6 +111,7 @@ impl Default for SimConfig {
             code_ttl_secs: 600,
             upload_url_ttl_secs: 3600,
             publish_delay_ms: 2000,
+            post_id_delay_ms: 0,
             daily_post_cap: 15,
             pending_inbox_cap: 5,
             init_rate_per_min: 6,

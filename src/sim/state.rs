@@ -110,6 +110,7 @@ pub(crate) struct Post {
     /// When the last byte arrived (or the pull started).
     pub ready_at: Option<Instant>,
     pub completed_unix_ms: Option<i64>,
+    pub completed_at: Option<Instant>,
     pub failed: Option<String>,
     pub post_id: Option<u64>,
 }

@@ -37,6 +37,68 @@ use crate::tiktok::{
 const UPLOAD_URL_LIFE: Duration = Duration::from_secs(55 * 60);
 /// A token must outlive the upload and the status follow started with it.
 const TOKEN_MIN_VALID: Duration = Duration::from_secs(90 * 60);
+/// How many times a published public post is asked for its public id (every twenty status intervals:
+/// a minute by default).
+const POST_ID_CHECKS: i64 = 60;
+
+fn post_id_recheck(ctx: &Ctx) -> i64 {
+    (ctx.cfg.status_interval * 20).as_millis() as i64
+}
+
+/// A published public post without its public id yet: one status look, recording the id and URL when
+/// TikTok has them (after moderation). The state stays `published`.
+async fn collect_public_id(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
+    let checks = post.num("post_id_checks") + 1;
+    let public = post.get("privacy_level") == Some("PUBLIC_TO_EVERYONE")
+        && post.get("draft") != Some("true");
+    let (Some(account), Some(publish_id)) = (post.get("account"), post.get("publish_id")) else {
+        return Next::Done;
+    };
+    if !public || checks > POST_ID_CHECKS {
+        return Next::Done;
+    }
+    if let Ok(Some(_)) = ctx
+        .rate
+        .acquire(account, rate::STATUS, Duration::ZERO)
+        .await
+    {
+        return Next::At(now_ms() + post_id_recheck(ctx));
+    }
+    let Ok(token) = ctx
+        .accounts
+        .access_token(account, Duration::from_secs(60))
+        .await
+    else {
+        return Next::At(now_ms() + post_id_recheck(ctx));
+    };
+    let mut fields = vec![("post_id_checks", checks.to_string())];
+    if let Ok(s) = ctx.client.fetch_status(&token, publish_id).await
+        && let Some(id) = s.post_ids.first()
+    {
+        fields.push(("post_id", id.to_string()));
+        let username = ctx
+            .accounts
+            .info(account)
+            .await
+            .map(|i| i.username)
+            .unwrap_or_default();
+        if !username.is_empty() {
+            fields.push(("url", post_url(&username, *id)));
+        }
+        tracing::info!(post_id = id, "Public post id recorded.");
+        let _ = ctx
+            .ledger
+            .set_fields(&claim.id, &fields, Some(&claim.token))
+            .await;
+        return Next::Done;
+    }
+    let _ = ctx
+        .ledger
+        .set_fields(&claim.id, &fields, Some(&claim.token))
+        .await;
+    Next::At(now_ms() + post_id_recheck(ctx))
+}
+
 /// A post claimed this often (crashing or losing its worker each time) is settled, not retried.
 const MAX_CLAIMS: i64 = 25;
 
@@ -93,6 +155,9 @@ pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
         }
     };
     if state::is_terminal(post.state()) {
+        if post.state() == state::PUBLISHED && post.get("post_id").is_none() {
+            return collect_public_id(ctx, claim, &post).await;
+        }
         return Next::Done;
     }
     let sub = match post.submission() {
@@ -659,6 +724,11 @@ impl Job<'_> {
                     };
                     self.transition(to, &fields, &msg).await?;
                     tracing::info!(publish_id = %publish_id, "Post published.");
+                    if self.awaits_public_id(s.post_ids.is_empty()) {
+                        // Public posts get their id after moderation (usually a minute, sometimes
+                        // hours): look again later, without touching the state.
+                        return Ok(Next::At(now_ms() + post_id_recheck(self.ctx)));
+                    }
                     return Ok(Next::Done);
                 }
                 StatusKind::SendToUserInbox if self.sub.draft => {
@@ -701,6 +771,11 @@ impl Job<'_> {
                 ));
             }
         }
+    }
+
+    /// True for a public Direct Post that TikTok completed without its public id yet.
+    fn awaits_public_id(&self, no_id: bool) -> bool {
+        no_id && !self.sub.draft && self.sub.post.privacy_level == PrivacyLevel::PublicToEveryone
     }
 
     async fn fail_now(&self, code: &str, message: &str, log_id: Option<&str>) -> Next {

@@ -565,3 +565,38 @@ async fn the_post_commands_work_through_the_binary() {
     assert_eq!(code, Some(1));
     assert!(err.contains("published"), "{err}");
 }
+
+/// A public post whose id TikTok gives only after moderation is published at once, and its public id
+/// and URL are recorded when they appear.
+#[tokio::test]
+async fn the_public_post_id_and_url_are_recorded_when_they_appear() {
+    let app = TestApp::spawn(|c| c.post_id_delay_ms = 1500, |_| {}).await;
+    app.connect("main", false).await;
+    let (video, _) = app.video("public.mp4", 300_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "PUBLIC_TO_EVERYONE"),
+        ])
+        .await;
+    let post = app.wait_state(&id, &["published"], T).await;
+    assert!(
+        !post.contains_key("post_id"),
+        "moderation is not over yet: {post:?}"
+    );
+    let post = crate::helpers::wait_until(T, "the public id", || async {
+        let p = app.post(&id).await;
+        p.contains_key("post_id").then_some(p)
+    })
+    .await;
+    assert_eq!(post["post_id"].len(), 19);
+    assert_eq!(
+        post["url"],
+        format!(
+            "https://www.tiktok.com/@main_creator/video/{}",
+            post["post_id"]
+        )
+    );
+    assert_eq!(post["state"], "published");
+}
