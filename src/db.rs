@@ -57,6 +57,10 @@ impl Keys {
     pub fn lease(&self) -> String {
         format!("{}:q:lease", self.ns)
     }
+    /// Dead letters: ids of posts that ended `failed` or `unconfirmed`, scored by when (for operators).
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.ns)
+    }
     /// Pub/sub channel that wakes idle workers.
     pub fn wake(&self) -> String {
         format!("{}:q:wake", self.ns)

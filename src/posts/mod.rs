@@ -71,6 +71,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[4] then return -1 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_ms', ARGV[3])
 if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+if ARGV[2] == 'failed' or ARGV[2] == 'unconfirmed' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
 local ev = {'id', ARGV[1], 'state', ARGV[2], 'at', ARGV[3]}
 if ARGV[5] ~= '' then table.insert(ev, 'message'); table.insert(ev, ARGV[5]) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(ev))
@@ -115,6 +116,7 @@ redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_ms', ARGV[2], 'attempts'
   'upload_url_sealed', '', 'upload_expires_ms', '', 'upload_done', '', 'init_started_ms', '',
   'previous_publish_ids', prev, 'error_code', '', 'error_message', '', 'due_ms', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', 'queued', 'at', ARGV[2], 'message', 'retry requested')
 return 'ok'
 "#;
@@ -273,6 +275,7 @@ impl Ledger {
         script
             .key(self.keys.post(id))
             .key(self.keys.events())
+            .key(self.keys.dead())
             .arg(id)
             .arg(new_state)
             .arg(now_ms())
@@ -334,6 +337,7 @@ impl Ledger {
             .key(self.keys.post(id))
             .key(self.keys.due())
             .key(self.keys.events())
+            .key(self.keys.dead())
             .arg(id)
             .arg(now_ms())
             .invoke_async(&mut conn)

@@ -153,15 +153,28 @@ fn write_config(
     sim: &TestSim,
     lease_secs: u64,
 ) -> (std::path::PathBuf, std::path::PathBuf, u16) {
+    write_config_named(dir, "", redis, sim, lease_secs, "")
+}
+
+fn write_config_named(
+    dir: &tempfile::TempDir,
+    name: &str,
+    redis: &TestRedis,
+    sim: &TestSim,
+    lease_secs: u64,
+    worker_id: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, u16) {
     let key = dir.path().join("token.key");
-    tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
+    if !key.exists() {
+        tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let config = dir.path().join("config.toml");
-    let log = dir.path().join("daemon.log");
+    let config = dir.path().join(format!("config{name}.toml"));
+    let log = dir.path().join(format!("daemon{name}.log"));
     std::fs::write(
         &config,
         format!(
@@ -185,6 +198,7 @@ backoff_base_ms = 100
 backoff_max_secs = 2
 status_interval_ms = 100
 shutdown_grace_secs = 2
+id = "{worker_id}"
 [tokens]
 encryption_key_file = "{key}"
 [log]
@@ -282,4 +296,112 @@ async fn a_killed_daemons_post_is_taken_back_by_its_successor_at_start_up() {
     let posts = sim.posts().await;
     assert_eq!(posts.iter().filter(|p| p["sha256"] == sha).count(), 1);
     assert_eq!(posts.len(), 1, "one init in all");
+}
+
+/// Two daemons share one Redis; the one working on a post is killed and its sibling takes the post over
+/// once the lease runs out, resuming from the publish_id: one post at TikTok. The survivor then stops
+/// cleanly on SIGTERM.
+#[tokio::test]
+async fn a_sibling_takes_over_a_killed_daemons_post_and_sigterm_stops_cleanly() {
+    let redis = TestRedis::start(true);
+    let sim = TestSim::spawn(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg_a, log_a, port_a) = write_config_named(&dir, "a", &redis, &sim, 3, "daemon-a");
+    let (cfg_b, log_b, port_b) = write_config_named(&dir, "b", &redis, &sim, 3, "daemon-b");
+    let mut a = start(&cfg_a, &log_a);
+    let mut b = start(&cfg_b, &log_b);
+    let http = reqwest::Client::new();
+    for port in [port_a, port_b] {
+        wait_until(
+            Duration::from_secs(15),
+            "both daemons to come up",
+            || async {
+                http.get(format!("http://127.0.0.1:{port}/healthz"))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            },
+        )
+        .await;
+    }
+    let body = http
+        .get(format!(
+            "http://127.0.0.1:{port_a}/connect?account=main&sim_username=sib"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("is connected"), "{body}");
+    sim.fault(serde_json::json!({"endpoint": "upload", "delay_ms": 400, "times": 20}))
+        .await;
+    let path = dir.path().join("sib.mp4");
+    let sha = crate::helpers::make_video(&path, 90_000_000);
+    let mut conn = redis.conn().await;
+    let _: String = conn
+        .xadd(
+            "tiktok-poster:submit",
+            "*",
+            &[
+                ("id", "sib-1"),
+                ("account", "main"),
+                ("video", path_str(&path)),
+                ("privacy_level", "SELF_ONLY"),
+            ],
+        )
+        .await
+        .unwrap();
+    let owner: String = wait_until(Duration::from_secs(20), "the upload to start", || async {
+        let h: std::collections::HashMap<String, String> = conn
+            .clone()
+            .hgetall("tiktok-poster:post:sib-1")
+            .await
+            .unwrap();
+        h.get("publish_id")
+            .filter(|p| !p.is_empty())
+            .and(h.get("lease_owner").cloned())
+    })
+    .await;
+    let (victim, survivor) = if owner.starts_with("daemon-a:") {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let killed = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(30),
+        "the sibling to publish the post",
+        || async {
+            let s: Option<String> = conn
+                .clone()
+                .hget("tiktok-poster:post:sib-1", "state")
+                .await
+                .unwrap();
+            (s.as_deref() == Some("published")).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "taken over after {:?}",
+        killed.elapsed()
+    );
+    let posts = sim.posts().await;
+    assert_eq!(posts.iter().filter(|p| p["sha256"] == sha).count(), 1);
+    assert_eq!(posts.len(), 1, "one init in all");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &survivor.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = survivor.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
 }

@@ -600,3 +600,86 @@ async fn the_public_post_id_and_url_are_recorded_when_they_appear() {
     );
     assert_eq!(post["state"], "published");
 }
+
+/// A post that lost its queue entry is found by the reconciler and published; a failed post lands in
+/// the dead-letter set, and leaves it when retried.
+#[tokio::test]
+async fn the_reconciler_requeues_lost_entries_and_failures_are_dead_lettered() {
+    let mut app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    app.stop_daemon().await;
+    let (video, sha) = app.video("lost.mp4", 300_000);
+    let entry = app
+        .xadd(&[
+            ("id", "lost-1"),
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    // Record it the way ingest does, then drop its queue entry.
+    let mut conn = app.redis.conn().await;
+    let manager = tiktok_poster::db::connect(&app.redis.url()).await.unwrap();
+    let keys = tiktok_poster::db::Keys::new("tiktok-poster");
+    let ledger = tiktok_poster::posts::Ledger::new(manager.clone(), keys.clone());
+    let sub = tiktok_poster::posts::parse_fields(&[
+        ("account".into(), "main".into()),
+        ("video".into(), path_str(&video).into()),
+        ("privacy_level".into(), "SELF_ONLY".into()),
+    ])
+    .unwrap();
+    ledger
+        .create("lost-1", &sub, &[("entry_id", entry)])
+        .await
+        .unwrap();
+    let _: () = redis::AsyncCommands::zrem(&mut conn, "tiktok-poster:q:due", "lost-1")
+        .await
+        .unwrap();
+    let store = tiktok_poster::queue::JobStore::new(manager, keys);
+    assert_eq!(
+        tiktok_poster::daemon::reconcile_once(&ledger, &store)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        tiktok_poster::daemon::reconcile_once(&ledger, &store)
+            .await
+            .unwrap(),
+        0,
+        "queued once"
+    );
+    app.start_daemon().await;
+    app.wait_state("lost-1", &["published"], T).await;
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+
+    app.sim
+        .fault(
+            serde_json::json!({"endpoint": "video_init", "error": "privacy_level_option_mismatch"}),
+        )
+        .await;
+    let (video2, _) = app.video("refused.mp4", 300_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video2)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    let post = app.wait_state(&id, &["failed"], T).await;
+    assert_eq!(post["error_code"], "privacy_level_option_mismatch");
+    assert!(
+        post["log_id"].len() > 10,
+        "TikTok's log_id is kept: {post:?}"
+    );
+    let dead: Option<f64> = redis::AsyncCommands::zscore(&mut conn, "tiktok-poster:dead", &id)
+        .await
+        .unwrap();
+    assert!(dead.is_some(), "a failed post is dead-lettered");
+    ledger.retry(&id).await.unwrap();
+    let dead: Option<f64> = redis::AsyncCommands::zscore(&mut conn, "tiktok-poster:dead", &id)
+        .await
+        .unwrap();
+    assert!(dead.is_none());
+    app.wait_state(&id, &["published"], T).await;
+}
