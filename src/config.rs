@@ -247,12 +247,18 @@ impl WorkerSettings {
 pub struct TokenSettings {
     /// 32 random bytes that seal the stored tokens.
     pub encryption_key_file: PathBuf,
+    /// How often the refresher looks for accounts whose planned refresh time has come, in milliseconds.
+    pub refresh_check_ms: u64,
+    /// Warn this many days before an account's refresh token expires (the user must reconnect).
+    pub reconnect_warning_days: u64,
 }
 
 impl Default for TokenSettings {
     fn default() -> Self {
         Self {
             encryption_key_file: "/etc/tiktok-poster/token.key".into(),
+            refresh_check_ms: 1000,
+            reconnect_warning_days: 7,
         }
     }
 }
@@ -495,6 +501,83 @@ impl Settings {
                 self.worker.concurrency as u64,
                 1,
                 1024,
+            ),
+            (
+                "worker.lease_secs",
+                "WORKER__LEASE_SECS",
+                self.worker.lease_secs,
+                1,
+                3600,
+            ),
+            (
+                "worker.idle_poll_ms",
+                "WORKER__IDLE_POLL_MS",
+                self.worker.idle_poll_ms,
+                10,
+                60_000,
+            ),
+            (
+                "worker.max_attempts",
+                "WORKER__MAX_ATTEMPTS",
+                self.worker.max_attempts as u64,
+                1,
+                1000,
+            ),
+            (
+                "worker.backoff_base_ms",
+                "WORKER__BACKOFF_BASE_MS",
+                self.worker.backoff_base_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "worker.backoff_max_secs",
+                "WORKER__BACKOFF_MAX_SECS",
+                self.worker.backoff_max_secs,
+                1,
+                86_400,
+            ),
+            (
+                "worker.status_interval_ms",
+                "WORKER__STATUS_INTERVAL_MS",
+                self.worker.status_interval_ms,
+                10,
+                600_000,
+            ),
+            (
+                "worker.settle_timeout_secs",
+                "WORKER__SETTLE_TIMEOUT_SECS",
+                self.worker.settle_timeout_secs,
+                1,
+                30 * 86_400,
+            ),
+            (
+                "worker.shutdown_grace_secs",
+                "WORKER__SHUTDOWN_GRACE_SECS",
+                self.worker.shutdown_grace_secs,
+                0,
+                3600,
+            ),
+            (
+                "worker.daily_post_budget",
+                "WORKER__DAILY_POST_BUDGET",
+                self.worker.daily_post_budget as u64,
+                1,
+                1000,
+            ),
+            (
+                "tokens.refresh_check_ms",
+                "TOKENS__REFRESH_CHECK_MS",
+                self.tokens.refresh_check_ms,
+                10,
+                600_000,
+            ),
+            (
+                "tokens.reconnect_warning_days",
+                "TOKENS__RECONNECT_WARNING_DAYS",
+                self.tokens.reconnect_warning_days,
+                0,
+                365,
             ),
         ] {
             if !(lo..=hi).contains(&v) {

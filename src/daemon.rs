@@ -105,6 +105,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     );
     let ingest_task = tokio::spawn(ingest.run(shutdown.clone()));
     let workers_task = tokio::spawn(worker::run(ctx.clone(), worker_id.clone()));
+    let refresher_task = tokio::spawn(refresh_loop(
+        accounts.clone(),
+        Duration::from_millis(settings.tokens.refresh_check_ms),
+        settings.tokens.reconnect_warning_days,
+        shutdown.clone(),
+    ));
     let reconciler_task = tokio::spawn(reconcile_loop(
         ledger.clone(),
         store.clone(),
@@ -134,6 +140,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await;
     let _ = ingest_task.await;
     reconciler_task.abort();
+    refresher_task.abort();
     let _ = http_task.await;
     tracing::info!("Stopped.");
     Ok(())
@@ -291,6 +298,70 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "host".into())
+}
+
+/// Refreshes each account when its planned time comes (several at once, single-flight across
+/// processes), retries failed refreshes with backoff, and warns about accounts that must reconnect soon.
+async fn refresh_loop(
+    accounts: Accounts,
+    every: Duration,
+    warn_days: u64,
+    shutdown: CancellationToken,
+) {
+    let mut last_warning = tokio::time::Instant::now() - Duration::from_secs(24 * 3600);
+    let mut failures: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if last_warning.elapsed() > Duration::from_secs(3600) {
+            last_warning = tokio::time::Instant::now();
+            if let Ok(list) = accounts.list().await {
+                let limit = crate::db::now_ms() + (warn_days as i64) * 86_400_000;
+                for a in list
+                    .iter()
+                    .filter(|a| a.state == "ok" && a.refresh_expires_ms < limit)
+                {
+                    let until = chrono::DateTime::from_timestamp_millis(a.refresh_expires_ms)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default();
+                    tracing::warn!(account = %a.name, until = %until, "The account must be connected again before its authorization expires.");
+                }
+            }
+        }
+        let due = match accounts.due_for_refresh(200).await {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::debug!(%error, "Refresher cannot read the plan; retrying.");
+                continue;
+            }
+        };
+        let results = futures_util::future::join_all(due.into_iter().map(|name| {
+            let accounts = accounts.clone();
+            async move {
+                let r = accounts.planned_refresh(&name).await;
+                (name, r)
+            }
+        }))
+        .await;
+        for (name, r) in results {
+            match r {
+                Ok(()) | Err(crate::accounts::AccountError::ReauthRequired(_)) => {
+                    failures.remove(&name);
+                }
+                Err(error) => {
+                    let n = failures.entry(name.clone()).or_default();
+                    *n += 1;
+                    let delay = (5_000i64 << (*n).min(7)).min(300_000);
+                    tracing::warn!(account = %name, %error, retry_in_ms = delay, "Token refresh failed; retrying with backoff.");
+                    let _ = accounts
+                        .plan_refresh_at(&name, crate::db::now_ms() + delay)
+                        .await;
+                }
+            }
+        }
+    }
 }
 
 /// Re-queues every post that is neither settled nor queued nor leased (a lost queue entry never loses a

@@ -77,6 +77,22 @@ impl Keys {
     pub fn refresh_lock(&self, name: &str) -> String {
         format!("{}:lock:refresh:{name}", self.ns)
     }
+    /// Accounts by planned refresh time (ms).
+    pub fn refresh_due(&self) -> String {
+        format!("{}:refresh_due", self.ns)
+    }
+    /// open_id → account name (for webhooks).
+    pub fn open_ids(&self) -> String {
+        format!("{}:open_ids", self.ns)
+    }
+    /// publish_id → post id (for webhooks).
+    pub fn publish_ids(&self) -> String {
+        format!("{}:publish_ids", self.ns)
+    }
+    /// A webhook delivery already handled (by body hash).
+    pub fn webhook_seen(&self, digest: &str) -> String {
+        format!("{}:webhook:{digest}", self.ns)
+    }
     /// Liveness key of a daemon identity.
     pub fn worker(&self, id: &str) -> String {
         format!("{}:worker:{id}", self.ns)

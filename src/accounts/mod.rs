@@ -119,9 +119,26 @@ const CAS_TOKENS: &str = r#"
 if redis.call('HGET', KEYS[1], 'refresh_sealed') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'access_sealed', ARGV[2], 'refresh_sealed', ARGV[3],
   'access_expires_ms', ARGV[4], 'refresh_expires_ms', ARGV[5], 'key_id', ARGV[6],
-  'refreshed_ms', ARGV[7], 'state', 'ok', 'scopes', ARGV[8])
+  'refreshed_ms', ARGV[7], 'state', 'ok', 'scopes', ARGV[8], 'access_lifetime_ms', ARGV[9], 'last_error', '')
+redis.call('ZADD', KEYS[2], ARGV[10], ARGV[11])
 return 1
 "#;
+
+/// When to refresh a token issued at `issued_ms` that lives `lifetime_ms`: early enough that it outlives
+/// any upload and status follow started with it (`margin`), and spread by a random tenth of its life so
+/// that thousands of accounts do not refresh in the same minute.
+pub fn plan_refresh(issued_ms: i64, lifetime_ms: i64) -> i64 {
+    use rand::Rng;
+    let margin = refresh_margin_ms(lifetime_ms);
+    let jitter = rand::rng().random_range(0..=(lifetime_ms / 10).max(1));
+    issued_ms + lifetime_ms - margin - jitter
+}
+
+/// How much life a token must have left when a post starts with it: 90 minutes (an upload URL's hour
+/// plus the status follow), or 40% of the token's life when that is shorter.
+pub fn refresh_margin_ms(lifetime_ms: i64) -> i64 {
+    (90 * 60_000).min(lifetime_ms * 2 / 5)
+}
 
 /// Deletes a lock only if we still hold it.
 const UNLOCK: &str = r#"
@@ -188,11 +205,19 @@ impl Accounts {
             ("state", STATE_OK.to_string()),
             ("connected_ms", now.to_string()),
             ("refreshed_ms", "0".to_string()),
+            (
+                "access_lifetime_ms",
+                (tokens.expires_in.as_millis() as i64).to_string(),
+            ),
+            ("last_error", String::new()),
         ];
+        let refresh_at = plan_refresh(now, tokens.expires_in.as_millis() as i64);
         redis::pipe()
             .atomic()
             .hset_multiple(self.keys.account(name), &fields)
             .sadd(self.keys.accounts(), name)
+            .hset(self.keys.open_ids(), &tokens.open_id, name)
+            .zadd(self.keys.refresh_due(), name, refresh_at)
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
@@ -249,6 +274,15 @@ impl Accounts {
             .get("access_expires_ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let lifetime: i64 = h
+            .get("access_lifetime_ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(i64::MAX / 4);
+        let min_valid = Duration::from_millis(
+            (min_valid.as_millis() as i64)
+                .min(refresh_margin_ms(lifetime))
+                .max(0) as u64,
+        );
         if expires - now_ms() > min_valid.as_millis() as i64 {
             return self.open(name, h.get("access_sealed"));
         }
@@ -257,7 +291,8 @@ impl Accounts {
 
     /// Refreshes now (the `accounts refresh` command, or after TikTok refused the token).
     pub async fn force_refresh(&self, name: &str) -> Result<SecretString, AccountError> {
-        self.refresh_single_flight(name, Duration::ZERO, true).await
+        self.refresh_single_flight(name, Duration::from_millis(1), true)
+            .await
     }
 
     fn open(&self, name: &str, sealed: Option<&String>) -> Result<SecretString, AccountError> {
@@ -333,6 +368,15 @@ impl Accounts {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let rotated_meanwhile = h.get("refresh_sealed") != before.as_ref();
+        if force && min_valid.is_zero() && !rotated_meanwhile {
+            // A planned refresh: under the lock, check it is still due (another process may have
+            // refreshed and planned the next one since this one read the plan).
+            let mut conn = self.conn.clone();
+            let at: Option<f64> = conn.zscore(self.keys.refresh_due(), name).await?;
+            if at.is_some_and(|t| t as i64 > now_ms()) && expires > now_ms() {
+                return self.open(name, h.get("access_sealed"));
+            }
+        }
         if (rotated_meanwhile || !force) && expires - now_ms() > min_valid.as_millis() as i64 {
             return self.open(name, h.get("access_sealed"));
         }
@@ -343,15 +387,8 @@ impl Accounts {
             Err(e) => {
                 if e.disposition() == Disposition::Fail {
                     let mut conn = self.conn.clone();
-                    let _: () = conn
-                        .hset_multiple(
-                            self.keys.account(name),
-                            &[
-                                ("state", STATE_REAUTH.to_string()),
-                                ("last_error", e.to_string()),
-                            ],
-                        )
-                        .await?;
+                    self.mark_reauth(name, &e.to_string()).await?;
+                    let _ = &mut conn;
                     tracing::warn!(account = name, error = %e, "Token refresh refused; the account must be connected again.");
                     return Err(AccountError::ReauthRequired(name.to_string()));
                 }
@@ -365,6 +402,7 @@ impl Accounts {
         let mut conn = self.conn.clone();
         let written: i32 = redis::Script::new(CAS_TOKENS)
             .key(self.keys.account(name))
+            .key(self.keys.refresh_due())
             .arg(&old_sealed)
             .arg(self.key.seal(name, &tokens.access_token))
             .arg(self.key.seal(name, &tokens.refresh_token))
@@ -373,6 +411,9 @@ impl Accounts {
             .arg(self.key.id())
             .arg(now)
             .arg(tokens.scopes.join(","))
+            .arg(tokens.expires_in.as_millis() as i64)
+            .arg(plan_refresh(now, tokens.expires_in.as_millis() as i64))
+            .arg(name)
             .invoke_async(&mut conn)
             .await?;
         if written == 0 {
@@ -388,6 +429,63 @@ impl Accounts {
         Ok(tokens.access_token)
     }
 
+    /// Marks an account `reauth_required` (its posts wait) and stops planning refreshes for it.
+    pub async fn mark_reauth(&self, name: &str, why: &str) -> Result<(), AccountError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                self.keys.account(name),
+                &[("state", STATE_REAUTH), ("last_error", why)],
+            )
+            .zrem(self.keys.refresh_due(), name)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The account connected to a TikTok open_id.
+    pub async fn by_open_id(&self, open_id: &str) -> Result<Option<String>, AccountError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hget(self.keys.open_ids(), open_id).await?)
+    }
+
+    /// Accounts whose planned refresh time has come (at most `limit`).
+    pub async fn due_for_refresh(&self, limit: usize) -> Result<Vec<String>, AccountError> {
+        let mut conn = self.conn.clone();
+        let names: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.refresh_due())
+            .arg("-inf")
+            .arg(now_ms())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        Ok(names)
+    }
+
+    /// Plans the next refresh attempt of an account at `at_ms` (after a transient failure).
+    pub async fn plan_refresh_at(&self, name: &str, at_ms: i64) -> Result<(), AccountError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.zadd(self.keys.refresh_due(), name, at_ms).await?;
+        Ok(())
+    }
+
+    /// The planned refresh, run by the daemon's refresher: refreshes unless another process already did
+    /// since the plan was made.
+    pub async fn planned_refresh(&self, name: &str) -> Result<(), AccountError> {
+        let h = self.raw(name).await?;
+        if h.get("state").map(String::as_str) == Some(STATE_REAUTH) {
+            let mut conn = self.conn.clone();
+            let _: () = conn.zrem(self.keys.refresh_due(), name).await?;
+            return Ok(());
+        }
+        self.refresh_single_flight(name, Duration::ZERO, true)
+            .await
+            .map(|_| ())
+    }
+
     /// Revokes the token at TikTok (best effort when it is already invalid), then deletes the account.
     pub async fn remove(&self, name: &str) -> Result<(), AccountError> {
         let h = self.raw(name).await?;
@@ -401,6 +499,11 @@ impl Accounts {
             .atomic()
             .del(self.keys.account(name))
             .srem(self.keys.accounts(), name)
+            .zrem(self.keys.refresh_due(), name)
+            .hdel(
+                self.keys.open_ids(),
+                h.get("open_id").cloned().unwrap_or_default(),
+            )
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())

@@ -288,17 +288,27 @@ impl Job<'_> {
             .await?)
     }
 
-    /// Takes a rate-limit slot, or hands the post back until the window has room.
+    /// Takes a rate-limit slot, or hands the post back until the window has room (saying so in the
+    /// ledger: a post not yet at TikTok is `queued` again, not left in `uploading`).
     async fn slot(&self, limit: rate::Limit) -> Result<(), Stop> {
-        match self
+        let wait = self
             .ctx
             .rate
             .acquire(&self.sub.account, limit, Duration::from_secs(5))
-            .await?
-        {
-            None => Ok(()),
-            Some(wait) => Err(Stop::Settled(Next::At(now_ms() + wait.as_millis() as i64))),
+            .await?;
+        let Some(wait) = wait else { return Ok(()) };
+        let msg = format!(
+            "waiting {} s for TikTok's limit of {} {} calls a minute for account {:?}",
+            wait.as_secs() + 1,
+            limit.limit,
+            limit.name,
+            self.sub.account
+        );
+        tracing::info!(message = %msg, "Post handed back for a rate window.");
+        if self.post.get("publish_id").is_none() {
+            self.transition(state::QUEUED, &[], &msg).await?;
         }
+        Err(Stop::Settled(Next::At(now_ms() + wait.as_millis() as i64)))
     }
 
     /// Takes one post from the account's daily budget (Direct Posts) or pending-draft budget (inbox),

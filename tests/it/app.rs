@@ -159,6 +159,7 @@ impl TestApp {
         s.worker.backoff_max_secs = 2;
         s.worker.status_interval_ms = 50;
         s.worker.shutdown_grace_secs = 5;
+        s.tokens.refresh_check_ms = 100;
         tweak(&mut s);
         s.validate().unwrap();
         let mut app = Self {
@@ -172,6 +173,43 @@ impl TestApp {
         };
         app.start_daemon().await;
         app
+    }
+
+    /// Starts another daemon on the same Redis (its own port and worker id); stopped with the returned
+    /// token.
+    pub async fn spawn_sibling(
+        &self,
+        id: &str,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let mut s = self.settings.clone();
+        let port = free_port();
+        s.http.listen = format!("127.0.0.1:{port}");
+        s.worker.id = id.to_string();
+        let token = CancellationToken::new();
+        let task = tokio::spawn(tiktok_poster::daemon::run(s, token.clone()));
+        let http = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        wait_until(
+            Duration::from_secs(10),
+            "a sibling daemon's /healthz",
+            || {
+                let http = http.clone();
+                let url = url.clone();
+                async move {
+                    http.get(&url)
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+        (token, task)
     }
 
     pub async fn start_daemon(&mut self) {

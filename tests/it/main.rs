@@ -6,6 +6,7 @@
 //! - `pipeline`: the daemon end to end with its own redis-server.
 //! - `cli`: the binary's commands and exit codes.
 
+mod accounts;
 mod app;
 mod cli;
 mod crash;

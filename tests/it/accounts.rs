@@ -1,0 +1,206 @@
+//! Accounts end to end: the connect flow, tokens never in clear text, proactive single-flight refresh.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use crate::app::{TestApp, path_str};
+use crate::helpers::wait_until;
+
+/// A forged or replayed `state` is refused with a 4xx and a page that says what to do.
+#[tokio::test]
+async fn a_forged_or_replayed_state_is_refused() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Start a real connect, and keep the callback URL the simulator sends back.
+    let r = http
+        .get(format!("{}/connect?account=main&sim_username=st", app.base))
+        .send()
+        .await
+        .unwrap();
+    let authorize = r.headers()["location"].to_str().unwrap().to_string();
+    let r = http.get(&authorize).send().await.unwrap();
+    let callback = r.headers()["location"].to_str().unwrap().to_string();
+    let forged = callback.replace("state=", "state=forged");
+    let r = http.get(&forged).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("unknown, expired or already used"), "{page}");
+    let r = http.get(&callback).send().await.unwrap();
+    assert!(r.status().is_success());
+    assert!(r.text().await.unwrap().contains("is connected"));
+    let r = http.get(&callback).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400, "a replayed state is refused");
+    let page = http
+        .get(format!("{}/", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("main") && page.contains("@st"),
+        "the account is listed: {page}"
+    );
+}
+
+/// No key or value anywhere in Redis holds a token in clear text, after connects, refreshes and posts.
+#[tokio::test]
+async fn no_token_is_stored_in_clear_text() {
+    let app = TestApp::spawn(|c| c.token_ttl_secs = 2, |_| {}).await;
+    app.connect("main", false).await;
+    let (video, _) = app.video("scan.mp4", 200_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    app.wait_state(&id, &["published"], Duration::from_secs(20))
+        .await;
+    // Let at least one proactive refresh happen.
+    wait_until(Duration::from_secs(10), "a refresh", || async {
+        (app.sim.stats().await["refreshes"].as_u64().unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    let mut conn = app.redis.conn().await;
+    let keys: Vec<String> = conn.keys("*").await.unwrap();
+    let mut dump = String::new();
+    for k in &keys {
+        let t: String = redis::cmd("TYPE")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let v: redis::Value = match t.as_str() {
+            "string" => redis::cmd("GET")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "hash" => redis::cmd("HGETALL")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(k)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "set" => redis::cmd("SMEMBERS")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "stream" => redis::cmd("XRANGE")
+                .arg(k)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            _ => redis::Value::Nil,
+        };
+        dump.push_str(k);
+        dump.push_str(&format!("{v:?}"));
+    }
+    assert!(keys.len() > 5, "{keys:?}");
+    assert!(!dump.contains("act."), "an access token in clear text");
+    assert!(!dump.contains("rft."), "a refresh token in clear text");
+    assert!(
+        !dump.contains("upload_token="),
+        "an upload URL in clear text"
+    );
+}
+
+/// With tokens living 5 s, posts spread over 20 s are all published and TikTok never sees a call made
+/// with an expired token: refreshes happen ahead of time.
+#[tokio::test]
+async fn short_lived_tokens_are_refreshed_ahead_so_no_call_uses_an_expired_one() {
+    let app = TestApp::spawn(|c| c.token_ttl_secs = 5, |_| {}).await;
+    // Three accounts, so TikTok's 6 inits a minute per account are not what this test meets.
+    for a in ["a0", "a1", "a2"] {
+        app.connect(a, false).await;
+    }
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let (video, _) = app.video(&format!("spread{i}.mp4"), 200_000);
+        let account = format!("a{}", i % 3);
+        ids.push(
+            app.xadd(&[
+                ("account", &account),
+                ("video", path_str(&video)),
+                ("privacy_level", "SELF_ONLY"),
+            ])
+            .await,
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for id in &ids {
+        app.wait_state(id, &["published"], Duration::from_secs(20))
+            .await;
+    }
+    let stats = app.sim.stats().await;
+    assert_eq!(stats["expired_token_calls"], 0, "{stats}");
+    let refreshes = stats["refreshes"].as_u64().unwrap();
+    assert!(
+        refreshes >= 3 * 5,
+        "each account refreshed ahead of each expiry over 20 s: {stats}"
+    );
+}
+
+/// Four daemons share one Redis and one account with 3-second tokens: refreshes stay one per cycle (a
+/// second concurrent refresh would use a rotated token and break the account), and the account stays ok.
+#[tokio::test]
+async fn four_daemons_refresh_one_account_single_flight() {
+    let app = TestApp::spawn(|c| c.token_ttl_secs = 3, |_| {}).await;
+    app.connect("main", false).await;
+    let started = std::time::Instant::now();
+    let mut siblings = Vec::new();
+    for i in 0..3 {
+        siblings.push(app.spawn_sibling(&format!("sib{i}")).await);
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    for (token, task) in siblings {
+        token.cancel();
+        task.await.unwrap().unwrap();
+    }
+    let stats = app.sim.stats().await;
+    let refreshes = stats["refreshes"].as_f64().unwrap();
+    // A 3 s token is refreshed 1.2 to 1.5 s before it expires: one refresh every 1.5 to 1.8 s.
+    let most = elapsed / 1.5 + 1.0;
+    assert!(
+        refreshes >= elapsed / 1.8 - 1.0 && refreshes <= most,
+        "{refreshes} refreshes in {elapsed:.1} s: {stats}"
+    );
+    assert!(
+        stats["errors"].get("invalid_grant").is_none(),
+        "no refresh used a rotated token: {stats}"
+    );
+    let mut conn = app.redis.conn().await;
+    let state: String = conn
+        .hget("tiktok-poster:account:main", "state")
+        .await
+        .unwrap();
+    assert_eq!(state, "ok");
+    let (video, sha) = app.video("after.mp4", 200_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    app.wait_state(&id, &["published"], Duration::from_secs(20))
+        .await;
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+}
