@@ -78,6 +78,22 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(ev))
 return 1
 "#;
 
+/// Applies what a webhook says about a post: fields always (e.g. the public post id), the state only
+/// when the post is not already settled.
+const ADVANCE: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return 0 end
+if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
+local terminal = st == 'published' or st == 'inbox' or st == 'failed' or st == 'cancelled' or st == 'unconfirmed'
+if ARGV[2] ~= '' and not terminal then
+  redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_ms', ARGV[3])
+  if ARGV[2] == 'failed' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', ARGV[2], 'at', ARGV[3], 'message', ARGV[4])
+  return 2
+end
+return 1
+"#;
+
 /// Sets fields, fenced by the lease owner when a token is given.
 const SET_FIELDS: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -306,6 +322,31 @@ impl Ledger {
         let mut conn = self.conn.clone();
         let n: i32 = inv.invoke_async(&mut conn).await?;
         Ok(n == 1)
+    }
+
+    /// What a webhook learned: `fields` always, `new_state` (if any) only while the post is unsettled.
+    /// Returns 2 when the state changed, 1 when only fields were written, 0 when there is no such post.
+    pub async fn advance(
+        &self,
+        id: &str,
+        new_state: &str,
+        fields: &[(&str, String)],
+        message: &str,
+    ) -> redis::RedisResult<i32> {
+        let script = redis::Script::new(ADVANCE);
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.post(id))
+            .key(self.keys.events())
+            .key(self.keys.dead())
+            .arg(id)
+            .arg(new_state)
+            .arg(now_ms())
+            .arg(message);
+        for (k, v) in fields {
+            inv.arg(*k).arg(v);
+        }
+        let mut conn = self.conn.clone();
+        inv.invoke_async(&mut conn).await
     }
 
     /// Cancels a post not yet sent. `Err` says why it cannot be cancelled.

@@ -470,6 +470,15 @@ impl Job<'_> {
         // never gets its bytes) cannot go live.
         self.set(&fields).await?;
         tracing::info!(publish_id = %init.publish_id, "Post initialised at TikTok.");
+        // For webhooks, which name posts by publish_id only.
+        let mut conn = self.ctx.ledger.conn();
+        let _: redis::RedisResult<()> = redis::AsyncCommands::hset(
+            &mut conn,
+            self.ctx.ledger.keys().publish_ids(),
+            &init.publish_id,
+            self.id(),
+        )
+        .await;
         for (k, v) in fields {
             self.post.fields.insert(k.to_string(), v);
         }
@@ -699,6 +708,16 @@ impl Job<'_> {
                 _ = self.lost.cancelled() => return Err(Stop::LeaseLost),
             }
             interval = (interval * 3 / 2).min(max_interval);
+            // A webhook may have settled the post meanwhile.
+            if let Ok(Some(now)) = self.ctx.ledger.get(self.id()).await
+                && state::is_terminal(now.state())
+            {
+                tracing::info!(
+                    state = now.state(),
+                    "Post settled by a webhook ahead of polling."
+                );
+                return Ok(Next::Done);
+            }
             self.slot(rate::STATUS).await?;
             let pid = publish_id.clone();
             let s = self

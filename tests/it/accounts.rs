@@ -204,3 +204,84 @@ async fn four_daemons_refresh_one_account_single_flight() {
         .await;
     assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
 }
+
+fn signed(secret: &str, body: &str) -> String {
+    use hmac::Mac;
+    let t = chrono::Utc::now().timestamp();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},s={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Webhooks: a bad signature gets 401; `authorization.removed` flags the account at once; a repeated
+/// delivery is ignored; `post.publish.complete` settles a post ahead of polling.
+#[tokio::test]
+async fn webhooks_are_verified_and_act_on_accounts_and_posts() {
+    let app = TestApp::spawn(|c| c.publish_delay_ms = 600_000, |_| {}).await;
+    app.connect("main", false).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/webhooks/tiktok", app.base);
+    let mut conn = app.redis.conn().await;
+    let open_id: String = conn
+        .hget("tiktok-poster:account:main", "open_id")
+        .await
+        .unwrap();
+
+    // A post that TikTok keeps processing (the simulator's delay is ten minutes).
+    let (video, _) = app.video("hook.mp4", 200_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    let post = app
+        .wait_state(&id, &["processing"], Duration::from_secs(20))
+        .await;
+    let content =
+        serde_json::json!({"publish_id": post["publish_id"], "publish_type": "DIRECT_POST"})
+            .to_string();
+    let body = serde_json::json!({"client_key": "k", "event": "post.publish.complete", "create_time": 1, "user_openid": open_id, "content": content}).to_string();
+    let bad = http
+        .post(&url)
+        .header("TikTok-Signature", signed("wrong-secret", &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 401);
+    let ok = http
+        .post(&url)
+        .header("TikTok-Signature", signed("test-secret", &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    app.wait_state(&id, &["published"], Duration::from_secs(10))
+        .await;
+    let again = http
+        .post(&url)
+        .header("Tiktok-Signature", signed("test-secret", &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.text().await.unwrap(), "duplicate");
+
+    let removed = serde_json::json!({"client_key": "k", "event": "authorization.removed", "create_time": 2, "user_openid": open_id, "content": "{\"reason\":1}"}).to_string();
+    let r = http
+        .post(&url)
+        .header("TikTok-Signature", signed("test-secret", &removed))
+        .body(removed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let state: String = conn
+        .hget("tiktok-poster:account:main", "state")
+        .await
+        .unwrap();
+    assert_eq!(state, "reauth_required");
+}
