@@ -247,6 +247,8 @@ impl WorkerSettings {
 pub struct TokenSettings {
     /// 32 random bytes that seal the stored tokens.
     pub encryption_key_file: PathBuf,
+    /// During a key rotation: the old key, which still opens what it sealed (see `keys rotate`).
+    pub previous_key_file: Option<PathBuf>,
     /// How often the refresher looks for accounts whose planned refresh time has come, in milliseconds.
     pub refresh_check_ms: u64,
     /// Warn this many days before an account's refresh token expires (the user must reconnect).
@@ -257,6 +259,7 @@ impl Default for TokenSettings {
     fn default() -> Self {
         Self {
             encryption_key_file: "/etc/tiktok-poster/token.key".into(),
+            previous_key_file: None,
             refresh_check_ms: 1000,
             reconnect_warning_days: 7,
         }
@@ -650,6 +653,22 @@ impl Settings {
                 .client_secret
                 .as_ref()
                 .is_some_and(|s| !s.expose().is_empty())
+    }
+
+    /// The token keys: the current one, and the previous one during a rotation.
+    pub fn token_keys(
+        &self,
+    ) -> Result<(crate::accounts::TokenKey, Option<crate::accounts::TokenKey>), ConfigError> {
+        let key = crate::accounts::TokenKey::load(&self.tokens.encryption_key_file)
+            .map_err(|e| ConfigError(format!("tokens.encryption_key_file: {e}")))?;
+        let previous = match &self.tokens.previous_key_file {
+            Some(p) => Some(
+                crate::accounts::TokenKey::load(p)
+                    .map_err(|e| ConfigError(format!("tokens.previous_key_file: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok((key, previous))
     }
 
     /// The TikTok client settings.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::{Accounts, TokenKey};
-use crate::config::{ConfigError, Settings};
+use crate::accounts::Accounts;
+use crate::config::Settings;
 use crate::db::{Keys, random_id};
 use crate::posts::{Ledger, state};
 use crate::queue::JobStore;
@@ -48,8 +48,7 @@ pub async fn connect_redis(
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let key = TokenKey::load(&settings.tokens.encryption_key_file)
-        .map_err(|e| ConfigError(format!("tokens.encryption_key_file: {e}")))?;
+    let (key, previous_key) = settings.token_keys()?;
     let client = Client::new(settings.client_config()?).context("building the TikTok client")?;
     if !settings.has_credentials() {
         tracing::warn!(api_base = %settings.tiktok.api_base, "No TikTok client key and secret configured; only a simulator will accept requests.");
@@ -67,7 +66,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let keys = Keys::new(&settings.redis.namespace);
     let ledger = Ledger::new(conn.clone(), keys.clone());
     let store = JobStore::new(conn.clone(), keys.clone());
-    let accounts = Accounts::new(conn.clone(), keys.clone(), key, client.clone());
+    let accounts =
+        Accounts::new(conn.clone(), keys.clone(), key, client.clone()).with_previous(previous_key);
     let worker_id = if settings.worker.id.is_empty() {
         hostname()
     } else {

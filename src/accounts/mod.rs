@@ -102,6 +102,8 @@ pub struct Accounts {
     pub(crate) conn: ConnectionManager,
     keys: Keys,
     key: TokenKey,
+    /// The key being rotated away from: still opens what it sealed, never seals.
+    previous: Option<TokenKey>,
     client: Client,
 }
 
@@ -153,8 +155,77 @@ impl Accounts {
             conn,
             keys,
             key,
+            previous: None,
             client,
         }
+    }
+
+    /// Also opens values sealed with `previous` (during a key rotation).
+    pub fn with_previous(mut self, previous: Option<TokenKey>) -> Self {
+        self.previous = previous;
+        self
+    }
+
+    fn open_any(&self, account: &str, sealed: &str) -> Result<SecretString, AccountError> {
+        let err = |source| AccountError::Crypto {
+            account: account.to_string(),
+            source,
+        };
+        match self.key.open(account, sealed) {
+            Err(CryptoError::WrongKey { found, expected }) => match &self.previous {
+                Some(p) if p.id() == found => p.open(account, sealed).map_err(err),
+                _ => Err(err(CryptoError::WrongKey { found, expected })),
+            },
+            other => other.map_err(err),
+        }
+    }
+
+    /// Re-seals every value sealed with the previous key under the current one: account tokens and
+    /// the upload URLs of posts. Each write is a compare-and-set, so a concurrent refresh is never
+    /// overwritten. Returns how many values were re-sealed.
+    pub async fn rotate_keys(&self) -> Result<usize, AccountError> {
+        const CAS_FIELD: &str = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end return 0";
+        let script = redis::Script::new(CAS_FIELD);
+        let mut conn = self.conn.clone();
+        let mut n = 0;
+        let names: Vec<String> = conn.smembers(self.keys.accounts()).await?;
+        let mut targets: Vec<(String, String, &str)> = Vec::new();
+        for name in &names {
+            targets.push((self.keys.account(name), name.clone(), "access_sealed"));
+            targets.push((self.keys.account(name), name.clone(), "refresh_sealed"));
+        }
+        let posts: Vec<String> = conn.zrange(self.keys.posts(), 0, -1).await?;
+        for id in &posts {
+            let account: Option<String> = conn.hget(self.keys.post(id), "account").await?;
+            if let Some(account) = account {
+                targets.push((self.keys.post(id), account, "upload_url_sealed"));
+            }
+        }
+        for (key, account, field) in targets {
+            let value: Option<String> = conn.hget(&key, field).await?;
+            let Some(value) = value.filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if TokenKey::key_id_of(&value) == Some(self.key.id()) {
+                continue;
+            }
+            let secret = self.open_any(&account, &value)?;
+            let resealed = self.key.seal(&account, &secret);
+            let done: i32 = script
+                .key(&key)
+                .arg(field)
+                .arg(&value)
+                .arg(&resealed)
+                .invoke_async(&mut conn)
+                .await?;
+            n += done as usize;
+        }
+        for name in &names {
+            let _: () = conn
+                .hset(self.keys.account(name), "key_id", self.key.id())
+                .await?;
+        }
+        Ok(n)
     }
 
     /// The TikTok client this store refreshes with.
@@ -169,12 +240,7 @@ impl Accounts {
 
     /// Opens a value sealed with [`Accounts::seal`].
     pub fn unseal(&self, account: &str, sealed: &str) -> Result<SecretString, AccountError> {
-        self.key
-            .open(account, sealed)
-            .map_err(|source| AccountError::Crypto {
-                account: account.to_string(),
-                source,
-            })
+        self.open_any(account, sealed)
     }
 
     /// Stores a fresh grant (after `connect`), replacing any earlier one.
@@ -297,12 +363,7 @@ impl Accounts {
 
     fn open(&self, name: &str, sealed: Option<&String>) -> Result<SecretString, AccountError> {
         let sealed = sealed.ok_or_else(|| AccountError::NotFound(name.to_string()))?;
-        self.key
-            .open(name, sealed)
-            .map_err(|source| AccountError::Crypto {
-                account: name.to_string(),
-                source,
-            })
+        self.open_any(name, sealed)
     }
 
     async fn refresh_single_flight(

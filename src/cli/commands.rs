@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::{AccountsCommand, CliError, EnqueueArgs, load_settings};
-use crate::accounts::{Accounts, TokenKey, connect};
+use crate::accounts::{Accounts, connect};
 use crate::config::{ConfigError, Settings};
 use crate::db::{Keys, now_ms, random_id};
 use crate::posts::{Created, Ledger, PostRecord, parse_fields, parse_json, state};
@@ -49,16 +49,34 @@ async fn env(config: Option<&Path>) -> Result<Env, CliError> {
 }
 
 fn accounts(env: &Env) -> Result<Accounts, CliError> {
-    let key = TokenKey::load(&env.settings.tokens.encryption_key_file)
-        .map_err(|e| ConfigError(format!("tokens.encryption_key_file: {e}")))?;
+    let (key, previous) = env.settings.token_keys()?;
     let client =
         Client::new(env.settings.client_config()?).map_err(|e| CliError::Failure(e.into()))?;
-    Ok(Accounts::new(
-        env.conn.clone(),
-        env.keys.clone(),
-        key,
-        client,
-    ))
+    Ok(Accounts::new(env.conn.clone(), env.keys.clone(), key, client).with_previous(previous))
+}
+
+/// `keys rotate`: re-seals every stored secret under the current key.
+pub async fn rotate_keys(config: Option<&Path>) -> Result<(), CliError> {
+    let env = env(config).await?;
+    if env.settings.tokens.previous_key_file.is_none() {
+        return Err(CliError::Config(ConfigError(
+            "tokens.previous_key_file is not set; point it at the old key and encryption_key_file at the new one, then run this again".into(),
+        )));
+    }
+    let accounts = accounts(&env)?;
+    let n = accounts
+        .rotate_keys()
+        .await
+        .map_err(|e| CliError::Failure(e.into()))?;
+    println!(
+        "re-sealed {n} values under key {}; previous_key_file can now be removed",
+        accounts_key_id(&env)?
+    );
+    Ok(())
+}
+
+fn accounts_key_id(env: &Env) -> Result<String, CliError> {
+    Ok(env.settings.token_keys()?.0.id().to_string())
 }
 
 /// `enqueue`: validates at once (the same checks as ingest) and records the post.

@@ -92,6 +92,9 @@ pub enum KeysCommand {
         /// Where to write it (default: [tokens] encryption_key_file).
         path: Option<PathBuf>,
     },
+    /// Re-seal every stored token and upload URL under [tokens] encryption_key_file (the old key is
+    /// [tokens] previous_key_file).
+    Rotate,
 }
 
 /// `enqueue` flags: the submission fields, or a JSON file.
@@ -331,6 +334,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Keys(KeysCommand::Rotate) => commands::rotate_keys(cli.config.as_deref()).await,
         Command::Enqueue(args) => commands::enqueue(cli.config.as_deref(), args).await,
         Command::Status { id, json } => commands::status(cli.config.as_deref(), &id, json).await,
         Command::List { state, json } => {

@@ -285,3 +285,94 @@ async fn webhooks_are_verified_and_act_on_accounts_and_posts() {
         .unwrap();
     assert_eq!(state, "reauth_required");
 }
+
+/// `keys rotate` re-seals every token and upload URL under the new key; the daemon then runs with the
+/// new key alone.
+#[tokio::test]
+async fn keys_rotate_reseals_everything_under_the_new_key() {
+    let mut app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let (video, _) = app.video("rot.mp4", 200_000);
+    let id = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    app.wait_state(&id, &["published"], Duration::from_secs(20))
+        .await;
+    app.stop_daemon().await;
+    let old = app.settings.tokens.encryption_key_file.clone();
+    let new = app.dir.path().join("new.key");
+    let new_key = tiktok_poster::accounts::TokenKey::generate_file(&new).unwrap();
+    let cfg = app.dir.path().join("rotate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[redis]\nurl = \"{}\"\n[tokens]\nencryption_key_file = \"{}\"\nprevious_key_file = \"{}\"\n",
+            app.redis.url(),
+            new.display(),
+            old.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("re-sealed 3 values"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut conn = app.redis.conn().await;
+    for (key, field) in [
+        ("tiktok-poster:account:main", "access_sealed"),
+        ("tiktok-poster:account:main", "refresh_sealed"),
+        (&*format!("tiktok-poster:post:{id}"), "upload_url_sealed"),
+    ] {
+        let v: String = conn.hget(key, field).await.unwrap();
+        assert!(
+            v.starts_with(&format!("v1.{}.", new_key.id())),
+            "{key} {field} still under the old key"
+        );
+    }
+    // The daemon with only the new key: refreshes and posts work.
+    app.settings.tokens.encryption_key_file = new;
+    app.start_daemon().await;
+    // Async, so the in-process simulator keeps serving while the command runs.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["accounts", "refresh", "main"])
+        .env("TIKTOK_POSTER__TIKTOK__API_BASE", &app.sim.sim.base_url)
+        .env("TIKTOK_POSTER__TIKTOK__CLIENT_KEY", "k")
+        .env("TIKTOK_POSTER__TIKTOK__CLIENT_SECRET", "s")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (video2, sha2) = app.video("rot2.mp4", 200_000);
+    let id2 = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&video2)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    app.wait_state(&id2, &["published"], Duration::from_secs(20))
+        .await;
+    assert_eq!(app.sim_posts_with(&sha2).await.len(), 1);
+}
