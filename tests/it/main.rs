@@ -8,6 +8,7 @@
 
 mod accounts;
 mod app;
+mod browser;
 mod cli;
 mod crash;
 mod helpers;
