@@ -12,7 +12,7 @@ use crate::helpers::{TestSim, wait_until};
 fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
         .args(["--config", config.to_str().unwrap(), "run"])
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(
             std::fs::OpenOptions::new()
@@ -296,6 +296,15 @@ async fn a_killed_daemons_post_is_taken_back_by_its_successor_at_start_up() {
     let posts = sim.posts().await;
     assert_eq!(posts.iter().filter(|p| p["sha256"] == sha).count(), 1);
     assert_eq!(posts.len(), 1, "one init in all");
+    // The daemon logged at debug level throughout: no token or upload URL in clear text.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("Upload complete"), "the log was captured");
+    for secret in ["act.", "rft.", "upload_token"] {
+        assert!(
+            !logged.contains(secret),
+            "{secret} found in the daemon's log"
+        );
+    }
 }
 
 /// Two daemons share one Redis; the one working on a post is killed and its sibling takes the post over
