@@ -116,6 +116,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         store.clone(),
         shutdown.clone(),
     ));
+    let _ = crate::telemetry_metrics::handle();
     let app = crate::http::router(crate::http::AppState {
         accounts,
         keys: keys.clone(),
@@ -348,9 +349,11 @@ async fn refresh_loop(
         for (name, r) in results {
             match r {
                 Ok(()) | Err(crate::accounts::AccountError::ReauthRequired(_)) => {
+                    crate::telemetry_metrics::refresh(true);
                     failures.remove(&name);
                 }
                 Err(error) => {
+                    crate::telemetry_metrics::refresh(false);
                     let n = failures.entry(name.clone()).or_default();
                     *n += 1;
                     let delay = (5_000i64 << (*n).min(7)).min(300_000);

@@ -30,6 +30,7 @@ pub mod posts;
 pub mod queue;
 pub mod sim;
 pub mod telemetry;
+pub mod telemetry_metrics;
 pub mod tiktok;
 pub mod worker;
 

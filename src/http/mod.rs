@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connect", get(connect_start))
         .route("/oauth/callback", get(callback))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_page))
         .route("/webhooks/tiktok", axum::routing::post(webhook))
         .with_state(state)
 }
@@ -310,6 +311,45 @@ async fn webhook(
         _ => {}
     }
     (StatusCode::OK, "ok").into_response()
+}
+
+/// `GET /metrics`: Prometheus text. Gauges about the queue and the accounts are computed now.
+async fn metrics_page(State(st): State<AppState>) -> Response {
+    if let Ok((due, leased)) = st.store.depth().await {
+        metrics::gauge!("tiktok_poster_queue_due_or_scheduled").set(due as f64);
+        metrics::gauge!("tiktok_poster_queue_leased").set(leased as f64);
+    }
+    if let Ok(list) = st.accounts.list().await {
+        let now = now_ms();
+        let warn_ms = st.settings.tokens.reconnect_warning_days as i64 * 86_400_000;
+        let ok: Vec<_> = list.iter().filter(|a| a.state == "ok").collect();
+        metrics::gauge!("tiktok_poster_accounts").set(list.len() as f64);
+        metrics::gauge!("tiktok_poster_accounts_reauth_required")
+            .set((list.len() - ok.len()) as f64);
+        metrics::gauge!("tiktok_poster_accounts_reconnect_soon").set(
+            ok.iter()
+                .filter(|a| a.refresh_expires_ms - now < warn_ms)
+                .count() as f64,
+        );
+        if let Some(min) = ok.iter().map(|a| a.access_expires_ms - now).min() {
+            metrics::gauge!("tiktok_poster_token_min_seconds_left").set(min as f64 / 1000.0);
+        }
+    }
+    match crate::telemetry_metrics::handle() {
+        Some(h) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {

@@ -302,6 +302,9 @@ impl Ledger {
         }
         let mut conn = self.conn.clone();
         let n: i32 = script.invoke_async(&mut conn).await?;
+        if n == 1 {
+            crate::telemetry_metrics::post_state(new_state);
+        }
         Ok(n == 1)
     }
 

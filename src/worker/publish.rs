@@ -191,6 +191,11 @@ pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
     if job.post.get("first_claim_ms").is_none() {
         // When the post first reached a worker: the scheduler's lag is this minus `due_ms`.
         first.push(("first_claim_ms", now_ms().to_string()));
+        let due = job
+            .post
+            .num("due_ms")
+            .max(job.post.num("deferred_until_ms"));
+        crate::telemetry_metrics::start_lag((now_ms() - due) as f64 / 1000.0);
     }
     match job
         .ctx
@@ -557,6 +562,7 @@ impl Job<'_> {
         };
         match out {
             Ok(o) => {
+                crate::telemetry_metrics::upload(o.bytes_sent, started.elapsed().as_secs_f64());
                 tracing::info!(
                     bytes = plan.video_size,
                     secs = started.elapsed().as_secs_f64(),
@@ -895,6 +901,7 @@ impl Job<'_> {
     }
 
     async fn on_tiktok(&mut self, e: TikTokError) -> Next {
+        crate::telemetry_metrics::tiktok_error(&e.code);
         let has_publish_id = self.post.get("publish_id").is_some();
         match e.disposition() {
             Disposition::Retry | Disposition::RefreshToken => {

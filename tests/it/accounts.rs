@@ -376,3 +376,72 @@ async fn keys_rotate_reseals_everything_under_the_new_key() {
         .await;
     assert_eq!(app.sim_posts_with(&sha2).await.len(), 1);
 }
+
+/// An account whose authorization ends within 7 days is flagged: the metric, `accounts list` and the
+/// page; /metrics also carries the post and queue figures.
+#[tokio::test]
+async fn reconnect_warnings_show_in_metrics_list_and_page() {
+    let app = TestApp::spawn(|c| c.refresh_ttl_secs = 3 * 86_400, |_| {}).await;
+    app.connect("soon", false).await;
+    let (video, _) = app.video("m.mp4", 100_000);
+    let id = app
+        .xadd(&[
+            ("account", "soon"),
+            ("video", path_str(&video)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    app.wait_state(&id, &["published"], Duration::from_secs(20))
+        .await;
+    let text = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("tiktok_poster_accounts_reconnect_soon 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tiktok_poster_post_transitions_total{state=\"published\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tiktok_poster_uploaded_bytes_total"),
+        "{text}"
+    );
+    assert!(text.contains("tiktok_poster_queue_leased"), "{text}");
+    let page = reqwest::get(format!("{}/", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<td class=bad>"),
+        "the reconnect date is flagged on the page: {page}"
+    );
+    let cfg = app.dir.path().join("list.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[redis]\nurl = \"{}\"\n[tokens]\nencryption_key_file = \"{}\"\n",
+            app.redis.url(),
+            app.settings.tokens.encryption_key_file.display()
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["accounts", "list"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("soon") && stdout.contains("(soon!)"),
+        "{stdout}"
+    );
+}
