@@ -356,7 +356,7 @@ async fn refresh_loop(
                     crate::telemetry_metrics::refresh(false);
                     let n = failures.entry(name.clone()).or_default();
                     *n += 1;
-                    let delay = (5_000i64 << (*n).min(7)).min(300_000);
+                    let delay = (1_000i64 << (*n - 1).min(9)).min(300_000);
                     tracing::warn!(account = %name, %error, retry_in_ms = delay, "Token refresh failed; retrying with backoff.");
                     let _ = accounts
                         .plan_refresh_at(&name, crate::db::now_ms() + delay)
