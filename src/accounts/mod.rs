@@ -94,6 +94,8 @@ pub struct AccountInfo {
     pub key_id: String,
     /// Last successful refresh (ms), 0 if never.
     pub refreshed_ms: i64,
+    /// When the next refresh is planned (ms), 0 if none (e.g. `reauth_required`).
+    pub next_refresh_ms: i64,
 }
 
 /// The account store.
@@ -301,7 +303,11 @@ impl Accounts {
     /// One account, without secrets.
     pub async fn info(&self, name: &str) -> Result<AccountInfo, AccountError> {
         let h = self.raw(name).await?;
-        Ok(info_from(name, &h))
+        let mut info = info_from(name, &h);
+        let mut conn = self.conn.clone();
+        let next: Option<f64> = conn.zscore(self.keys.refresh_due(), name).await?;
+        info.next_refresh_ms = next.map(|v| v as i64).unwrap_or(0);
+        Ok(info)
     }
 
     /// True if the account exists.
@@ -584,5 +590,6 @@ fn info_from(name: &str, h: &HashMap<String, String>) -> AccountInfo {
         scopes: s("scopes"),
         key_id: s("key_id"),
         refreshed_ms: n("refreshed_ms"),
+        next_refresh_ms: 0,
     }
 }

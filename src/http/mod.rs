@@ -96,7 +96,7 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;
 
 fn when(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| "-".into())
 }
 
@@ -126,19 +126,20 @@ async fn index(State(st): State<AppState>) -> Response {
             ""
         };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>@{}</td><td class={state_class}>{}</td><td>{}</td><td{warn}>{}</td></tr>",
+            "<tr><td>{}</td><td>@{}</td><td class={state_class}>{}</td><td>{}</td><td>{}</td><td{warn}>{}</td></tr>",
             esc(&a.name),
             esc(&a.username),
             esc(&a.state),
             when(a.access_expires_ms),
+            if a.next_refresh_ms > 0 { when(a.next_refresh_ms) } else { "-".into() },
             when(a.refresh_expires_ms)
         ));
     }
     if accounts.is_empty() {
-        rows.push_str("<tr><td colspan=5>No account is connected yet.</td></tr>");
+        rows.push_str("<tr><td colspan=6>No account is connected yet.</td></tr>");
     }
     let body = format!(
-        "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Access token expires</th><th>Reconnect before</th></tr></thead><tbody>{rows}</tbody></table>\
+        "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Access token expires</th><th>Next refresh</th><th>Reconnect before</th></tr></thead><tbody>{rows}</tbody></table>\
 <h2>Connect an account</h2><form method=get action=/connect><label>Account name <input name=account required pattern=\"[A-Za-z0-9._-]{{1,64}}\"></label> \
 <button type=submit>Connect TikTok</button></form>"
     );

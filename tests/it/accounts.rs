@@ -46,6 +46,20 @@ async fn a_forged_or_replayed_state_is_refused() {
         page.contains("main") && page.contains("@st"),
         "the account is listed: {page}"
     );
+    assert!(page.contains("Next refresh"), "{page}");
+    // A user who declines comes back with TikTok's error, shown in words.
+    let r = http
+        .get(format!("{}/connect?account=shy&sim_deny=1", app.base))
+        .send()
+        .await
+        .unwrap();
+    let authorize = r.headers()["location"].to_str().unwrap().to_string();
+    let r = http.get(&authorize).send().await.unwrap();
+    let callback = r.headers()["location"].to_str().unwrap().to_string();
+    let r = http.get(&callback).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("declined to connect"), "{page}");
 }
 
 /// No key or value anywhere in Redis holds a token in clear text, after connects, refreshes and posts.
