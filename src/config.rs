@@ -84,6 +84,8 @@ pub struct RedisSettings {
     pub url: String,
     /// Prefix of every key the daemon owns.
     pub namespace: String,
+    /// Start even when Redis may evict keys (`maxmemory-policy allkeys-*`), which can drop posts.
+    pub allow_eviction: bool,
 }
 
 impl Default for RedisSettings {
@@ -91,6 +93,7 @@ impl Default for RedisSettings {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             namespace: "tiktok-poster".into(),
+            allow_eviction: false,
         }
     }
 }

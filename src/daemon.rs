@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::Accounts;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::db::{Keys, random_id};
 use crate::posts::{Ledger, state};
 use crate::queue::JobStore;
@@ -63,6 +63,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let Some(ingest_conn) = connect_redis(&settings.redis.url, &shutdown).await else {
         return Ok(());
     };
+    check_redis(conn.clone(), settings.redis.allow_eviction).await?;
     let keys = Keys::new(&settings.redis.namespace);
     let ledger = Ledger::new(conn.clone(), keys.clone());
     let store = JobStore::new(conn.clone(), keys.clone());
@@ -144,6 +145,61 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     refresher_task.abort();
     let _ = http_task.await;
     tracing::info!("Stopped.");
+    Ok(())
+}
+
+/// Refuses an eviction policy that can drop posts (unless allowed) and warns when Redis keeps nothing
+/// on disk. Managed Redis services that hide CONFIG get a warning instead.
+async fn check_redis(
+    mut conn: redis::aio::ConnectionManager,
+    allow_eviction: bool,
+) -> Result<(), ConfigError> {
+    let policy: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(&mut conn)
+        .await;
+    match policy {
+        Ok(v) if v.len() == 2 => {
+            let p = &v[1];
+            if p.starts_with("allkeys-") {
+                if allow_eviction {
+                    tracing::warn!(policy = %p, "Redis may evict keys (allowed by [redis] allow_eviction); an evicted post is lost.");
+                } else {
+                    return Err(ConfigError(format!(
+                        "Redis maxmemory-policy is {p}: it may evict posts and tokens. Set `maxmemory-policy noeviction` in redis.conf (or `CONFIG SET maxmemory-policy noeviction`), or set [redis] allow_eviction = true to accept the risk"
+                    )));
+                }
+            }
+        }
+        _ => tracing::warn!(
+            "Cannot read Redis's maxmemory-policy (CONFIG is disabled?); make sure it is noeviction."
+        ),
+    }
+    let info: redis::RedisResult<String> = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut conn)
+        .await;
+    let save: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("save")
+        .query_async(&mut conn)
+        .await;
+    if let Ok(info) = info {
+        let aof = info.lines().any(|l| l.trim() == "aof_enabled:1");
+        let rdb = save
+            .map(|v| v.get(1).is_some_and(|s| !s.trim().is_empty()))
+            .unwrap_or(true);
+        if !aof && !rdb {
+            tracing::warn!(
+                "Redis keeps nothing on disk (no AOF, no snapshots): a Redis restart loses every post. Enable `appendonly yes`."
+            );
+        } else if !aof {
+            tracing::warn!(
+                "Redis has no append-only file: a crash loses the posts since the last snapshot. `appendonly yes` is recommended."
+            );
+        }
+    }
     Ok(())
 }
 

@@ -59,6 +59,8 @@ impl TestRedis {
                 "always",
                 "--maxmemory-policy",
                 "noeviction",
+                "--enable-debug-command",
+                "yes",
             ])
             .arg("--dir")
             .arg(self.dir.path())
@@ -103,10 +105,14 @@ impl TestRedis {
         }
     }
 
+    /// A connection for the test's own checks; patient enough to wait out a `DEBUG SLEEP`.
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(10)))
+            .set_response_timeout(Some(Duration::from_secs(10)));
         redis::Client::open(self.url())
             .unwrap()
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&cfg)
             .await
             .unwrap()
     }

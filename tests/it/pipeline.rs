@@ -683,3 +683,110 @@ async fn the_reconciler_requeues_lost_entries_and_failures_are_dead_lettered() {
     assert!(dead.is_none());
     app.wait_state(&id, &["published"], T).await;
 }
+
+/// Redis that may evict keys is refused with a configuration error (exit 78 from the binary) unless
+/// allowed; Redis stalled by `DEBUG SLEEP 3` stops no worker; a daemon started while Redis is down
+/// waits for it and then works without a restart.
+#[tokio::test]
+async fn redis_eviction_is_refused_stalls_are_survived_and_a_late_redis_is_waited_for() {
+    let mut app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    // A stall while a post is in flight, and another post submitted during it.
+    let (v1, sha1) = app.video("stall1.mp4", 300_000);
+    let id1 = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&v1)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    let staller = {
+        let url = app.redis.url();
+        tokio::spawn(async move {
+            let mut c = redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(3)
+                .query_async(&mut c)
+                .await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (v2, sha2) = app.video("stall2.mp4", 300_000);
+    let id2 = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&v2)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    staller.await.unwrap();
+    app.wait_state(&id1, &["published"], T).await;
+    app.wait_state(&id2, &["published"], T).await;
+    assert_eq!(app.sim_posts_with(&sha1).await.len(), 1);
+    assert_eq!(app.sim_posts_with(&sha2).await.len(), 1);
+
+    // An eviction policy that can drop posts.
+    app.stop_daemon().await;
+    let mut conn = app.redis.conn().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = tiktok_poster::daemon::run(
+        app.settings.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        err.downcast_ref::<tiktok_poster::config::ConfigError>()
+            .is_some(),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("allkeys-lru") && msg.contains("noeviction"),
+        "{msg}"
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Redis down at start-up: the daemon waits, then works once Redis is back.
+    app.redis.kill();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(tiktok_poster::daemon::run(
+        app.settings.clone(),
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !task.is_finished(),
+        "the daemon waits for Redis instead of exiting"
+    );
+    app.redis.restart();
+    let (v3, sha3) = app.video("late.mp4", 300_000);
+    let id3 = app
+        .xadd(&[
+            ("account", "main"),
+            ("video", path_str(&v3)),
+            ("privacy_level", "SELF_ONLY"),
+        ])
+        .await;
+    app.wait_state(&id3, &["published"], T).await;
+    assert_eq!(app.sim_posts_with(&sha3).await.len(), 1);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
