@@ -87,6 +87,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             tracing::warn!(%error, "Could not take back the previous run's posts; their leases will expire.")
         }
     }
+    let heartbeats = Arc::new(crate::health::Heartbeats::default());
     let ctx = Arc::new(Ctx {
         ledger: ledger.clone(),
         store: store.clone(),
@@ -95,6 +96,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         cfg: settings.worker.worker_config(),
         rate: RateLimiter::new(conn.clone(), keys.clone()),
         shutdown: shutdown.clone(),
+        heartbeats: heartbeats.clone(),
     });
 
     let ingest = Ingest::new(
@@ -103,7 +105,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         ledger.clone(),
         accounts.clone(),
         worker_id.clone(),
-    );
+    )
+    .with_heartbeats(heartbeats.clone());
     let ingest_task = tokio::spawn(ingest.run(shutdown.clone()));
     let workers_task = tokio::spawn(worker::run(ctx.clone(), worker_id.clone()));
     let refresher_task = tokio::spawn(refresh_loop(
@@ -131,8 +134,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             .await;
     });
     tracing::info!(worker = %worker_id, concurrency = settings.worker.concurrency, "Daemon running.");
+    notify_ready_and_watch(heartbeats, shutdown.clone());
     shutdown.cancelled().await;
     tracing::info!("Shutting down: no new work; posts in flight finish or are handed back.");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = workers_task.await;
     identity.abort();
     let mut c = conn.clone();
@@ -146,6 +151,34 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let _ = http_task.await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Tells systemd the daemon is ready (Redis reached, workers running) and, when the unit has a
+/// watchdog, pings it at half its interval while every main loop is alive. Outside systemd this does
+/// nothing.
+fn notify_ready_and_watch(heartbeats: Arc<crate::health::Heartbeats>, shutdown: CancellationToken) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let Some(interval) = sd_notify::watchdog_enabled().filter(|d| !d.is_zero()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut silent = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval / 2) => {}
+            }
+            if heartbeats.healthy(interval / 2) {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                silent = false;
+            } else if !silent {
+                tracing::error!(
+                    "A main loop has stopped going round; the watchdog is no longer pinged, so systemd will restart the daemon."
+                );
+                silent = true;
+            }
+        }
+    });
 }
 
 /// Refuses an eviction policy that can drop posts (unless allowed) and warns when Redis keeps nothing

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod health;
 pub mod http;
 pub mod posts;
 pub mod queue;

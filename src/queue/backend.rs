@@ -67,6 +67,7 @@ pub struct RedisBackend {
     down: bool,
     renewer: Option<tokio::task::JoinHandle<()>>,
     closing: Option<BoxFuture<'static, ()>>,
+    heartbeats: Option<Arc<crate::health::Heartbeats>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -92,7 +93,14 @@ impl RedisBackend {
             down: false,
             renewer: None,
             closing: None,
+            heartbeats: None,
         }
+    }
+
+    /// Beats on every renewal round (for the systemd watchdog).
+    pub fn with_heartbeats(mut self, h: Arc<crate::health::Heartbeats>) -> Self {
+        self.heartbeats = Some(h);
+        self
     }
 
     fn start_renewer(&mut self) {
@@ -102,10 +110,15 @@ impl RedisBackend {
         let store = self.store.clone();
         let held = self.held.clone();
         let lease = self.cfg.lease;
+        let beats = self.heartbeats.clone();
         self.renewer = Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(lease / 3);
+            // At most every 5 s, so the watchdog hears from it even with long leases.
+            let mut tick = tokio::time::interval((lease / 3).min(Duration::from_secs(5)));
             loop {
                 tick.tick().await;
+                if let Some(h) = &beats {
+                    h.workers();
+                }
                 let claims: Vec<Claim> = lock(&held).values().map(|(c, _)| c.clone()).collect();
                 match store.renew(&claims, lease.as_millis() as u64).await {
                     Ok(lost) => {

@@ -94,6 +94,7 @@ pub struct Ingest {
     ledger: Ledger,
     accounts: Accounts,
     consumer: String,
+    heartbeats: Option<std::sync::Arc<crate::health::Heartbeats>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -183,7 +184,14 @@ impl Ingest {
             ledger,
             accounts,
             consumer,
+            heartbeats: None,
         }
+    }
+
+    /// Beats on every round (for the systemd watchdog).
+    pub fn with_heartbeats(mut self, h: std::sync::Arc<crate::health::Heartbeats>) -> Self {
+        self.heartbeats = Some(h);
+        self
     }
 
     async fn ensure_group(&mut self) -> redis::RedisResult<()> {
@@ -208,6 +216,9 @@ impl Ingest {
         let mut last_autoclaim = tokio::time::Instant::now() - Duration::from_secs(3600);
         let mut logged_down = false;
         while !shutdown.is_cancelled() {
+            if let Some(h) = &self.heartbeats {
+                h.ingest();
+            }
             let step = async {
                 self.ensure_group().await?;
                 // Entries another consumer took and never acknowledged (it crashed) come back here.

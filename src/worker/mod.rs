@@ -83,6 +83,8 @@ pub struct Ctx {
     pub rate: rate::RateLimiter,
     /// Cancelled on SIGTERM: handlers hand their post back between steps.
     pub shutdown: CancellationToken,
+    /// Liveness of the main loops (for the systemd watchdog).
+    pub heartbeats: Arc<crate::health::Heartbeats>,
 }
 
 /// What to do with a claim when the handler returns.
@@ -110,7 +112,8 @@ pub async fn run(ctx: Arc<Ctx>, worker_id: String) {
             idle_poll: ctx.cfg.idle_poll,
         },
         held.clone(),
-    );
+    )
+    .with_heartbeats(ctx.heartbeats.clone());
     let worker = WorkerBuilder::new(worker_id)
         .backend(backend)
         .data(ctx.clone())

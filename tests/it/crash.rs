@@ -414,3 +414,59 @@ async fn a_sibling_takes_over_a_killed_daemons_post_and_sigterm_stops_cleanly() 
     let status = survivor.wait().unwrap();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
 }
+
+/// Under systemd (NOTIFY_SOCKET and WATCHDOG_USEC set), the daemon says READY=1 once it runs, pings
+/// the watchdog while its loops are alive, and says STOPPING=1 on SIGTERM.
+#[tokio::test]
+async fn the_daemon_talks_to_systemd_readiness_watchdog_and_stopping() {
+    let redis = TestRedis::start(false);
+    let sim = TestSim::spawn(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, log, _port) = write_config(&dir, &redis, &sim, 3);
+    let sock_path = dir.path().join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&sock_path).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !(seen.iter().any(|m: &String| m.contains("READY=1"))
+        && seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2)
+    {
+        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
+            .await
+            .expect("READY=1 and two WATCHDOG=1 within 15 s")
+            .unwrap();
+        seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(
+        seen[0].contains("READY=1"),
+        "readiness comes first: {seen:?}"
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let n = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = sock.recv(&mut buf).await.unwrap();
+            let m = String::from_utf8_lossy(&buf[..n]).to_string();
+            if m.contains("STOPPING=1") {
+                return n;
+            }
+        }
+    })
+    .await
+    .expect("STOPPING=1 on SIGTERM");
+    assert!(n > 0);
+    assert!(daemon.wait().unwrap().success());
+}
