@@ -543,7 +543,18 @@ impl Job<'_> {
         self.transition(state::UPLOADING, &[], "").await?;
         let started = std::time::Instant::now();
         let shutdown = self.ctx.shutdown.clone();
-        let mut progress = |n: u64| tracing::debug!(bytes = n, "Upload progress.");
+        // Long uploads are logged at every tenth; every chunk at debug level.
+        let total = plan.video_size.max(1);
+        let mut last_tenth = 0;
+        let mut progress = move |n: u64| {
+            let tenth = n * 10 / total;
+            if plan.total_chunk_count > 1 && tenth > last_tenth && tenth < 10 {
+                last_tenth = tenth;
+                tracing::info!(bytes = n, total, percent = tenth * 10, "Upload progress.");
+            } else {
+                tracing::debug!(bytes = n, total, "Upload progress.");
+            }
+        };
         let upload = self.ctx.client.upload_file(
             UploadRequest {
                 url,
