@@ -790,3 +790,62 @@ async fn redis_eviction_is_refused_stalls_are_survived_and_a_late_redis_is_waite
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// The shipped Redis ACL example lets a producer add to the submit stream and nothing else.
+#[tokio::test]
+async fn the_producer_acl_allows_only_xadd_to_the_submit_stream() {
+    let redis = crate::app::TestRedis::start(false);
+    let mut admin = redis.conn().await;
+    let acl = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/redis-producer.acl"
+    ))
+    .unwrap();
+    for line in acl.lines().filter(|l| l.starts_with("user producer")) {
+        let rules: Vec<&str> = line.split_whitespace().skip(2).collect();
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg("producer");
+        for r in rules {
+            cmd.arg(r);
+        }
+        let _: () = cmd.query_async(&mut admin).await.unwrap();
+    }
+    let client = redis::Client::open(format!(
+        "redis://producer:CHANGE-ME@127.0.0.1:{}",
+        redis.port
+    ))
+    .unwrap();
+    let mut producer = client.get_multiplexed_async_connection().await.unwrap();
+    let id: String = redis::cmd("XADD")
+        .arg("tiktok-poster:submit")
+        .arg("*")
+        .arg("account")
+        .arg("main")
+        .query_async(&mut producer)
+        .await
+        .unwrap();
+    assert!(id.contains('-'));
+    let read: redis::RedisResult<redis::Value> = redis::cmd("HGETALL")
+        .arg("tiktok-poster:account:main")
+        .query_async(&mut producer)
+        .await;
+    let e = read.unwrap_err();
+    assert!(
+        format!("{e:?} {e}").to_uppercase().contains("NOPERM")
+            || format!("{e}").contains("permission"),
+        "reading tokens is refused: {e:?}"
+    );
+    let other: redis::RedisResult<String> = redis::cmd("XADD")
+        .arg("tiktok-poster:rejected")
+        .arg("*")
+        .arg("a")
+        .arg("b")
+        .query_async(&mut producer)
+        .await;
+    let e = other.unwrap_err();
+    assert!(
+        format!("{e:?} {e}").to_uppercase().contains("NOPERM")
+            || format!("{e}").contains("permission"),
+        "other keys are refused: {e:?}"
+    );
+}
