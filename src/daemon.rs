@@ -56,10 +56,24 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let listener = tokio::net::TcpListener::bind(&settings.http.listen)
         .await
         .with_context(|| format!("cannot listen on {} ([http] listen)", settings.http.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "HTTP server listening.");
-    let Some(conn) = connect_redis(&settings.redis.url, &shutdown).await else {
+    let http_addr = listener.local_addr()?;
+    tracing::info!(addr = %http_addr, "HTTP server listening.");
+    // Until Redis answers, /healthz says so (503) instead of the port being closed.
+    let waiting = CancellationToken::new();
+    let waiting_stop = waiting.clone();
+    let waiting_server = tokio::spawn(async move {
+        let _ = axum::serve(listener, crate::http::starting_router())
+            .with_graceful_shutdown(async move { waiting_stop.cancelled().await })
+            .await;
+    });
+    let conn = connect_redis(&settings.redis.url, &shutdown).await;
+    waiting.cancel();
+    let _ = waiting_server.await;
+    let Some(conn) = conn else {
         return Ok(());
     };
+    // The same address again, now for the real pages (the listener was released by the waiting server).
+    let listener = bind_again(http_addr).await?;
     let Some(ingest_conn) = connect_redis(&settings.redis.url, &shutdown).await else {
         return Ok(());
     };
@@ -126,6 +140,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         keys: keys.clone(),
         settings: Arc::new(settings.clone()),
         store,
+        heartbeats: heartbeats.clone(),
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -151,6 +166,24 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let _ = http_task.await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Binds the HTTP address again after the start-up server released it (retrying briefly).
+async fn bind_again(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for _ in 0..50 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot listen on {addr} again: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 /// Tells systemd the daemon is ready (Redis reached, workers running) and, when the unit has a

@@ -62,6 +62,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The job store (for health).
     pub store: JobStore,
+    /// Liveness of the main loops (for health).
+    pub heartbeats: Arc<crate::health::Heartbeats>,
 }
 
 /// The router.
@@ -357,9 +359,29 @@ async fn healthz(State(st): State<AppState>) -> Response {
     let depth = st.store.depth().await;
     let accounts = st.accounts.list().await.unwrap_or_default();
     let reauth = accounts.iter().filter(|a| a.state != "ok").count();
-    let ok = depth.is_ok();
+    let redis_ok = depth.is_ok();
     let (due, leased) = depth.unwrap_or((0, 0));
-    let body = json!({"ok": ok, "redis": ok, "queue": {"due_or_scheduled": due, "leased": leased}, "accounts": accounts.len(), "accounts_needing_reconnect": reauth});
+    let workers = st.heartbeats.healthy(std::time::Duration::from_secs(30));
+    // How late the oldest due post is (0 when nothing is waiting past its time).
+    let mut conn = st.accounts.conn.clone();
+    let oldest: Vec<(String, f64)> =
+        redis::AsyncCommands::zrange_withscores(&mut conn, st.keys.due(), 0, 0)
+            .await
+            .unwrap_or_default();
+    let lag_ms = oldest
+        .first()
+        .map(|(_, at)| (now_ms() - *at as i64).max(0))
+        .unwrap_or(0);
+    let ok = redis_ok && workers;
+    let body = json!({
+        "ok": ok,
+        "redis": redis_ok,
+        "workers_alive": workers,
+        "oldest_due_lag_ms": lag_ms,
+        "queue": {"due_or_scheduled": due, "leased": leased},
+        "accounts": accounts.len(),
+        "accounts_needing_reconnect": reauth,
+    });
     (
         if ok {
             StatusCode::OK
@@ -369,6 +391,16 @@ async fn healthz(State(st): State<AppState>) -> Response {
         axum::Json(body),
     )
         .into_response()
+}
+
+/// While Redis is not reachable yet at start-up: `/healthz` says so (503), everything else waits.
+pub fn starting_router() -> Router {
+    Router::new().fallback(|| async {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ok": false, "redis": false, "starting": true, "message": "waiting for Redis"})),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -776,6 +776,14 @@ async fn redis_eviction_is_refused_stalls_are_survived_and_a_late_redis_is_waite
         !task.is_finished(),
         "the daemon waits for Redis instead of exiting"
     );
+    let r = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["redis"].as_bool(), v["starting"].as_bool()),
+        (Some(false), Some(true)),
+        "{v}"
+    );
     app.redis.restart();
     let (v3, sha3) = app.video("late.mp4", 300_000);
     let id3 = app
@@ -787,6 +795,18 @@ async fn redis_eviction_is_refused_stalls_are_survived_and_a_late_redis_is_waite
         .await;
     app.wait_state(&id3, &["published"], T).await;
     assert_eq!(app.sim_posts_with(&sha3).await.len(), 1);
+    let v: serde_json::Value = reqwest::get(format!("{}/healthz", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["workers_alive"].as_bool()),
+        (Some(true), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["oldest_due_lag_ms"], 0, "{v}");
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
