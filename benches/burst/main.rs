@@ -14,33 +14,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::AsyncCommands;
-use secrecy::SecretString;
 use serde_json::Value;
-use tiktok_poster::accounts::{Accounts, TokenKey};
-use tiktok_poster::db::Keys;
-use tiktok_poster::tiktok::{AuthorizeRequest, Client, ClientConfig};
-use url::Url;
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../common/mod.rs"]
+mod common;
+use common::{Proc, connect_accounts, env_num, free_port, redis_conn, start_redis, start_sim};
 
 fn pct(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
@@ -51,128 +33,25 @@ fn pct(sorted: &[i64], p: f64) -> i64 {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::run_by_cargo_bench() {
         println!("burst benchmark: run it with `cargo bench --bench burst`");
         return;
     }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(run());
+    tokio::runtime::Runtime::new().unwrap().block_on(run());
 }
 
 async fn run() {
-    let n: usize = std::env::var("TP_BURST_POSTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let concurrency: usize = std::env::var("TP_BURST_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
+    let n: usize = env_num("TP_BURST_POSTS", 10_000);
+    let concurrency: usize = env_num("TP_BURST_CONCURRENCY", 64);
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_tiktok-poster");
-
-    let rport = free_port();
-    let _redis = Proc(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &rport.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    let redis_url = format!("redis://127.0.0.1:{rport}");
-    let mut sim = Command::new(bin)
-        .args(["sim", "--listen", "127.0.0.1:0", "--publish-delay-ms", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let _sim = Proc(sim);
-    let sim_base = line.trim().rsplit(' ').next().unwrap().to_string();
-
-    // Wait for Redis.
-    let client = redis::Client::open(redis_url.as_str()).unwrap();
-    let mut conn = loop {
-        if let Ok(c) = client.get_multiplexed_async_connection().await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-
-    // Accounts: one grant per account from the simulator, stored sealed.
+    let (_redis, redis_url) = start_redis(dir.path());
+    let (_sim, sim_base) = start_sim(&["--publish-delay-ms", "0"]);
+    let mut conn = redis_conn(&redis_url).await;
     let key_path = dir.path().join("token.key");
-    let key = TokenKey::generate_file(&key_path).unwrap();
-    let base = Url::parse(&sim_base).unwrap();
-    let tt = Client::new(ClientConfig::new(
-        base.clone(),
-        base,
-        "bench",
-        SecretString::from("bench".to_string()),
-    ))
-    .unwrap();
-    let manager = tiktok_poster::db::connect(&redis_url).await.unwrap();
-    let keys = Keys::new("tiktok-poster");
-    let accounts = Accounts::new(manager, keys, key, tt.clone());
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     let started = Instant::now();
-    futures_util::stream::iter(0..n)
-        .map(|i| {
-            let tt = tt.clone();
-            let http = http.clone();
-            let accounts = accounts.clone();
-            async move {
-                let url = tt.authorize_url(&AuthorizeRequest {
-                    scopes: vec![
-                        "user.info.basic".into(),
-                        "video.publish".into(),
-                        "video.upload".into(),
-                    ],
-                    redirect_uri: "http://127.0.0.1:1/cb".into(),
-                    state: "s".into(),
-                    pkce_challenge: None,
-                    extra: vec![("sim_username".into(), format!("burst{i}"))],
-                });
-                let resp = http.get(url).send().await.unwrap();
-                let loc = resp.headers()["location"].to_str().unwrap().to_string();
-                let code = Url::parse(&loc)
-                    .unwrap()
-                    .query_pairs()
-                    .find(|(k, _)| k == "code")
-                    .unwrap()
-                    .1
-                    .to_string();
-                let grant = tt
-                    .exchange_code(&code, "http://127.0.0.1:1/cb", None)
-                    .await
-                    .unwrap();
-                accounts
-                    .save_grant(&format!("a{i}"), &grant, &format!("burst{i}"))
-                    .await
-                    .unwrap();
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<()>>()
-        .await;
+    connect_accounts(&redis_url, &sim_base, &key_path, n, "burst").await;
+    let http = reqwest::Client::new();
     println!(
         "connected {n} accounts in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -9,44 +9,26 @@
 //! Options (environment): `TP_REFRESH_ACCOUNTS` (default 10000), `TP_REFRESH_TTL_SECS` (default 120),
 //! `TP_REFRESH_LIFETIMES` (default 2).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use secrecy::SecretString;
 use serde_json::Value;
-use tiktok_poster::accounts::{Accounts, TokenKey};
-use tiktok_poster::db::Keys;
-use tiktok_poster::tiktok::{AuthorizeRequest, Client, ClientConfig};
-use url::Url;
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../common/mod.rs"]
+mod common;
+use common::{Proc, connect_accounts, env_num, free_port, redis_conn, start_redis, start_sim};
 
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12)
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::run_by_cargo_bench() {
         println!("refresh benchmark: run it with `cargo bench --bench refresh`");
         return;
     }
@@ -54,122 +36,18 @@ fn main() {
 }
 
 async fn run() {
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let n = env("TP_REFRESH_ACCOUNTS", 10_000) as usize;
-    let ttl = env("TP_REFRESH_TTL_SECS", 120);
-    let lifetimes = env("TP_REFRESH_LIFETIMES", 2);
+    let n: usize = env_num("TP_REFRESH_ACCOUNTS", 10_000);
+    let ttl: u64 = env_num("TP_REFRESH_TTL_SECS", 120);
+    let lifetimes: u64 = env_num("TP_REFRESH_LIFETIMES", 2);
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_tiktok-poster");
-
-    let rport = free_port();
-    let _redis = Proc(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &rport.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    let redis_url = format!("redis://127.0.0.1:{rport}");
-    let mut sim = Command::new(bin)
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--token-ttl",
-            &ttl.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let _sim = Proc(sim);
-    let sim_base = line.trim().rsplit(' ').next().unwrap().to_string();
-    let client = redis::Client::open(redis_url.as_str()).unwrap();
-    let mut conn = loop {
-        if let Ok(c) = client.get_multiplexed_async_connection().await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-
+    let (_redis, redis_url) = start_redis(dir.path());
+    let (_sim, sim_base) = start_sim(&["--token-ttl", &ttl.to_string()]);
+    let mut conn = redis_conn(&redis_url).await;
     let key_path = dir.path().join("token.key");
-    let key = TokenKey::generate_file(&key_path).unwrap();
-    let base = Url::parse(&sim_base).unwrap();
-    let tt = Client::new(ClientConfig::new(
-        base.clone(),
-        base,
-        "bench",
-        SecretString::from("bench".to_string()),
-    ))
-    .unwrap();
-    let accounts = Accounts::new(
-        tiktok_poster::db::connect(&redis_url).await.unwrap(),
-        Keys::new("tiktok-poster"),
-        key,
-        tt.clone(),
-    );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     let started = Instant::now();
-    futures_util::stream::iter(0..n)
-        .map(|i| {
-            let (tt, http, accounts) = (tt.clone(), http.clone(), accounts.clone());
-            async move {
-                let url = tt.authorize_url(&AuthorizeRequest {
-                    scopes: vec!["video.publish".into()],
-                    redirect_uri: "http://127.0.0.1:1/cb".into(),
-                    state: "s".into(),
-                    pkce_challenge: None,
-                    extra: vec![("sim_username".into(), format!("r{i}"))],
-                });
-                let loc = http.get(url).send().await.unwrap().headers()["location"]
-                    .to_str()
-                    .unwrap()
-                    .to_string();
-                let code = Url::parse(&loc)
-                    .unwrap()
-                    .query_pairs()
-                    .find(|(k, _)| k == "code")
-                    .unwrap()
-                    .1
-                    .to_string();
-                let grant = tt
-                    .exchange_code(&code, "http://127.0.0.1:1/cb", None)
-                    .await
-                    .unwrap();
-                accounts
-                    .save_grant(&format!("a{i}"), &grant, "")
-                    .await
-                    .unwrap();
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<()>>()
-        .await;
+    connect_accounts(&redis_url, &sim_base, &key_path, n, "r").await;
+    let http = reqwest::Client::new();
     println!(
         "connected {n} accounts in {:.1} s; tokens live {ttl} s",
         started.elapsed().as_secs_f64()

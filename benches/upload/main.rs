@@ -11,15 +11,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tiktok_poster::tiktok::upload::UploadRequest;
-use tiktok_poster::tiktok::{
-    AuthorizeRequest, ChunkPlan, Client, ClientConfig, PostInfo, PrivacyLevel, Source,
-};
+use tiktok_poster::tiktok::{AuthorizeRequest, ChunkPlan, Client, PostInfo, PrivacyLevel, Source};
 use url::Url;
+
+#[path = "../common/mod.rs"]
+mod common;
 
 const REDIRECT: &str = "http://127.0.0.1:1/cb";
 const MIB: u64 = 1 << 20;
@@ -30,24 +31,12 @@ fn main() {
         return;
     }
     // `cargo test --all-targets` runs harness-less benches without `--bench`: do nothing then.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::run_by_cargo_bench() {
         println!("upload benchmark: run it with `cargo bench --bench upload`");
         return;
     }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(parent());
-}
-
-fn client_for(base: &str) -> Client {
-    let base = Url::parse(base).expect("sim url");
-    let mut cfg = ClientConfig::new(
-        base.clone(),
-        base,
-        "bench",
-        SecretString::from("bench".to_string()),
-    );
-    cfg.upload_chunk_timeout = Duration::from_secs(120);
-    Client::new(cfg).expect("client")
 }
 
 /// Child mode: init + upload one file, print `secs bytes peak_rss_kib` on stdout.
@@ -57,7 +46,7 @@ fn child() {
     let token = SecretString::from(std::env::var("TP_BENCH_TOKEN").expect("TP_BENCH_TOKEN"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let secs = rt.block_on(async {
-        let client = client_for(&base);
+        let client = common::sim_client(&base);
         let size = std::fs::metadata(&file).expect("file").len();
         let plan = ChunkPlan::for_size(size).expect("plan");
         let init = client
@@ -148,32 +137,18 @@ async fn parent() {
     let small = dir.path().join("small.mp4");
     make_file(&big, mib * MIB);
     make_file(&small, 256 * MIB);
-    let expected_sha = sha256(&big);
+    let expected_sha = common::sha256_file(&big);
 
     // The simulator as its own process, so its CPU and memory are not counted as the client's.
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--publish-delay-ms",
-            "0",
-            "--init-rate-per-min",
-            "100000",
-        ])
-        .args(["--daily-post-cap", "100000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the simulator");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
-    let client = client_for(&base);
+    let (sim, base) = common::start_sim(&[
+        "--publish-delay-ms",
+        "0",
+        "--init-rate-per-min",
+        "100000",
+        "--daily-post-cap",
+        "100000",
+    ]);
+    let client = common::sim_client(&base);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -239,7 +214,7 @@ async fn parent() {
         curls.push(cmbps);
         println!("round {round}: tiktok-poster {mbps:8.1} MB/s   curl {cmbps:8.1} MB/s");
     }
-    let small_sha = sha256(&small);
+    let small_sha = common::sha256_file(&small);
     let (_, rss_small) = run_child(&base, &small, &tokens.access_token, &http, &small_sha).await;
     let (o, c) = (median(ours), median(curls));
     println!();
@@ -261,8 +236,7 @@ async fn parent() {
         "| peak RSS difference | {:.1} MiB | | |",
         (rss_big as f64 - rss_small as f64).abs() / 1024.0
     );
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
 }
 
 async fn run_child(
@@ -377,20 +351,4 @@ async fn check_sha(http: &reqwest::Client, base: &str, publish_id: &str, sha: &s
         .unwrap()
         .clone();
     assert_eq!(post["sha256"], sha, "the simulator received the exact file");
-}
-
-fn sha256(path: &Path) -> String {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    hex::encode(h.finalize())
 }
