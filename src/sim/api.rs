@@ -1061,6 +1061,48 @@ fn publish_id_of(body: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The post a status or cancel call names, after the bearer token, rate limit and ownership checks.
+fn owned_post(
+    sim: &Sim,
+    st: &mut SimState,
+    headers: &HeaderMap,
+    body: &[u8],
+    endpoint: &'static str,
+    limit: u32,
+) -> Result<usize, Response> {
+    let open_id = bearer(
+        sim,
+        st,
+        headers,
+        endpoint,
+        limit,
+        &["video.publish", "video.upload"],
+    )?;
+    let Some(pid) = publish_id_of(body) else {
+        return Err(api_error(
+            st,
+            400,
+            "invalid_params",
+            "publish_id is required.",
+        ));
+    };
+    match st.by_publish_id.get(&pid).copied() {
+        None => Err(api_error(
+            st,
+            400,
+            "invalid_publish_id",
+            "The publish_id does not exist.",
+        )),
+        Some(i) if st.posts[i].open_id != open_id => Err(api_error(
+            st,
+            400,
+            "token_not_authorized_for_specified_publish_id",
+            "The token does not own this publish_id.",
+        )),
+        Some(i) => Ok(i),
+    }
+}
+
 async fn status_fetch(
     State(sim): State<Sim>,
     conn: axum::Extension<ConnKill>,
@@ -1072,64 +1114,47 @@ async fn status_fetch(
         Err(r) => return r,
     };
     let resp = {
-        let delay = Duration::from_millis(sim.cfg.publish_delay_ms);
+        let delays = (
+            Duration::from_millis(sim.cfg.publish_delay_ms),
+            Duration::from_millis(sim.cfg.post_id_delay_ms),
+        );
         let mut st = sim.lock();
-        match bearer(
+        match owned_post(
             &sim,
             &mut st,
             &headers,
+            &body,
             "status",
             sim.cfg.status_rate_per_min,
-            &["video.publish", "video.upload"],
         ) {
             Err(r) => r,
-            Ok(open_id) => match publish_id_of(&body) {
-                None => api_error(&mut st, 400, "invalid_params", "publish_id is required."),
-                Some(pid) => match st.by_publish_id.get(&pid).copied() {
-                    None => api_error(
-                        &mut st,
-                        400,
-                        "invalid_publish_id",
-                        "The publish_id does not exist.",
-                    ),
-                    Some(i) if st.posts[i].open_id != open_id => api_error(
-                        &mut st,
-                        400,
-                        "token_not_authorized_for_specified_publish_id",
-                        "The token does not own this publish_id.",
-                    ),
-                    Some(i) => {
-                        let post = &mut st.posts[i];
-                        if let Some(reason) = fault.as_ref().and_then(|f| f.fail_reason.clone())
-                            && post.completed_unix_ms.is_none()
-                        {
-                            post.failed = Some(reason);
-                        }
-                        settle(post, delay, Duration::from_millis(sim.cfg.post_id_delay_ms));
-                        let mut data = json!({
-                            "status": status_name(post),
-                            "publicaly_available_post_id": post.post_id.map(|id| vec![id]).unwrap_or_default(),
-                        });
-                        match &post.source {
-                            PostSource::File { .. } => {
-                                data["uploaded_bytes"] = json!(post.uploaded)
-                            }
-                            PostSource::Pull { .. } => {
-                                data["downloaded_bytes"] =
-                                    json!(if post.completed_unix_ms.is_some() {
-                                        1_000_000
-                                    } else {
-                                        0
-                                    })
-                            }
-                        }
-                        if let Some(r) = &post.failed {
-                            data["fail_reason"] = json!(r);
-                        }
-                        ok(data)
+            Ok(i) => {
+                let post = &mut st.posts[i];
+                if let Some(reason) = fault.as_ref().and_then(|f| f.fail_reason.clone())
+                    && post.completed_unix_ms.is_none()
+                {
+                    post.failed = Some(reason);
+                }
+                settle(post, delays.0, delays.1);
+                let mut data = json!({
+                    "status": status_name(post),
+                    "publicaly_available_post_id": post.post_id.map(|id| vec![id]).unwrap_or_default(),
+                });
+                match &post.source {
+                    PostSource::File { .. } => data["uploaded_bytes"] = json!(post.uploaded),
+                    PostSource::Pull { .. } => {
+                        data["downloaded_bytes"] = json!(if post.completed_unix_ms.is_some() {
+                            1_000_000
+                        } else {
+                            0
+                        })
                     }
-                },
-            },
+                }
+                if let Some(r) = &post.failed {
+                    data["fail_reason"] = json!(r);
+                }
+                ok(data)
+            }
         }
     };
     finish(&fault, &conn, resp).await
@@ -1146,46 +1171,26 @@ async fn cancel(
         Err(r) => return r,
     };
     let resp = {
-        let delay = Duration::from_millis(sim.cfg.publish_delay_ms);
+        let delays = (
+            Duration::from_millis(sim.cfg.publish_delay_ms),
+            Duration::from_millis(sim.cfg.post_id_delay_ms),
+        );
         let mut st = sim.lock();
-        match bearer(
-            &sim,
-            &mut st,
-            &headers,
-            "cancel",
-            u32::MAX,
-            &["video.publish", "video.upload"],
-        ) {
+        match owned_post(&sim, &mut st, &headers, &body, "cancel", u32::MAX) {
             Err(r) => r,
-            Ok(open_id) => {
-                match publish_id_of(&body).and_then(|p| st.by_publish_id.get(&p).copied()) {
-                    None => api_error(
+            Ok(i) => {
+                let post = &mut st.posts[i];
+                settle(post, delays.0, delays.1);
+                if status_name(post) == "PROCESSING_DOWNLOAD" {
+                    post.failed = Some("publish_cancelled".into());
+                    ok(Value::Null)
+                } else {
+                    api_error(
                         &mut st,
                         400,
-                        "invalid_publish_id",
-                        "The publish_id does not exist.",
-                    ),
-                    Some(i) if st.posts[i].open_id != open_id => api_error(
-                        &mut st,
-                        400,
-                        "token_not_authorized_for_specified_publish_id",
-                        "The token does not own this publish_id.",
-                    ),
-                    Some(i) => {
-                        let post = &mut st.posts[i];
-                        settle(post, delay, Duration::from_millis(sim.cfg.post_id_delay_ms));
-                        if status_name(post) == "PROCESSING_DOWNLOAD" {
-                            post.failed = Some("publish_cancelled".into());
-                            ok(Value::Null)
-                        } else {
-                            api_error(
-                                &mut st,
-                                400,
-                                "publish_not_cancellable",
-                                "The publish is already final or cannot be cancelled.",
-                            )
-                        }
-                    }
+                        "publish_not_cancellable",
+                        "The publish is already final or cannot be cancelled.",
+                    )
                 }
             }
         }
