@@ -181,9 +181,12 @@ pub fn make_video(path: &Path, size: u64) -> String {
     let mut at = 0u64;
     let mut n = 0u64;
     while at < size {
-        let block: Vec<u8> = (0..4096u64)
+        let mut block: Vec<u8> = (0..4096u64)
             .map(|i| ((i * 31 + n * 7919 + seed) % 251) as u8)
             .collect();
+        // The name's whole digest in every block: files of one size never collide (the pattern alone
+        // repeats for seeds equal modulo 251).
+        block[..32].copy_from_slice(&digest);
         let len = block.len().min((size - at) as usize);
         f.seek(SeekFrom::Start(at)).unwrap();
         f.write_all(&block[..len]).unwrap();

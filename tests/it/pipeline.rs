@@ -325,6 +325,12 @@ async fn a_revoked_account_makes_posts_wait_until_it_is_reconnected() {
 /// is lost or doubled.
 #[tokio::test]
 async fn a_redis_restart_mid_flight_loses_and_doubles_nothing() {
+    if std::env::var("TP_TEST_LOG").is_ok() {
+        tiktok_poster::telemetry::init(
+            tiktok_poster::config::LogFormat::Text,
+            "tiktok_poster=debug",
+        );
+    }
     let mut app = TestApp::spawn(|c| c.publish_delay_ms = 300, |_| {}).await;
     for a in ["a0", "a1", "a2"] {
         app.connect(a, false).await;
