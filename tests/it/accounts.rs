@@ -67,14 +67,7 @@ async fn a_forged_or_replayed_state_is_refused() {
 async fn no_token_is_stored_in_clear_text() {
     let app = TestApp::spawn(|c| c.token_ttl_secs = 2, |_| {}).await;
     app.connect("main", false).await;
-    let (video, _) = app.video("scan.mp4", 200_000);
-    let id = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&video)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id, _) = app.submit("main", "scan.mp4", 200_000).await;
     app.wait_state(&id, &["published"], Duration::from_secs(20))
         .await;
     // Let at least one proactive refresh happen.
@@ -206,14 +199,7 @@ async fn four_daemons_refresh_one_account_single_flight() {
         .await
         .unwrap();
     assert_eq!(state, "ok");
-    let (video, sha) = app.video("after.mp4", 200_000);
-    let id = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&video)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id, sha) = app.submit("main", "after.mp4", 200_000).await;
     app.wait_state(&id, &["published"], Duration::from_secs(20))
         .await;
     assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
@@ -242,14 +228,7 @@ async fn webhooks_are_verified_and_act_on_accounts_and_posts() {
         .unwrap();
 
     // A post that TikTok keeps processing (the simulator's delay is ten minutes).
-    let (video, _) = app.video("hook.mp4", 200_000);
-    let id = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&video)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id, _) = app.submit("main", "hook.mp4", 200_000).await;
     let post = app
         .wait_state(&id, &["processing"], Duration::from_secs(20))
         .await;
@@ -378,14 +357,7 @@ async fn keys_rotate_reseals_everything_under_the_new_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (video2, sha2) = app.video("rot2.mp4", 200_000);
-    let id2 = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&video2)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id2, sha2) = app.submit("main", "rot2.mp4", 200_000).await;
     app.wait_state(&id2, &["published"], Duration::from_secs(20))
         .await;
     assert_eq!(app.sim_posts_with(&sha2).await.len(), 1);
@@ -397,14 +369,7 @@ async fn keys_rotate_reseals_everything_under_the_new_key() {
 async fn reconnect_warnings_show_in_metrics_list_and_page() {
     let app = TestApp::spawn(|c| c.refresh_ttl_secs = 3 * 86_400, |_| {}).await;
     app.connect("soon", false).await;
-    let (video, _) = app.video("m.mp4", 100_000);
-    let id = app
-        .xadd(&[
-            ("account", "soon"),
-            ("video", path_str(&video)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id, _) = app.submit("soon", "m.mp4", 100_000).await;
     app.wait_state(&id, &["published"], Duration::from_secs(20))
         .await;
     let text = reqwest::get(format!("{}/metrics", app.base))
@@ -588,14 +553,7 @@ async fn transient_refresh_failures_are_retried() {
             .unwrap()
             >= 3
     );
-    let (video, sha) = app.video("after-outage.mp4", 100_000);
-    let id = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&video)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id, sha) = app.submit("main", "after-outage.mp4", 100_000).await;
     app.wait_state(&id, &["published"], Duration::from_secs(20))
         .await;
     assert_eq!(app.sim_posts_with(&sha).await.len(), 1);

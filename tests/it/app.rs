@@ -321,6 +321,20 @@ impl TestApp {
             .collect()
     }
 
+    /// Makes a video `name` of `size` bytes and submits it for `account` (SELF_ONLY, now) with XADD;
+    /// returns the post id (the entry id) and the video's sha256.
+    pub async fn submit(&self, account: &str, name: &str, size: u64) -> (String, String) {
+        let (video, sha) = self.video(name, size);
+        let id = self
+            .xadd(&[
+                ("account", account),
+                ("video", path_str(&video)),
+                ("privacy_level", "SELF_ONLY"),
+            ])
+            .await;
+        (id, sha)
+    }
+
     pub fn video(&self, name: &str, size: u64) -> (PathBuf, String) {
         let p = self.dir.path().join(name);
         let sha = crate::helpers::make_video(&p, size);

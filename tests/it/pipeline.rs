@@ -185,14 +185,7 @@ async fn spam_risk_defers_the_post_past_the_daily_window() {
     app.sim
         .fault(json!({"endpoint": "video_init", "error": "spam_risk_too_many_posts"}))
         .await;
-    let (video, _) = app.video("capped.mp4", 1_000_000);
-    let id = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&video)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id, _) = app.submit("main", "capped.mp4", 1_000_000).await;
     let post = app.wait_state(&id, &["deferred"], T).await;
     let until: i64 = post["deferred_until_ms"].parse().unwrap();
     let now = chrono::Utc::now().timestamp_millis();
@@ -288,14 +281,7 @@ async fn a_revoked_account_makes_posts_wait_until_it_is_reconnected() {
         (connected.elapsed() > Duration::from_millis(1100)).then_some(())
     })
     .await;
-    let (video, sha) = app.video("waits.mp4", 1_000_000);
-    let id = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&video)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id, sha) = app.submit("main", "waits.mp4", 1_000_000).await;
     let post = app.wait_state(&id, &["deferred", "failed"], T).await;
     assert_eq!(post["state"], "deferred", "{post:?}");
     assert_eq!(post["error_code"], "reauth_required");
@@ -416,14 +402,7 @@ async fn a_stop_mid_upload_resumes_from_the_publish_id_without_a_second_init() {
     app.sim
         .fault(json!({"endpoint": "upload", "delay_ms": 300, "times": 3}))
         .await;
-    let (video, sha) = app.video("long.mp4", 90_000_000);
-    let id = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&video)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id, sha) = app.submit("main", "long.mp4", 90_000_000).await;
     crate::helpers::wait_until(T, "the upload to start", || async {
         app.post(&id)
             .await
@@ -664,14 +643,7 @@ async fn the_reconciler_requeues_lost_entries_and_failures_are_dead_lettered() {
             serde_json::json!({"endpoint": "video_init", "error": "privacy_level_option_mismatch"}),
         )
         .await;
-    let (video2, _) = app.video("refused.mp4", 300_000);
-    let id = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&video2)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id, _) = app.submit("main", "refused.mp4", 300_000).await;
     let post = app.wait_state(&id, &["failed"], T).await;
     assert_eq!(post["error_code"], "privacy_level_option_mismatch");
     assert!(
@@ -698,14 +670,7 @@ async fn redis_eviction_is_refused_stalls_are_survived_and_a_late_redis_is_waite
     let mut app = TestApp::spawn(|_| {}, |_| {}).await;
     app.connect("main", false).await;
     // A stall while a post is in flight, and another post submitted during it.
-    let (v1, sha1) = app.video("stall1.mp4", 300_000);
-    let id1 = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&v1)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id1, sha1) = app.submit("main", "stall1.mp4", 300_000).await;
     let staller = {
         let url = app.redis.url();
         tokio::spawn(async move {
@@ -722,14 +687,7 @@ async fn redis_eviction_is_refused_stalls_are_survived_and_a_late_redis_is_waite
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (v2, sha2) = app.video("stall2.mp4", 300_000);
-    let id2 = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&v2)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id2, sha2) = app.submit("main", "stall2.mp4", 300_000).await;
     staller.await.unwrap();
     app.wait_state(&id1, &["published"], T).await;
     app.wait_state(&id2, &["published"], T).await;
@@ -791,14 +749,7 @@ async fn redis_eviction_is_refused_stalls_are_survived_and_a_late_redis_is_waite
         "{v}"
     );
     app.redis.restart();
-    let (v3, sha3) = app.video("late.mp4", 300_000);
-    let id3 = app
-        .xadd(&[
-            ("account", "main"),
-            ("video", path_str(&v3)),
-            ("privacy_level", "SELF_ONLY"),
-        ])
-        .await;
+    let (id3, sha3) = app.submit("main", "late.mp4", 300_000).await;
     app.wait_state(&id3, &["published"], T).await;
     assert_eq!(app.sim_posts_with(&sha3).await.len(), 1);
     let v: serde_json::Value = reqwest::get(format!("{}/healthz", app.base))
