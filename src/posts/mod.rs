@@ -276,6 +276,12 @@ impl Ledger {
         Ok((!fields.is_empty()).then_some(PostRecord { fields }))
     }
 
+    /// Only a post's state (one field, for loops that look often).
+    pub async fn state_of(&self, id: &str) -> redis::RedisResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        conn.hget(self.keys.post(id), "state").await
+    }
+
     /// Changes a post's state and fields and records an event. With `fence`, applies only while that
     /// claim still holds the post's lease. Returns false when not applied.
     pub async fn transition(

@@ -726,11 +726,11 @@ impl Job<'_> {
             }
             interval = (interval * 3 / 2).min(max_interval);
             // A webhook may have settled the post meanwhile.
-            if let Ok(Some(now)) = self.ctx.ledger.get(self.id()).await
-                && state::is_terminal(now.state())
+            if let Ok(Some(now)) = self.ctx.ledger.state_of(self.id()).await
+                && state::is_terminal(&now)
             {
                 tracing::info!(
-                    state = now.state(),
+                    state = %now,
                     "Post settled by a webhook ahead of polling."
                 );
                 return Ok(Next::Done);
