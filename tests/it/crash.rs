@@ -242,33 +242,8 @@ async fn a_killed_daemons_post_is_taken_back_by_its_successor_at_start_up() {
         .await
         .unwrap();
     assert!(body.contains("is connected"), "{body}");
-    sim.fault(serde_json::json!({"endpoint": "upload", "delay_ms": 400, "times": 20}))
-        .await;
-    let path = dir.path().join("long.mp4");
-    let sha = crate::helpers::make_video(&path, 90_000_000);
-    let mut conn = redis.conn().await;
-    let _: String = conn
-        .xadd(
-            "tiktok-poster:submit",
-            "*",
-            &[
-                ("id", "succ-1"),
-                ("account", "main"),
-                ("video", path_str(&path)),
-                ("privacy_level", "SELF_ONLY"),
-            ],
-        )
-        .await
-        .unwrap();
-    wait_until(Duration::from_secs(20), "the upload to start", || async {
-        let pid: Option<String> = conn
-            .clone()
-            .hget("tiktok-poster:post:succ-1", "publish_id")
-            .await
-            .unwrap();
-        pid.filter(|p| !p.is_empty()).map(|_| ())
-    })
-    .await;
+    let (sha, _) = submit_slow_upload(&sim, &redis, &dir, "succ-1").await;
+    let conn = redis.conn().await;
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     let restarted = std::time::Instant::now();
@@ -346,35 +321,8 @@ async fn a_sibling_takes_over_a_killed_daemons_post_and_sigterm_stops_cleanly() 
         .await
         .unwrap();
     assert!(body.contains("is connected"), "{body}");
-    sim.fault(serde_json::json!({"endpoint": "upload", "delay_ms": 400, "times": 20}))
-        .await;
-    let path = dir.path().join("sib.mp4");
-    let sha = crate::helpers::make_video(&path, 90_000_000);
-    let mut conn = redis.conn().await;
-    let _: String = conn
-        .xadd(
-            "tiktok-poster:submit",
-            "*",
-            &[
-                ("id", "sib-1"),
-                ("account", "main"),
-                ("video", path_str(&path)),
-                ("privacy_level", "SELF_ONLY"),
-            ],
-        )
-        .await
-        .unwrap();
-    let owner: String = wait_until(Duration::from_secs(20), "the upload to start", || async {
-        let h: std::collections::HashMap<String, String> = conn
-            .clone()
-            .hgetall("tiktok-poster:post:sib-1")
-            .await
-            .unwrap();
-        h.get("publish_id")
-            .filter(|p| !p.is_empty())
-            .and(h.get("lease_owner").cloned())
-    })
-    .await;
+    let (sha, owner) = submit_slow_upload(&sim, &redis, &dir, "sib-1").await;
+    let conn = redis.conn().await;
     let (victim, survivor) = if owner.starts_with("daemon-a:") {
         (&mut a, &mut b)
     } else {
@@ -469,4 +417,44 @@ async fn the_daemon_talks_to_systemd_readiness_watchdog_and_stopping() {
     .expect("STOPPING=1 on SIGTERM");
     assert!(n > 0);
     assert!(daemon.wait().unwrap().success());
+}
+
+/// Submits post `id` with a 90 MB video whose upload the simulator slows down, and waits until it is
+/// being uploaded (it has a publish_id). Returns the video's sha256 and the claim holding the post.
+async fn submit_slow_upload(
+    sim: &TestSim,
+    redis: &TestRedis,
+    dir: &tempfile::TempDir,
+    id: &str,
+) -> (String, String) {
+    sim.fault(serde_json::json!({"endpoint": "upload", "delay_ms": 400, "times": 20}))
+        .await;
+    let path = dir.path().join(format!("{id}.mp4"));
+    let sha = crate::helpers::make_video(&path, 90_000_000);
+    let mut conn = redis.conn().await;
+    let _: String = conn
+        .xadd(
+            "tiktok-poster:submit",
+            "*",
+            &[
+                ("id", id),
+                ("account", "main"),
+                ("video", path_str(&path)),
+                ("privacy_level", "SELF_ONLY"),
+            ],
+        )
+        .await
+        .unwrap();
+    let owner = wait_until(Duration::from_secs(20), "the upload to start", || async {
+        let h: std::collections::HashMap<String, String> = conn
+            .clone()
+            .hgetall(format!("tiktok-poster:post:{id}"))
+            .await
+            .unwrap();
+        h.get("publish_id")
+            .filter(|p| !p.is_empty())
+            .and(h.get("lease_owner").cloned())
+    })
+    .await;
+    (sha, owner)
 }
