@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::Accounts;
 use crate::config::{ConfigError, Settings};
 use crate::db::{Keys, random_id};
-use crate::posts::{Ledger, state};
+use crate::posts::Ledger;
 use crate::queue::JobStore;
 use crate::queue::ingest::Ingest;
 use crate::tiktok::Client;
@@ -551,6 +551,5 @@ return 1
             break;
         }
     }
-    let _ = state::ALL;
     Ok(requeued)
 }

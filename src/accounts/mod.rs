@@ -453,9 +453,7 @@ impl Accounts {
             Ok(t) => t,
             Err(e) => {
                 if e.disposition() == Disposition::Fail {
-                    let mut conn = self.conn.clone();
                     self.mark_reauth(name, &e.to_string()).await?;
-                    let _ = &mut conn;
                     tracing::warn!(account = name, error = %e, "Token refresh refused; the account must be connected again.");
                     return Err(AccountError::ReauthRequired(name.to_string()));
                 }

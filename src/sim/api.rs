@@ -215,7 +215,6 @@ async fn finish(fault: &Option<Fault>, conn: &ConnKill, resp: Response) -> Respo
 
 /// Checks the bearer token, its scope and the endpoint's per-token rate limit; returns the open_id.
 fn bearer(
-    sim: &Sim,
     st: &mut SimState,
     headers: &HeaderMap,
     endpoint: &'static str,
@@ -261,7 +260,6 @@ fn bearer(
         window.pop_front();
     }
     if window.len() >= limit as usize {
-        let _ = sim;
         return Err(api_error(
             st,
             429,
@@ -598,7 +596,6 @@ async fn creator_info(
     let resp = {
         let mut st = sim.lock();
         match bearer(
-            &sim,
             &mut st,
             &headers,
             "creator_info",
@@ -707,7 +704,6 @@ async fn init(
     let resp = {
         let mut st = sim.lock();
         match bearer(
-            &sim,
             &mut st,
             &headers,
             endpoint,
@@ -1063,7 +1059,6 @@ fn publish_id_of(body: &[u8]) -> Option<String> {
 
 /// The post a status or cancel call names, after the bearer token, rate limit and ownership checks.
 fn owned_post(
-    sim: &Sim,
     st: &mut SimState,
     headers: &HeaderMap,
     body: &[u8],
@@ -1071,7 +1066,6 @@ fn owned_post(
     limit: u32,
 ) -> Result<usize, Response> {
     let open_id = bearer(
-        sim,
         st,
         headers,
         endpoint,
@@ -1120,7 +1114,6 @@ async fn status_fetch(
         );
         let mut st = sim.lock();
         match owned_post(
-            &sim,
             &mut st,
             &headers,
             &body,
@@ -1176,7 +1169,7 @@ async fn cancel(
             Duration::from_millis(sim.cfg.post_id_delay_ms),
         );
         let mut st = sim.lock();
-        match owned_post(&sim, &mut st, &headers, &body, "cancel", u32::MAX) {
+        match owned_post(&mut st, &headers, &body, "cancel", u32::MAX) {
             Err(r) => r,
             Ok(i) => {
                 let post = &mut st.posts[i];
