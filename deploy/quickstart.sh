@@ -134,8 +134,10 @@ echo "$page" | grep -q "is connected" || die "connecting failed: $page"
 "$BIN" accounts list
 
 # 7. A sample video, submitted exactly as a producer would.
+# A real 1.2 s 720x1280 H.264/AAC file: the daemon probes every video and refuses what TikTok would.
 VIDEO="$WORK/sample.mp4"
-head -c 3000000 /dev/urandom >"$VIDEO"
+cp "$ROOT/tests/fixtures/video/good.mp4" "$VIDEO"
+"$BIN" validate "$VIDEO"
 say "Submitting $VIDEO with redis-cli XADD"
 echo "    redis-cli XADD tiktok-poster:submit '*' id quickstart-1 account demo video $VIDEO title 'hello from tiktok-poster #demo' privacy_level SELF_ONLY"
 redis-cli -s "$WORK/redis.sock" XADD tiktok-poster:submit '*' id quickstart-1 account demo video "$VIDEO" \

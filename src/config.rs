@@ -72,6 +72,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// `[tokens]`
     pub tokens: TokenSettings,
+    /// `[video]`
+    pub video: VideoSettings,
     /// `[log]`
     pub log: LogSettings,
 }
@@ -280,6 +282,25 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// `[video]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoSettings {
+    /// `brief` (the project brief's table) or `api` (only TikTok's documented limits).
+    pub policy: crate::media::Policy,
+    /// Longest one probe may take before the file is refused, in seconds.
+    pub probe_timeout_secs: u64,
+}
+
+impl Default for VideoSettings {
+    fn default() -> Self {
+        Self {
+            policy: crate::media::Policy::Brief,
+            probe_timeout_secs: 5,
+        }
+    }
 }
 
 /// `[log]`

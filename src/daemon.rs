@@ -108,6 +108,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         accounts: accounts.clone(),
         client,
         cfg: settings.worker.worker_config(),
+        video: settings.video.clone(),
         rate: RateLimiter::new(conn.clone(), keys.clone()),
         shutdown: shutdown.clone(),
         heartbeats: heartbeats.clone(),
@@ -119,6 +120,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         ledger.clone(),
         accounts.clone(),
         worker_id.clone(),
+        settings.video.clone(),
     )
     .with_heartbeats(heartbeats.clone());
     let ingest_task = tokio::spawn(ingest.run(shutdown.clone()));

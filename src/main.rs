@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(cli::CliError::Quiet(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("tiktok-poster: {e}");
             e.exit_code()

@@ -79,8 +79,13 @@ async fn run() {
             .spawn()
             .unwrap(),
     );
+    // A real video: every submission is probed.
     let video = dir.path().join("tiny.mp4");
-    std::fs::write(&video, vec![7u8; 4096]).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/video/good.mp4"),
+        &video,
+    )
+    .unwrap();
 
     // All due at one instant, far enough ahead that every submission is recorded first.
     let due = chrono::Utc::now() + chrono::Duration::seconds(8 + (n as i64) / 2000);

@@ -92,7 +92,7 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
     .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
     let env = env(config).await?;
     let accounts = accounts(&env)?;
-    let extra = crate::queue::ingest::check(&sub, &accounts)
+    let extra = crate::queue::ingest::check(&sub, &accounts, &env.settings.video)
         .await
         .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
     let id = sub
@@ -373,4 +373,107 @@ async fn wait_for_callback(
     Err(CliError::Failure(anyhow::anyhow!(
         "no callback arrived within 10 minutes; run the command again"
     )))
+}
+
+/// `validate FILE...`: probes each file, prints a table (or JSON), exits 1 when any fails.
+pub async fn validate(
+    config: Option<&Path>,
+    files: &[std::path::PathBuf],
+    as_json: bool,
+    policy: Option<crate::media::Policy>,
+) -> Result<(), CliError> {
+    use crate::media;
+    // The flag wins; then the configuration, when there is one that loads; then `brief`.
+    let settings = match config {
+        Some(_) => Some(load_settings(config)?),
+        None => load_settings(None).ok(),
+    };
+    let mut video = settings.map(|s| s.video).unwrap_or_default();
+    if let Some(p) = policy {
+        video.policy = p;
+    }
+    let timeout = std::time::Duration::from_secs(video.probe_timeout_secs.max(1));
+    let bar = crate::cli::progress::bar(files.len() as u64, "probing");
+    let mut results = Vec::new();
+    for path in files {
+        bar.set_message(path.display().to_string());
+        let (info, violations) = match media::probe_async(path.clone(), timeout).await {
+            Ok(info) => {
+                let v = media::validate(&info, video.policy, None);
+                (Some(info), v)
+            }
+            Err(e) => (None, vec![media::probe_violation(&e)]),
+        };
+        bar.inc(1);
+        results.push((path, info, violations));
+    }
+    bar.finish_and_clear();
+    let failed = results.iter().filter(|r| !r.2.is_empty()).count();
+    if as_json {
+        let arr: Vec<Value> = results
+            .iter()
+            .map(|(path, info, v)| {
+                json!({
+                    "path": path.display().to_string(),
+                    "ok": v.is_empty(),
+                    "info": info,
+                    "violations": v,
+                })
+            })
+            .collect();
+        println!("{}", Value::Array(arr));
+    } else {
+        let fw = results
+            .iter()
+            .map(|r| r.0.display().to_string().chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        println!(
+            "{:<fw$} {:<6} {:<9} {:>9} {:>10} {:>7} {:<6} {:<6} {:>10}",
+            "FILE", "RESULT", "CONTAINER", "DURATION", "SIZE", "FPS", "VIDEO", "AUDIO", "BITRATE"
+        );
+        for (path, info, v) in &results {
+            let name = path.display().to_string();
+            let result = if v.is_empty() { "ok" } else { "FAIL" };
+            match info {
+                Some(i) => {
+                    let dash = || "-".to_string();
+                    println!(
+                        "{:<fw$} {:<6} {:<9} {:>9} {:>10} {:>7} {:<6} {:<6} {:>10}",
+                        name,
+                        result,
+                        i.container.name(),
+                        i.duration_secs.map_or_else(dash, |d| format!("{d:.2} s")),
+                        i.video.as_ref().map_or_else(dash, |t| {
+                            let (w, h) = t.display_size();
+                            format!("{w}x{h}")
+                        }),
+                        i.video
+                            .as_ref()
+                            .and_then(|t| t.fps)
+                            .map_or_else(dash, |f| format!("{f:.2}")),
+                        i.video.as_ref().map_or_else(dash, |t| t.codec.to_string()),
+                        i.audio.as_ref().map_or_else(dash, |a| a.codec.to_string()),
+                        i.bitrate_bps
+                            .map_or_else(dash, |b| format!("{} kbps", b / 1000)),
+                    );
+                }
+                None => println!("{name:<fw$} {result:<6}"),
+            }
+            for x in v {
+                println!("    {}: {}", x.code, x.message);
+            }
+        }
+        println!(
+            "{} of {} file(s) pass the {} policy",
+            results.len() - failed,
+            results.len(),
+            video.policy.as_str()
+        );
+    }
+    if failed > 0 {
+        return Err(CliError::Quiet(1));
+    }
+    Ok(())
 }

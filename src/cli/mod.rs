@@ -68,14 +68,18 @@ pub enum Command {
     /// The TikTok accounts and their token state.
     #[command(subcommand)]
     Accounts(AccountsCommand),
-    /// Probe videos locally and print every rule each one breaks.
+    /// Probe videos locally and print every rule each one breaks (exit 1 when any fails).
     Validate {
         /// Video files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Print JSON.
+        /// Print a JSON array: one {"path", "ok", "info", "violations"} object per file.
         #[arg(long)]
         json: bool,
+        /// The rules to check: `brief` or `api` (default: `[video] policy` from the configuration,
+        /// else `brief`).
+        #[arg(long, value_enum)]
+        policy: Option<crate::media::Policy>,
     },
     /// Load and validate the configuration and print the effective values (secrets masked).
     CheckConfig,
@@ -232,6 +236,8 @@ pub enum CliError {
     Usage(String),
     /// Exit 1.
     Failure(anyhow::Error),
+    /// This exit code, with nothing more to say (the command printed its findings).
+    Quiet(u8),
 }
 
 impl From<ConfigError> for CliError {
@@ -253,6 +259,7 @@ impl CliError {
             Self::Config(_) => 78,
             Self::Usage(_) => 2,
             Self::Failure(_) => 1,
+            Self::Quiet(c) => *c,
         })
     }
 }
@@ -264,6 +271,7 @@ impl std::fmt::Display for CliError {
             Self::Usage(m) => write!(f, "{m}"),
             // The whole chain, once.
             Self::Failure(e) => write!(f, "{e:#}"),
+            Self::Quiet(_) => Ok(()),
         }
     }
 }
@@ -272,12 +280,6 @@ impl std::fmt::Display for CliError {
 pub fn load_settings(flag: Option<&std::path::Path>) -> Result<Settings, ConfigError> {
     let path = resolve_path(flag, std::env::var(CONFIG_ENV).ok())?;
     Settings::load(path.as_deref(), std::env::vars())
-}
-
-fn not_yet(command: &str, issue: u32, what: &str) -> CliError {
-    CliError::Failure(anyhow::anyhow!(
-        "`tiktok-poster {command}` is not implemented yet: it arrives with issue #{issue} ({what})"
-    ))
 }
 
 /// Runs a parsed command.
@@ -343,11 +345,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cancel { id, json } => commands::cancel(cli.config.as_deref(), &id, json).await,
         Command::Retry { id, json } => commands::retry(cli.config.as_deref(), &id, json).await,
         Command::Accounts(cmd) => commands::accounts_cmd(cli.config.as_deref(), cmd).await,
-        Command::Validate { .. } => Err(not_yet("validate", 5, "video checks")),
+        Command::Validate {
+            files,
+            json,
+            policy,
+        } => commands::validate(cli.config.as_deref(), &files, json, policy).await,
     }
 }
 
 mod commands;
+pub mod progress;
 
 #[cfg(test)]
 mod tests {

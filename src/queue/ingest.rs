@@ -94,6 +94,7 @@ pub struct Ingest {
     ledger: Ledger,
     accounts: Accounts,
     consumer: String,
+    video: crate::config::VideoSettings,
     heartbeats: Option<std::sync::Arc<crate::health::Heartbeats>>,
 }
 
@@ -121,6 +122,7 @@ pub enum Outcome {
 pub async fn check(
     sub: &Submission,
     accounts: &Accounts,
+    video: &crate::config::VideoSettings,
 ) -> Result<Vec<(&'static str, String)>, String> {
     match accounts.exists(&sub.account).await {
         Ok(true) => {}
@@ -163,10 +165,90 @@ pub async fn check(
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        let info = check_video(path, video, None)
+            .await
+            .map_err(|r| r.message)?;
         extra.push(("video_size", meta.len().to_string()));
         extra.push(("video_mtime_ms", mtime.to_string()));
+        if let Some(d) = info.duration_secs {
+            extra.push((
+                "video_duration_ms",
+                ((d * 1000.0).round() as u64).to_string(),
+            ));
+        }
+        extra.push(("video_summary", summary(&info)));
     }
     Ok(extra)
+}
+
+/// A video that fails the policy: every broken rule, and one sentence naming them all.
+#[derive(Debug)]
+pub struct VideoRejected {
+    pub violations: Vec<crate::media::Violation>,
+    pub message: String,
+}
+
+impl VideoRejected {
+    /// The first broken rule's code.
+    pub fn code(&self) -> &'static str {
+        self.violations.first().map_or("video_rejected", |v| v.code)
+    }
+}
+
+/// Probes `path` and checks it against the policy (and the creator's longest allowed duration when
+/// known).
+pub async fn check_video(
+    path: &std::path::Path,
+    video: &crate::config::VideoSettings,
+    creator_max_secs: Option<u64>,
+) -> Result<crate::media::VideoInfo, VideoRejected> {
+    let timeout = std::time::Duration::from_secs(video.probe_timeout_secs.max(1));
+    let (info, problems) = match crate::media::probe_async(path.to_path_buf(), timeout).await {
+        Ok(info) => {
+            let v = crate::media::validate(&info, video.policy, creator_max_secs);
+            (Some(info), v)
+        }
+        Err(e) => (None, vec![crate::media::probe_violation(&e)]),
+    };
+    match info {
+        Some(info) if problems.is_empty() => Ok(info),
+        _ => Err(VideoRejected {
+            message: format!(
+                "video {} fails the {} video policy: {}",
+                path.display(),
+                video.policy.as_str(),
+                problems
+                    .iter()
+                    .map(|v| format!("[{}] {}", v.code, v.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            violations: problems,
+        }),
+    }
+}
+
+/// One line describing a probed video, kept on the post.
+pub fn summary(i: &crate::media::VideoInfo) -> String {
+    let mut parts = vec![i.container.name().to_string()];
+    if let Some(d) = i.duration_secs {
+        parts.push(format!("{d:.2} s"));
+    }
+    if let Some(v) = &i.video {
+        let (w, h) = v.display_size();
+        parts.push(format!("{w}x{h}"));
+        if let Some(f) = v.fps {
+            parts.push(format!("{f:.2} fps"));
+        }
+        parts.push(v.codec.to_string());
+    }
+    if let Some(a) = &i.audio {
+        parts.push(a.codec.to_string());
+    }
+    if let Some(b) = i.bitrate_bps {
+        parts.push(format!("{} kbps", b / 1000));
+    }
+    parts.join(" ")
 }
 
 impl Ingest {
@@ -177,6 +259,7 @@ impl Ingest {
         ledger: Ledger,
         accounts: Accounts,
         consumer: String,
+        video: crate::config::VideoSettings,
     ) -> Self {
         Self {
             conn,
@@ -184,6 +267,7 @@ impl Ingest {
             ledger,
             accounts,
             consumer,
+            video,
             heartbeats: None,
         }
     }
@@ -305,7 +389,7 @@ impl Ingest {
     ) -> redis::RedisResult<Outcome> {
         let outcome = match parse_fields(fields) {
             Err(reason) => Outcome::Rejected(reason),
-            Ok(sub) => match check(&sub, &self.accounts).await {
+            Ok(sub) => match check(&sub, &self.accounts, &self.video).await {
                 Err(reason) => Outcome::Rejected(reason),
                 Ok(extra) => {
                     let id = sub.id.clone().unwrap_or_else(|| entry_id.to_string());

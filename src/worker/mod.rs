@@ -79,6 +79,8 @@ pub struct Ctx {
     pub client: Client,
     /// Settings.
     pub cfg: WorkerConfig,
+    /// The video policy, applied again just before upload.
+    pub video: crate::config::VideoSettings,
     /// Per-account rate limits shared through Redis.
     pub rate: rate::RateLimiter,
     /// Cancelled on SIGTERM: handlers hand their post back between steps.

@@ -425,7 +425,9 @@ impl Job<'_> {
             tracing::debug!("Creator offers a single privacy level.");
         }
         let source = match (&self.sub.video, &self.sub.video_url) {
-            (Some(path), _) => Source::FileUpload(self.plan(path).await?),
+            (Some(path), _) => {
+                Source::FileUpload(self.plan(path, info.max_video_post_duration_sec).await?)
+            }
             (None, Some(url)) => Source::PullFromUrl(url.clone()),
             (None, None) => {
                 return Err(Stop::Settled(
@@ -493,8 +495,9 @@ impl Job<'_> {
         }
     }
 
-    /// The file's plan, after checking it did not change since it was submitted.
-    async fn plan(&self, path: &PathBuf) -> Result<ChunkPlan, Stop> {
+    /// The file's plan, after checking it did not change since it was submitted and that it still
+    /// meets the video policy, now with the creator's own longest duration.
+    async fn plan(&self, path: &PathBuf, creator_max_secs: Option<u32>) -> Result<ChunkPlan, Stop> {
         let meta = match tokio::fs::metadata(path).await {
             Ok(m) => m,
             Err(e) => {
@@ -524,6 +527,14 @@ impl Job<'_> {
             );
             return Err(Stop::Settled(
                 self.fail_now("video_changed", &msg, None).await,
+            ));
+        }
+        let creator_max = creator_max_secs.map(u64::from);
+        if let Err(r) = crate::queue::ingest::check_video(path, &self.ctx.video, creator_max).await
+        {
+            // The first rule's code names the failure; the message lists them all.
+            return Err(Stop::Settled(
+                self.fail_now(r.code(), &r.message, None).await,
             ));
         }
         match ChunkPlan::for_size(meta.len()) {
@@ -646,7 +657,7 @@ impl Job<'_> {
                         let url =
                             UploadUrl::new(secrecy::ExposeSecret::expose_secret(&url).to_string());
                         let path = self.sub.video.clone().unwrap_or_default();
-                        let plan = self.plan(&path).await?;
+                        let plan = self.plan(&path, None).await?;
                         self.upload(plan, &url).await
                     }
                     _ => {

@@ -369,7 +369,7 @@ async fn keys_rotate_reseals_everything_under_the_new_key() {
 async fn reconnect_warnings_show_in_metrics_list_and_page() {
     let app = TestApp::spawn(|c| c.refresh_ttl_secs = 3 * 86_400, |_| {}).await;
     app.connect("soon", false).await;
-    let (id, _) = app.submit("soon", "m.mp4", 100_000).await;
+    let (id, _) = app.submit("soon", "m.mp4", 200_000).await;
     app.wait_state(&id, &["published"], Duration::from_secs(20))
         .await;
     let text = reqwest::get(format!("{}/metrics", app.base))
@@ -553,7 +553,7 @@ async fn transient_refresh_failures_are_retried() {
             .unwrap()
             >= 3
     );
-    let (id, sha) = app.submit("main", "after-outage.mp4", 100_000).await;
+    let (id, sha) = app.submit("main", "after-outage.mp4", 200_000).await;
     app.wait_state(&id, &["published"], Duration::from_secs(20))
         .await;
     assert_eq!(app.sim_posts_with(&sha).await.len(), 1);

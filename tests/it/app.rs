@@ -166,6 +166,10 @@ impl TestApp {
         s.worker.status_interval_ms = 50;
         s.worker.shutdown_grace_secs = 5;
         s.tokens.refresh_check_ms = 100;
+        // Test videos are a real 1.2 s MP4 padded to the size a test needs (helpers::make_video), so
+        // their overall bitrate is far above the brief's 20 Mbps; the `api` policy has no bitrate
+        // rule. tests/it/media.rs covers the `brief` policy at submission.
+        s.video.policy = tiktok_poster::media::Policy::Api;
         tweak(&mut s);
         s.validate().unwrap();
         let mut app = Self {

@@ -190,6 +190,9 @@ redirect_uri = "http://127.0.0.1:{port}/oauth/callback"
 request_timeout_secs = 5
 [http]
 listen = "127.0.0.1:{port}"
+# Padded test videos (helpers::make_video) are far above the brief's bitrate ceiling.
+[video]
+policy = "api"
 [worker]
 concurrency = 8
 lease_secs = {lease_secs}

@@ -1,6 +1,6 @@
 //! Shared test harness: a simulator on a free port and a client pointed at it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -171,14 +171,41 @@ where
 
 /// Writes a file of `size` bytes: sparse where possible, with a distinct 4 KiB pattern every MiB so that
 /// a reordered, repeated or lost chunk changes the hash. Returns its sha256.
+/// A fixture that passes both video policies; `make_video` grows it.
+pub const GOOD_MP4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/video/good.mp4");
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/video")
+        .join(name)
+}
+
+/// Writes a `size`-byte video at `path` and returns its sha256: a real MP4 (the `good.mp4` fixture,
+/// 1.2 s of 720x1280) followed by a `free` box of filler, so the probe accepts it under the `api`
+/// policy (TestApp's) at any size. The filler is seeded by the file name, so two test videos of one
+/// size still differ. Below the fixture's own size (client-level upload tests only) the file is all
+/// filler.
 pub fn make_video(path: &Path, size: u64) -> String {
     use std::io::{Seek, SeekFrom, Write};
+    let good = std::fs::read(GOOD_MP4).unwrap();
     let mut f = std::fs::File::create(path).unwrap();
     f.set_len(size).unwrap();
+    let head = good.len() as u64 + 16;
+    let filler_from = if size >= head {
+        f.write_all(&good).unwrap();
+        // A 64-bit-size `free` box over the rest of the file.
+        f.write_all(&1u32.to_be_bytes()).unwrap();
+        f.write_all(b"free").unwrap();
+        f.write_all(&(size - good.len() as u64).to_be_bytes())
+            .unwrap();
+        head
+    } else {
+        0
+    };
     // Seeded by the file name, so two test videos of one size still differ.
     let digest = Sha256::digest(path.to_string_lossy().as_bytes());
     let seed = u64::from_le_bytes(digest[..8].try_into().unwrap()) % 10_007;
-    let mut at = 0u64;
+    let mut at = filler_from;
     let mut n = 0u64;
     while at < size {
         let mut block: Vec<u8> = (0..4096u64)

@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod crash;
 mod helpers;
+mod media;
 mod oauth;
 mod pipeline;
 mod posting;
