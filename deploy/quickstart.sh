@@ -39,7 +39,7 @@ command -v cargo >/dev/null 2>&1 || die "Rust is missing: install Rust 1.85 or n
 # 2. Build.
 say "Building tiktok-poster (release)"
 cargo build --release --locked --quiet
-BIN="$ROOT/target/release/tiktok-poster"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tiktok-poster"
 
 # 3. A private Redis on a unix socket (no port to collide with), with append-only persistence.
 WORK="$ROOT/.quickstart"

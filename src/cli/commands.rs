@@ -92,9 +92,17 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
     .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
     let env = env(config).await?;
     let accounts = accounts(&env)?;
-    let extra = crate::queue::ingest::check(&sub, &accounts, &env.settings.video)
+    let mut extra = crate::queue::ingest::check(&sub, &accounts, &env.settings.video)
         .await
         .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
+    if let Some(path) = &sub.video {
+        // Read the file through once: a file that cannot be read to its end (a bad disk, a copy still
+        // running) is refused now, and its SHA-256 is kept on the post. A bar shows on a terminal.
+        let sha = read_through(path)
+            .await
+            .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
+        extra.push(("video_sha256", sha));
+    }
     let id = sub
         .id
         .clone()
@@ -115,6 +123,46 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
         println!("{id}");
     }
     Ok(())
+}
+
+/// Reads `path` to its end on a blocking thread, with a progress bar on a terminal; its SHA-256.
+async fn read_through(path: &Path) -> Result<String, String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use sha2::Digest;
+        use std::io::Read;
+        let fail = |e: std::io::Error| {
+            format!(
+                "video {} cannot be read to its end ({e}); check the file and submit it again",
+                path.display()
+            )
+        };
+        let mut f = std::fs::File::open(&path).map_err(fail)?;
+        let len = f.metadata().map_err(fail)?.len();
+        let bar = crate::cli::progress::bytes(len, "reading");
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(fail)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            total += n as u64;
+            bar.set_position(total);
+        }
+        bar.finish_and_clear();
+        if total != len {
+            return Err(format!(
+                "video {} changed while it was read ({len} bytes expected, {total} read)",
+                path.display()
+            ));
+        }
+        Ok(hex::encode(h.finalize()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 fn post_json(p: &PostRecord) -> Value {

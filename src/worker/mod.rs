@@ -164,7 +164,14 @@ async fn handle_task(
         .get(&claim.id)
         .map(|(_, t)| t.clone())
         .unwrap_or_default();
-    let span = tracing::info_span!("post", post_id = %claim.id, account = tracing::field::Empty);
+    // `account` and `publish_id` are recorded as soon as they are known, so every line of the post's
+    // work carries them (JSON logs: in the `span` object).
+    let span = tracing::info_span!(
+        "post",
+        post_id = %claim.id,
+        account = tracing::field::Empty,
+        publish_id = tracing::field::Empty
+    );
     Ok(tracing::Instrument::instrument(publish::handle(&ctx, &claim, lost), span).await)
 }
 

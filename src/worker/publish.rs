@@ -209,6 +209,9 @@ pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
     }
     let span = tracing::Span::current();
     span.record("account", job.sub.account.as_str());
+    if let Some(p) = job.post.get("publish_id") {
+        span.record("publish_id", p);
+    }
     match job.run().await {
         Ok(next) | Err(Stop::Settled(next)) => next,
         Err(stop) => job.on_stop(stop).await,
@@ -476,7 +479,8 @@ impl Job<'_> {
         // Fenced: if another worker took the post over meanwhile, this write fails and this attempt (which
         // never gets its bytes) cannot go live.
         self.set(&fields).await?;
-        tracing::info!(publish_id = %init.publish_id, "Post initialised at TikTok.");
+        tracing::Span::current().record("publish_id", init.publish_id.as_str());
+        tracing::info!("Post initialised at TikTok.");
         // For webhooks, which name posts by publish_id only.
         let mut conn = self.ctx.ledger.conn();
         let _: redis::RedisResult<()> = redis::AsyncCommands::hset(

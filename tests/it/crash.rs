@@ -205,7 +205,7 @@ id = "{worker_id}"
 [tokens]
 encryption_key_file = "{key}"
 [log]
-format = "text"
+format = "json"
 "#,
             redis = redis.url(),
             sim = sim.sim.base_url,
@@ -277,6 +277,18 @@ async fn a_killed_daemons_post_is_taken_back_by_its_successor_at_start_up() {
     // The daemon logged at debug level throughout: no token or upload URL in clear text.
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("Upload complete"), "the log was captured");
+    // JSON lines (not a terminal): every line of a post's work carries its span with the post id,
+    // the account and, once TikTok gave one, the publish_id.
+    let publish_id = &posts[0]["publish_id"].as_str().unwrap().to_string();
+    let upload_line = logged
+        .lines()
+        .find(|l| l.contains("Upload complete"))
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_str(upload_line).unwrap();
+    assert_eq!(line["span"]["name"], "post", "{line}");
+    assert_eq!(line["span"]["publish_id"], publish_id.as_str(), "{line}");
+    assert_eq!(line["span"]["account"], "main", "{line}");
+    assert!(line["span"]["post_id"].is_string(), "{line}");
     for secret in ["act.", "rft.", "upload_token"] {
         assert!(
             !logged.contains(secret),

@@ -540,3 +540,34 @@ fn crafted_hostile_files_give_typed_errors() {
         Err(e) => assert!(["malformed", "truncated"].contains(&e.code()), "{e}"),
     }
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`) `validate` draws a progress bar on
+/// standard error; through a pipe it does not.
+#[test]
+fn validate_shows_a_progress_bar_only_on_a_terminal() {
+    let bin = env!("CARGO_BIN_EXE_tiktok-poster");
+    let files = format!(
+        "{} {}",
+        fixture("good.mp4").display(),
+        fixture("good.mov").display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &format!("{bin} validate {files}"), "/dev/null"])
+        .output()
+        .expect("util-linux `script` is installed");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains("probing"), "{tty}");
+    assert!(tty.contains("/2"), "{tty}");
+    assert!(tty.contains("2 of 2 file(s) pass"), "{tty}");
+    let piped = bin_output(&["validate", &fixture("good.mp4").to_string_lossy()]);
+    assert!(!piped.contains("probing"), "{piped}");
+}
+
+fn bin_output(args: &[&str]) -> String {
+    let out = bin().args(args).output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

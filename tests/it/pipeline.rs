@@ -518,6 +518,16 @@ async fn the_post_commands_work_through_the_binary() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["state"], "scheduled");
     assert!(v.get("lease_owner").is_none());
+    // enqueue read the file through (no bar: not a terminal) and kept its hash and probe summary.
+    assert_eq!(v["video_sha256"], sha.as_str());
+    assert!(
+        v["video_summary"].as_str().unwrap().contains("720x1280"),
+        "{v}"
+    );
+    assert!(
+        !err.contains("reading"),
+        "no progress bar off a terminal: {err}"
+    );
     let (_, out, _) = run(&["list", "--state", "scheduled"]);
     assert!(out.contains("cli-1"), "{out}");
     let (code, out, _) = run(&["cancel", "cli-1"]);
