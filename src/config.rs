@@ -866,4 +866,31 @@ mod tests {
         let e = resolve_path(None, Some("/nonexistent/c.toml".into())).unwrap_err();
         assert!(e.to_string().contains(CONFIG_ENV));
     }
+
+    /// The README's configuration table names every key of the example, so neither drifts.
+    #[test]
+    fn the_readme_lists_every_config_key() {
+        let readme = include_str!("../README.md");
+        let example = include_str!("../config.example.toml");
+        let mut section = "";
+        let mut missing = Vec::new();
+        for line in example.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if l.starts_with('[') && l.ends_with(']') {
+                section = l.trim_matches(|c| c == '[' || c == ']');
+                continue;
+            }
+            let Some((key, _)) = l.split_once(" = ") else {
+                continue;
+            };
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                continue;
+            }
+            let name = format!("`{section}.{key}`");
+            if !readme.contains(&name) {
+                missing.push(name);
+            }
+        }
+        assert!(missing.is_empty(), "README lacks {missing:?}");
+    }
 }

@@ -836,3 +836,70 @@ async fn the_producer_acl_allows_only_xadd_to_the_submit_stream() {
         "other keys are refused: {e:?}"
     );
 }
+
+/// The value of one Prometheus sample (`name{labels}`), 0 when absent.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `/healthz` and `/metrics` answer and move as a post flows: scheduled (queue depth 1), then
+/// published (queue empty, the published count and uploaded bytes up by this post).
+#[tokio::test]
+async fn healthz_and_metrics_change_as_a_post_flows() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let get = |path: &'static str| {
+        let url = format!("{}{path}", app.base);
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let health = |t: String| serde_json::from_str::<serde_json::Value>(&t).unwrap();
+    let before = get("/metrics").await;
+    let published = "tiktok_poster_post_transitions_total{state=\"published\"}";
+    let bytes = "tiktok_poster_uploaded_bytes_total";
+    let h0 = health(get("/healthz").await);
+    assert_eq!(h0["queue"]["due_or_scheduled"], 0, "{h0}");
+    assert_eq!(h0["ok"], true, "{h0}");
+
+    let (video, sha) = app.video("flow.mp4", 600_000);
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    app.xadd(&[
+        ("id", "flow"),
+        ("account", "main"),
+        ("video", path_str(&video)),
+        ("privacy_level", "SELF_ONLY"),
+        ("publish_at", &at),
+    ])
+    .await;
+    app.wait_state("flow", &["scheduled"], T).await;
+    let h1 = health(get("/healthz").await);
+    assert_eq!(h1["queue"]["due_or_scheduled"], 1, "{h1}");
+    let m1 = get("/metrics").await;
+    assert_eq!(
+        sample(&m1, "tiktok_poster_queue_due_or_scheduled"),
+        1.0,
+        "{m1}"
+    );
+
+    app.wait_state("flow", &["published"], T).await;
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+    crate::helpers::wait_until(T, "the queue to empty", || async {
+        let h = health(get("/healthz").await);
+        (h["queue"]["due_or_scheduled"] == 0 && h["queue"]["leased"] == 0).then_some(())
+    })
+    .await;
+    let after = get("/metrics").await;
+    // The recorder is per process and tests run side by side: at least this post's share.
+    assert!(
+        sample(&after, published) >= sample(&before, published) + 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, bytes) >= sample(&before, bytes) + 600_000.0,
+        "{after}"
+    );
+    assert_eq!(sample(&after, "tiktok_poster_queue_due_or_scheduled"), 0.0);
+}
