@@ -134,34 +134,50 @@ pub async fn connect_accounts(
             let (tt, http, accounts) = (tt.clone(), http.clone(), accounts.clone());
             async move {
                 let username = format!("{user_prefix}{i}");
-                let url = tt.authorize_url(&AuthorizeRequest {
-                    scopes: vec![
-                        "user.info.basic".into(),
-                        "video.publish".into(),
-                        "video.upload".into(),
-                    ],
-                    redirect_uri: "http://127.0.0.1:1/cb".into(),
-                    state: "s".into(),
-                    pkce_challenge: None,
-                    extra: vec![("sim_username".into(), username.clone())],
-                });
-                let resp = http.get(url).send().await.unwrap();
-                let loc = resp.headers()["location"].to_str().unwrap().to_string();
-                let code = Url::parse(&loc)
-                    .unwrap()
-                    .query_pairs()
-                    .find(|(k, _)| k == "code")
-                    .unwrap()
-                    .1
-                    .to_string();
-                let grant = tt
-                    .exchange_code(&code, "http://127.0.0.1:1/cb", None)
-                    .await
-                    .unwrap();
-                accounts
-                    .save_grant(&format!("a{i}"), &grant, &username)
-                    .await
-                    .unwrap();
+                // Retried: a simulator with background faults fails some OAuth calls on purpose.
+                for attempt in 0.. {
+                    let url = tt.authorize_url(&AuthorizeRequest {
+                        scopes: vec![
+                            "user.info.basic".into(),
+                            "video.publish".into(),
+                            "video.upload".into(),
+                        ],
+                        redirect_uri: "http://127.0.0.1:1/cb".into(),
+                        state: "s".into(),
+                        pkce_challenge: None,
+                        extra: vec![("sim_username".into(), username.clone())],
+                    });
+                    let code = match http.get(url).send().await {
+                        Ok(resp) => resp
+                            .headers()
+                            .get("location")
+                            .and_then(|l| l.to_str().ok())
+                            .and_then(|l| Url::parse(l).ok())
+                            .and_then(|u| {
+                                u.query_pairs()
+                                    .find(|(k, _)| k == "code")
+                                    .map(|(_, v)| v.to_string())
+                            }),
+                        Err(_) => None,
+                    };
+                    let grant = match code {
+                        Some(code) => tt
+                            .exchange_code(&code, "http://127.0.0.1:1/cb", None)
+                            .await
+                            .ok(),
+                        None => None,
+                    };
+                    if let Some(grant) = grant
+                        && accounts
+                            .save_grant(&format!("a{i}"), &grant, &username)
+                            .await
+                            .is_ok()
+                    {
+                        break;
+                    }
+                    assert!(attempt < 50, "could not connect account {i}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         })
         .buffer_unordered(32)

@@ -1,0 +1,481 @@
+//! `cargo bench --bench soak`: a fault soak that checks the invariant at the end and exits non-zero on
+//! any violation.
+//!
+//! Two daemons (release build, distinct `[worker] id`s) share one `redis-server` with append-only
+//! persistence (`appendfsync always`), against `tiktok-poster sim` with background faults: 5xx and
+//! dropped connections on a few percent of calls, occasional 429s, access tokens that live 60 s (so
+//! refreshes run all along and some calls meet an expired token), and a daily cap of 2 direct posts
+//! per creator (so `spam_risk_too_many_posts` comes back for busy accounts). 500 accounts. A producer
+//! submits continuously with `XADD` (about one in eight submissions malformed in one of six ways), and
+//! retries an `XADD` whose answer was lost, as a careful producer would (the `id` makes that safe).
+//! Daemon B is SIGKILLed and restarted every `TP_SOAK_KILL_SECS`, Redis is SIGKILLed and restarted
+//! every `TP_SOAK_REDIS_SECS`; daemon A lives throughout and its memory is watched.
+//!
+//! At the end the producer stops, the daemons drain, and the run checks, against the simulator's own
+//! record:
+//! - every accepted submission is published exactly once (the simulator saw one completed post with its
+//!   title, and the ledger says `published`), or deferred, or failed with a reason, and nothing the
+//!   ledger does not show as published went live;
+//! - every malformed submission is in the rejected stream with a reason;
+//! - nothing is stuck (queued, uploading, processing) once the queue drained;
+//! - daemon A's resident memory grew no more than 10% from the end of warm-up to the end.
+//!
+//! Options (environment): `TP_SOAK_SECS` (default 1200; CI runs 120), `TP_SOAK_RATE` (submissions per
+//! second, default 4), `TP_SOAK_KILL_SECS` (default 120; 40 when the run is under 5 minutes),
+//! `TP_SOAK_REDIS_SECS` (default 300; 60 when under 5 minutes).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use redis::AsyncCommands;
+use serde_json::Value;
+
+#[path = "../common/mod.rs"]
+mod common;
+use common::{Proc, connect_accounts, env_num, free_port, start_sim};
+
+const ACCOUNTS: usize = 500;
+
+fn main() {
+    if !common::run_by_cargo_bench() {
+        println!("soak: run it with `cargo bench --bench soak`");
+        return;
+    }
+    let violations = tokio::runtime::Runtime::new().unwrap().block_on(run());
+    if violations > 0 {
+        eprintln!("soak: {violations} invariant violation(s)");
+        std::process::exit(1);
+    }
+    println!("soak: no invariant violation");
+}
+
+struct Redis {
+    port: u16,
+    dir: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Self {
+        let mut r = Self {
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            proc: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .args(["--maxmemory-policy", "noeviction"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.proc = Some(Proc(child));
+        // Wait until it answers (after loading the AOF).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"PING\r\n");
+                let mut buf = [0u8; 64];
+                if let Ok(n) = s.read(&mut buf)
+                    && buf[..n].starts_with(b"+PONG")
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not come back");
+    }
+
+    fn kill_and_restart(&mut self) {
+        drop(self.proc.take()); // SIGKILL and wait
+        self.spawn();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+fn start_daemon(bin: &str, config: &Path, log: &Path) -> Proc {
+    Proc(
+        Command::new(bin)
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// XADD until Redis answers (it may be restarting); the entry id.
+async fn xadd(client: &redis::Client, fields: &[(&str, String)]) -> String {
+    loop {
+        if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+            let r: redis::RedisResult<String> = c.xadd("tiktok-poster:submit", "*", fields).await;
+            if let Ok(id) = r {
+                return id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn conn(client: &redis::Client) -> redis::aio::MultiplexedConnection {
+    loop {
+        if let Ok(c) = client.get_multiplexed_async_connection().await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn run() -> usize {
+    let secs = env_num("TP_SOAK_SECS", 1200u64);
+    let rate = env_num("TP_SOAK_RATE", 4.0f64);
+    let short = secs < 300;
+    let kill_every = env_num("TP_SOAK_KILL_SECS", if short { 40 } else { 120u64 });
+    let redis_every = env_num("TP_SOAK_REDIS_SECS", if short { 60 } else { 300u64 });
+    let warmup = (secs / 2).clamp(30, 300);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_tiktok-poster");
+    let mut redis = Redis::start(dir.path());
+    let (_sim, sim_base) = start_sim(&[
+        "--fault-5xx-rate",
+        "0.03",
+        "--fault-drop-rate",
+        "0.02",
+        "--fault-429-rate",
+        "0.01",
+        "--token-ttl",
+        "60",
+        "--daily-post-cap",
+        "2",
+        "--publish-delay-ms",
+        "300",
+    ]);
+    let key_path = dir.path().join("token.key");
+    // Connecting talks to the simulator's OAuth endpoints, which fail now and then on purpose.
+    connect_accounts(&redis.url(), &sim_base, &key_path, ACCOUNTS, "soak").await;
+    println!(
+        "soak: {ACCOUNTS} accounts connected; running {secs} s at {rate}/s, daemon B killed every {kill_every} s, Redis every {redis_every} s"
+    );
+
+    let video = dir.path().join("v.mp4");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/video/good.mp4"),
+        &video,
+    )
+    .unwrap();
+    let bad_video = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/video/fps15.mp4"
+    );
+
+    let config = |name: &str| {
+        let port = free_port();
+        let p = dir.path().join(format!("config-{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "[redis]\nurl = \"{}\"\n[tiktok]\nclient_key = \"soak\"\nclient_secret = \"soak\"\napi_base = \"{sim_base}\"\nauth_base = \"{sim_base}\"\nredirect_uri = \"http://127.0.0.1:{port}/oauth/callback\"\nrequest_timeout_secs = 5\n\
+[http]\nlisten = \"127.0.0.1:{port}\"\n[worker]\nid = \"soak-{name}\"\nconcurrency = 16\nlease_secs = 5\nidle_poll_ms = 100\nbackoff_base_ms = 200\nbackoff_max_secs = 5\nstatus_interval_ms = 300\nmax_attempts = 20\ndaily_post_budget = 100\n[tokens]\nencryption_key_file = \"{}\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
+                redis.url(),
+                key_path.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let (cfg_a, cfg_b) = (config("a"), config("b"));
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let daemon_a = start_daemon(bin, &cfg_a, &log_a);
+    let mut daemon_b = start_daemon(bin, &cfg_b, &log_b);
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let started = Instant::now();
+    let mut next_kill = Duration::from_secs(kill_every);
+    let mut next_redis = Duration::from_secs(redis_every);
+    let mut accepted: Vec<String> = Vec::new();
+    let mut malformed: Vec<(String, &'static str)> = Vec::new(); // (entry id, kind)
+    let mut kills = 0;
+    let mut redis_restarts = 0;
+    let mut rss_warm = None;
+    let mut n = 0u64;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let vpath = video.to_string_lossy().to_string();
+    while started.elapsed() < Duration::from_secs(secs) {
+        let el = started.elapsed();
+        if el >= next_kill {
+            // SIGKILL B mid-work, start it again at once (same id: it takes back what it held).
+            drop(daemon_b);
+            daemon_b = start_daemon(bin, &cfg_b, &log_b);
+            kills += 1;
+            next_kill += Duration::from_secs(kill_every);
+        }
+        if el >= next_redis {
+            redis.kill_and_restart();
+            redis_restarts += 1;
+            next_redis += Duration::from_secs(redis_every);
+        }
+        if rss_warm.is_none() && el >= Duration::from_secs(warmup) {
+            rss_warm = Some(rss_kib(daemon_a.0.id()));
+        }
+        n += 1;
+        let account = format!("a{}", rand::rng().random_range(0..ACCOUNTS));
+        let id = format!("soak-{n}");
+        let kind = rand::rng().random_range(0..48u32);
+        let good = |id: &str| {
+            vec![
+                ("id", id.to_string()),
+                ("account", account.clone()),
+                ("video", vpath.clone()),
+                ("title", id.to_string()),
+                ("privacy_level", "SELF_ONLY".to_string()),
+            ]
+        };
+        let (fields, bad): (Vec<(&str, String)>, Option<&'static str>) = match kind {
+            0 => (
+                vec![
+                    ("id", id.clone()),
+                    ("account", account.clone()),
+                    ("video", vpath.clone()),
+                ],
+                Some("no privacy_level"),
+            ),
+            1 => (vec![("json", "{not json".to_string())], Some("bad json")),
+            2 => {
+                let mut f = good(&id);
+                f[1].1 = "nobody".into();
+                (f, Some("unknown account"))
+            }
+            3 => {
+                let mut f = good(&id);
+                f[2].1 = "/nonexistent/v.mp4".into();
+                (f, Some("missing video"))
+            }
+            4 => {
+                let mut f = good(&id);
+                f.push(("publish_at", "tomorrow-ish".into()));
+                (f, Some("bad publish_at"))
+            }
+            5 => {
+                let mut f = good(&id);
+                f[2].1 = bad_video.to_string();
+                (f, Some("video breaks the policy"))
+            }
+            _ => (good(&id), None),
+        };
+        let entry = xadd(&client, &fields).await;
+        match bad {
+            Some(k) => malformed.push((entry, k)),
+            None => accepted.push(id),
+        }
+        tokio::time::sleep(interval).await;
+    }
+    let submitted_secs = started.elapsed().as_secs_f64();
+    println!(
+        "soak: submitted {} ({} accepted, {} malformed) in {submitted_secs:.0} s; {kills} daemon kills, {redis_restarts} Redis restarts",
+        accepted.len() + malformed.len(),
+        accepted.len(),
+        malformed.len()
+    );
+
+    // Drain: every accepted post settles (published, failed, deferred).
+    let mut c = conn(&client).await;
+    let settled = [
+        "published",
+        "failed",
+        "deferred",
+        "cancelled",
+        "unconfirmed",
+    ];
+    let drain_deadline = Instant::now() + Duration::from_secs(180);
+    let mut states: HashMap<String, HashMap<String, String>> = HashMap::new();
+    loop {
+        states.clear();
+        let mut pending = 0;
+        for id in &accepted {
+            let h: HashMap<String, String> = c
+                .hgetall(format!("tiktok-poster:post:{id}"))
+                .await
+                .unwrap_or_default();
+            if !h
+                .get("state")
+                .is_some_and(|s| settled.contains(&s.as_str()))
+            {
+                pending += 1;
+            }
+            states.insert(id.clone(), h);
+        }
+        if pending == 0 || Instant::now() > drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let rss_end = rss_kib(daemon_a.0.id());
+
+    // The simulator's own record.
+    let sim_posts: Vec<Value> = reqwest::get(format!("{sim_base}/_sim/posts"))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["posts"]
+        .as_array()
+        .cloned()
+        .expect("the simulator lists its posts");
+    let mut live: HashMap<String, u32> = HashMap::new();
+    for p in &sim_posts {
+        if p["status"] == "PUBLISH_COMPLETE"
+            && let Some(t) = p["post_info"]["title"].as_str()
+        {
+            *live.entry(t.to_string()).or_default() += 1;
+        }
+    }
+
+    let mut violations = Vec::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let accepted_set: HashSet<&String> = accepted.iter().collect();
+    for id in &accepted {
+        let h = &states[id];
+        let state = h.get("state").cloned().unwrap_or_else(|| "missing".into());
+        *counts.entry(state.clone()).or_default() += 1;
+        let at_tiktok = live.get(id).copied().unwrap_or(0);
+        match state.as_str() {
+            "published" if at_tiktok == 1 => {}
+            "published" => violations.push(format!(
+                "{id}: published in the ledger, {at_tiktok} completed posts at TikTok"
+            )),
+            "failed" | "deferred"
+                if at_tiktok == 0 && !h.get("error_code").is_none_or(String::is_empty) => {}
+            "failed" | "deferred" if at_tiktok > 0 => violations.push(format!(
+                "{id}: {state} in the ledger but live at TikTok {at_tiktok} time(s)"
+            )),
+            "failed" | "deferred" => {
+                violations.push(format!("{id}: {state} without a reason: {h:?}"))
+            }
+            other => violations.push(format!(
+                "{id}: stuck or lost in state {other:?} ({at_tiktok} at TikTok): {h:?}"
+            )),
+        }
+    }
+    for (title, n) in &live {
+        if title.starts_with("soak-") && !accepted_set.contains(title) {
+            violations.push(format!(
+                "{title}: live at TikTok {n} time(s) but never accepted"
+            ));
+        }
+    }
+    // Malformed: each in the rejected stream, with a reason.
+    let rejected: redis::streams::StreamRangeReply =
+        c.xrange_all("tiktok-poster:rejected").await.unwrap();
+    let mut reasons: HashMap<String, String> = HashMap::new();
+    for e in &rejected.ids {
+        let get = |k: &str| -> String {
+            e.map
+                .get(k)
+                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                .unwrap_or_default()
+        };
+        reasons.insert(get("entry_id"), get("reason"));
+    }
+    for (entry, kind) in &malformed {
+        match reasons.get(entry) {
+            Some(r) if !r.is_empty() => {}
+            _ => violations.push(format!(
+                "malformed submission {entry} ({kind}) is not in the rejected stream with a reason"
+            )),
+        }
+    }
+    // Nothing held or due now once drained (deferred posts wait in the future).
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let due_now: u64 = c
+        .zcount("tiktok-poster:q:due", "-inf", now_ms)
+        .await
+        .unwrap_or(0);
+    let leased: u64 = c.zcard("tiktok-poster:q:lease").await.unwrap_or(0);
+    if due_now + leased > 0 {
+        violations.push(format!(
+            "the queue did not drain: {due_now} due now, {leased} leased"
+        ));
+    }
+    let warm = rss_warm.unwrap_or(rss_end);
+    let growth = rss_end as f64 / warm.max(1) as f64 - 1.0;
+    if growth > 0.10 {
+        violations.push(format!(
+            "daemon A's memory grew {:.1}% after warm-up ({warm} KiB to {rss_end} KiB)",
+            growth * 100.0
+        ));
+    }
+    let stats: Value = reqwest::get(format!("{sim_base}/_sim/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort();
+    println!("soak: accepted {} -> {counts:?}", accepted.len());
+    println!(
+        "soak: malformed {} -> {} in the rejected stream",
+        malformed.len(),
+        malformed
+            .iter()
+            .filter(|(e, _)| reasons.contains_key(e))
+            .count()
+    );
+    println!(
+        "soak: simulator: {} inits recorded, {} completed posts; errors injected {}",
+        sim_posts.len(),
+        live.values().sum::<u32>(),
+        stats["errors"]
+    );
+    println!(
+        "soak: daemon A RSS {:.1} MiB after warm-up ({warmup} s), {:.1} MiB at the end ({:+.1}%)",
+        warm as f64 / 1024.0,
+        rss_end as f64 / 1024.0,
+        growth * 100.0
+    );
+    for v in violations.iter().take(30) {
+        println!("VIOLATION {v}");
+    }
+    drop(daemon_b);
+    drop(daemon_a);
+    violations.len()
+}
