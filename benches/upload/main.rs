@@ -5,7 +5,8 @@
 //! curl PUTs the very same chunks (one curl process, one connection, `--next` per chunk) to a fresh
 //! upload URL of the same simulator. Both uploads are checked against the simulator's sha256 of the file.
 //! Prints MB/s for both, their ratio (median of the rounds), and the client's peak RSS for a 256 MiB and a
-//! 1 GiB file.
+//! 1 GiB file. Then 1, 4 and 8 uploads at once of a 256 MiB file, each to its own upload URL: k client
+//! processes against k curl processes, aggregate MB/s and the ratio.
 //!
 //! Options (environment): `TP_BENCH_ROUNDS` (default 3), `TP_BENCH_MIB` (default 1024).
 
@@ -59,6 +60,7 @@ fn child() {
             .expect("init");
         let url = init.upload_url.expect("upload url");
         let started = Instant::now();
+        let started_ms = chrono::Utc::now().timestamp_millis();
         let req = UploadRequest {
             url: &url,
             path: &file,
@@ -70,6 +72,10 @@ fn child() {
         assert_eq!(out.retries, 0);
         let secs = started.elapsed().as_secs_f64();
         println!("publish_id {}", init.publish_id);
+        println!(
+            "window {started_ms} {}",
+            chrono::Utc::now().timestamp_millis()
+        );
         secs
     });
     println!(
@@ -216,6 +222,46 @@ async fn parent() {
     }
     let small_sha = common::sha256_file(&small);
     let (_, rss_small) = run_child(&base, &small, &tokens.access_token, &http, &small_sha).await;
+
+    // Concurrent uploads: k clients (k child processes) against k curl processes, each uploading the
+    // 256 MiB file to its own upload URL at the same time; aggregate MB/s over the window from the first
+    // byte to the last upload's end.
+    let small_plan = ChunkPlan::for_size(256 * MIB).unwrap();
+    let small_data = std::fs::read(&small).unwrap();
+    let mut small_chunks = Vec::new();
+    for i in 0..small_plan.total_chunk_count {
+        let (start, len) = small_plan.chunk(i);
+        let p = dir.path().join(format!("small{i}"));
+        std::fs::write(&p, &small_data[start as usize..(start + len) as usize]).unwrap();
+        small_chunks.push((p, start, len));
+    }
+    drop(small_data);
+    let mut conc_rows = Vec::new();
+    for k in [1usize, 4, 8] {
+        let (mut o, mut c) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let a =
+                concurrent_ours(k, &base, &small, &tokens.access_token, &http, &small_sha).await;
+            let b = concurrent_curl(
+                k,
+                &client,
+                &http,
+                &base,
+                &tokens.access_token,
+                small_plan,
+                &small_chunks,
+                &small_sha,
+            )
+            .await;
+            println!(
+                "concurrency {k}, round {}: tiktok-poster {a:8.1} MB/s   curl {b:8.1} MB/s",
+                round + 1
+            );
+            o.push(a);
+            c.push(b);
+        }
+        conc_rows.push((k, median(o), median(c)));
+    }
     let (o, c) = (median(ours), median(curls));
     println!();
     println!("| figure | tiktok-poster | baseline (curl) | ratio |");
@@ -236,6 +282,12 @@ async fn parent() {
         "| peak RSS difference | {:.1} MiB | | |",
         (rss_big as f64 - rss_small as f64).abs() / 1024.0
     );
+    for (k, o, c) in conc_rows {
+        println!(
+            "| {k} concurrent uploads of 256 MiB, aggregate MB/s (median of {rounds}) | {o:.1} | {c:.1} | {:.2} |",
+            o / c
+        );
+    }
     drop(sim);
 }
 
@@ -265,6 +317,7 @@ async fn run_child(
         .unwrap()
         .trim_start_matches("publish_id ")
         .to_string();
+    let _window = lines.next();
     let nums: Vec<f64> = lines
         .next()
         .unwrap()
@@ -293,6 +346,118 @@ async fn run_curl(
         .await
         .expect("init");
     let url = init.upload_url.unwrap();
+    let mut cmd = curl_command(url.expose(), plan, chunks);
+    let started = Instant::now();
+    let out = cmd.output().expect("run curl");
+    let secs = started.elapsed().as_secs_f64();
+    let codes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl failed: {} {}",
+        codes,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        codes.lines().last(),
+        Some("201"),
+        "curl's last chunk completes the upload"
+    );
+    check_sha(http, base, &init.publish_id, sha).await;
+    secs
+}
+
+/// k clients at once (child processes); aggregate MB/s over the children's joint upload window.
+async fn concurrent_ours(
+    k: usize,
+    base: &str,
+    file: &Path,
+    token: &SecretString,
+    http: &reqwest::Client,
+    sha: &str,
+) -> f64 {
+    let size = std::fs::metadata(file).unwrap().len();
+    let children: Vec<_> = (0..k)
+        .map(|_| {
+            tokio::process::Command::new(std::env::current_exe().unwrap())
+                .env("TP_BENCH_CHILD", "1")
+                .env("TP_BENCH_SIM", base)
+                .env("TP_BENCH_FILE", file)
+                .env("TP_BENCH_TOKEN", token.expose_secret())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (mut first, mut last) = (i64::MAX, 0i64);
+    for child in children {
+        let out = child.wait_with_output().await.unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines();
+        let publish_id = lines
+            .next()
+            .unwrap()
+            .trim_start_matches("publish_id ")
+            .to_string();
+        let w: Vec<i64> = lines
+            .next()
+            .unwrap()
+            .trim_start_matches("window ")
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        first = first.min(w[0]);
+        last = last.max(w[1]);
+        check_sha(http, base, &publish_id, sha).await;
+    }
+    (k as u64 * size) as f64 / 1e6 / ((last - first) as f64 / 1000.0)
+}
+
+/// k curl processes at once, each to its own upload URL (the inits are made first, not timed).
+#[allow(clippy::too_many_arguments)]
+async fn concurrent_curl(
+    k: usize,
+    client: &Client,
+    http: &reqwest::Client,
+    base: &str,
+    token: &SecretString,
+    plan: ChunkPlan,
+    chunks: &[(PathBuf, u64, u64)],
+    sha: &str,
+) -> f64 {
+    let mut inits = Vec::new();
+    for _ in 0..k {
+        inits.push(
+            client
+                .init_direct(
+                    token,
+                    &PostInfo::new(PrivacyLevel::SelfOnly),
+                    &Source::FileUpload(plan),
+                )
+                .await
+                .expect("init"),
+        );
+    }
+    let started = Instant::now();
+    let children: Vec<_> = inits
+        .iter()
+        .map(|init| {
+            let url = init.upload_url.as_ref().unwrap();
+            curl_command(url.expose(), plan, chunks).spawn().unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "curl failed");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    for init in &inits {
+        check_sha(http, base, &init.publish_id, sha).await;
+    }
+    (k as u64 * plan.video_size) as f64 / 1e6 / secs
+}
+
+fn curl_command(url: &str, plan: ChunkPlan, chunks: &[(PathBuf, u64, u64)]) -> Command {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--fail-with-body"]);
     for (i, (path, start, len)) in chunks.iter().enumerate() {
@@ -313,25 +478,10 @@ async fn run_curl(
             start + len - 1,
             plan.video_size
         ));
-        cmd.arg("-T").arg(path).arg(url.expose());
+        cmd.arg("-T").arg(path).arg(url);
     }
-    let started = Instant::now();
-    let out = cmd.output().expect("run curl");
-    let secs = started.elapsed().as_secs_f64();
-    let codes = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "curl failed: {} {}",
-        codes,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        codes.lines().last(),
-        Some("201"),
-        "curl's last chunk completes the upload"
-    );
-    check_sha(http, base, &init.publish_id, sha).await;
-    secs
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
 }
 
 async fn check_sha(http: &reqwest::Client, base: &str, publish_id: &str, sha: &str) {
