@@ -36,12 +36,7 @@ fn proc_ticks(pid: u32) -> u64 {
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap()
+    common::proc_status_kib(&pid.to_string(), field)
 }
 
 fn clock_ticks_per_sec() -> u64 {

@@ -133,14 +133,7 @@ fn start_daemon(bin: &str, config: &Path, log: &Path) -> Proc {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    common::proc_status_kib(&pid.to_string(), "VmRSS:")
 }
 
 /// XADD until Redis answers (it may be restarting); the entry id.

@@ -86,14 +86,7 @@ fn child() {
 }
 
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    common::proc_status_kib("self", "VmHWM:")
 }
 
 /// Writes a file with a distinct pattern in every 4 KiB block (so any reordering changes the hash).
@@ -113,6 +106,21 @@ fn make_file(path: &Path, size: u64) {
         n += 1;
     }
     f.flush().unwrap();
+}
+
+/// The file's chunk plan and its chunks as files of their own (for curl's `-T`).
+fn cut_chunks(file: &Path, dir: &Path, prefix: &str) -> (ChunkPlan, Vec<(PathBuf, u64, u64)>) {
+    let data = std::fs::read(file).unwrap();
+    let plan = ChunkPlan::for_size(data.len() as u64).unwrap();
+    let chunks = (0..plan.total_chunk_count)
+        .map(|i| {
+            let (start, len) = plan.chunk(i);
+            let p = dir.join(format!("{prefix}{i}"));
+            std::fs::write(&p, &data[start as usize..(start + len) as usize]).unwrap();
+            (p, start, len)
+        })
+        .collect();
+    (plan, chunks)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -183,16 +191,7 @@ async fn parent() {
         .expect("exchange");
 
     // Chunk files for curl, cut from the same file beforehand (not timed).
-    let plan = ChunkPlan::for_size(mib * MIB).unwrap();
-    let data = std::fs::read(&big).unwrap();
-    let mut chunk_files = Vec::new();
-    for i in 0..plan.total_chunk_count {
-        let (start, len) = plan.chunk(i);
-        let p = dir.path().join(format!("chunk{i}"));
-        std::fs::write(&p, &data[start as usize..(start + len) as usize]).unwrap();
-        chunk_files.push((p, start, len));
-    }
-    drop(data);
+    let (plan, chunk_files) = cut_chunks(&big, dir.path(), "chunk");
 
     println!(
         "upload benchmark: {mib} MiB file, {} chunks of {} bytes, {rounds} rounds, alternating",
@@ -226,16 +225,7 @@ async fn parent() {
     // Concurrent uploads: k clients (k child processes) against k curl processes, each uploading the
     // 256 MiB file to its own upload URL at the same time; aggregate MB/s over the window from the first
     // byte to the last upload's end.
-    let small_plan = ChunkPlan::for_size(256 * MIB).unwrap();
-    let small_data = std::fs::read(&small).unwrap();
-    let mut small_chunks = Vec::new();
-    for i in 0..small_plan.total_chunk_count {
-        let (start, len) = small_plan.chunk(i);
-        let p = dir.path().join(format!("small{i}"));
-        std::fs::write(&p, &small_data[start as usize..(start + len) as usize]).unwrap();
-        small_chunks.push((p, start, len));
-    }
-    drop(small_data);
+    let (small_plan, small_chunks) = cut_chunks(&small, dir.path(), "small");
     let mut conc_rows = Vec::new();
     for k in [1usize, 4, 8] {
         let (mut o, mut c) = (Vec::new(), Vec::new());

@@ -119,16 +119,12 @@ pub(super) fn probe(mut f: File, file_len: u64) -> Result<VideoInfo, ProbeError>
             }
         }
     }
-    Ok(VideoInfo {
+    Ok(VideoInfo::new(
         container,
-        file_size: file_len,
+        file_len,
         duration_secs,
-        width: None,
-        height: None,
         video,
         audio,
-        bitrate_bps: None,
         notes,
-    }
-    .finish())
+    ))
 }

@@ -123,6 +123,29 @@ pub struct VideoInfo {
 }
 
 impl VideoInfo {
+    /// A description with the derived fields (display size, overall bitrate) filled in.
+    pub(crate) fn new(
+        container: Container,
+        file_size: u64,
+        duration_secs: Option<f64>,
+        video: Option<VideoTrack>,
+        audio: Option<AudioTrack>,
+        notes: Vec<String>,
+    ) -> Self {
+        Self {
+            container,
+            file_size,
+            duration_secs,
+            width: None,
+            height: None,
+            video,
+            audio,
+            bitrate_bps: None,
+            notes,
+        }
+        .finish()
+    }
+
     pub(crate) fn finish(mut self) -> Self {
         if let Some(v) = &self.video {
             let (w, h) = v.display_size();

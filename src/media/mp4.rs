@@ -283,18 +283,14 @@ pub(super) fn probe(f: &mut File, file_len: u64) -> Result<VideoInfo, ProbeError
         notes.push(format!("fragmented MP4 ({} fragments)", moofs.len()));
     }
     let audio = audio_trak.map(audio_track);
-    Ok(VideoInfo {
+    Ok(VideoInfo::new(
         container,
-        file_size: file_len,
+        file_len,
         duration_secs,
-        width: None,
-        height: None,
         video,
         audio,
-        bitrate_bps: None,
         notes,
-    }
-    .finish())
+    ))
 }
 
 /// The video track and, for fragmented files, its span in seconds.

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tiktok-poster"));
     c.env_remove("TIKTOK_POSTER_CONFIG");
     c.current_dir(env!("CARGO_TARGET_TMPDIR"));

@@ -291,12 +291,7 @@ fn thousands_of_corrupted_fixtures_never_panic_or_stall_the_probe() {
     );
 }
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tiktok-poster"));
-    c.env_remove("TIKTOK_POSTER_CONFIG");
-    c.current_dir(env!("CARGO_TARGET_TMPDIR"));
-    c
-}
+use crate::cli::bin;
 
 /// `validate --json`: one object per file with path, ok, info and violations; exit 1 when any file
 /// fails, 0 when all pass, 2 on a usage error; `--policy api` switches the rules.
