@@ -378,6 +378,84 @@ async fn a_sibling_takes_over_a_killed_daemons_post_and_sigterm_stops_cleanly() 
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
 }
 
+/// SIGTERM while an upload is in flight: the process exits 0 within `[worker] shutdown_grace_secs`
+/// (2 s here) plus a margin, the post is handed back, and the next start publishes it exactly once.
+#[tokio::test]
+async fn sigterm_mid_upload_exits_within_the_grace_period_and_loses_nothing() {
+    let redis = TestRedis::start(true);
+    let sim = TestSim::spawn(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, log, port) = write_config(&dir, &redis, &sim, 60);
+    let base = format!("http://127.0.0.1:{port}");
+    let mut daemon = start(&config, &log);
+    let http = reqwest::Client::new();
+    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    let body = http
+        .get(format!("{base}/connect?account=main&sim_username=term"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("is connected"), "{body}");
+    let (sha, _) = submit_slow_upload(&sim, &redis, &dir, "term-1").await;
+    let conn = redis.conn().await;
+    let sent = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(st) = daemon.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(2 + 3),
+            "still running {:?} after SIGTERM (grace 2 s)",
+            sent.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    let owner: Option<String> = conn
+        .clone()
+        .hget("tiktok-poster:post:term-1", "lease_owner")
+        .await
+        .unwrap();
+    assert_eq!(owner, None, "the claim was handed back on the way out");
+    let mut daemon = start(&config, &log);
+    wait_until(
+        Duration::from_secs(60),
+        "the post to be published",
+        || async {
+            let s: Option<String> = conn
+                .clone()
+                .hget("tiktok-poster:post:term-1", "state")
+                .await
+                .unwrap();
+            (s.as_deref() == Some("published")).then_some(())
+        },
+    )
+    .await;
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let posts = sim.posts().await;
+    assert_eq!(posts.iter().filter(|p| p["sha256"] == sha).count(), 1);
+    assert_eq!(posts.len(), 1, "one init in all");
+}
+
 /// Under systemd (NOTIFY_SOCKET and WATCHDOG_USEC set), the daemon says READY=1 once it runs, pings
 /// the watchdog while its loops are alive, and says STOPPING=1 on SIGTERM.
 #[tokio::test]
