@@ -4,8 +4,9 @@
 //! Two daemons (release build, distinct `[worker] id`s) share one `redis-server` with append-only
 //! persistence (`appendfsync always`), against `tiktok-poster sim` with background faults: 5xx and
 //! dropped connections on a few percent of calls, occasional 429s, access tokens that live 60 s (so
-//! refreshes run all along and some calls meet an expired token), and a daily cap of 2 direct posts
-//! per creator (so `spam_risk_too_many_posts` comes back for busy accounts). 500 accounts. A producer
+//! refreshes run all along and some calls meet an expired token), and a daily cap of direct posts per
+//! creator below the average an account gets (so `spam_risk_too_many_posts` comes back for busy
+//! accounts; `TP_SOAK_DAILY_CAP` overrides it). 500 accounts. A producer
 //! submits continuously with `XADD` (about one in eight submissions malformed in one of six ways), and
 //! retries an `XADD` whose answer was lost, as a careful producer would (the `id` makes that safe).
 //! Daemon B is SIGKILLed and restarted every `TP_SOAK_KILL_SECS`, Redis is SIGKILLed and restarted
@@ -165,6 +166,14 @@ async fn run() -> usize {
     let kill_every = env_num("TP_SOAK_KILL_SECS", if short { 40 } else { 120u64 });
     let redis_every = env_num("TP_SOAK_REDIS_SECS", if short { 60 } else { 300u64 });
     let warmup = (secs / 2).clamp(30, 300);
+    // TikTok's per-creator daily cap, set below the posts an account gets on average (about 60% of
+    // them), so busy accounts meet `spam_risk_too_many_posts` while most posts go out.
+    let per_account = secs as f64 * rate * 7.0 / 8.0 / ACCOUNTS as f64;
+    let cap = env_num(
+        "TP_SOAK_DAILY_CAP",
+        ((per_account * 0.6).ceil() as u64).max(2),
+    );
+    let cap_arg = cap.to_string();
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_tiktok-poster");
     let mut redis = Redis::start(dir.path());
@@ -178,7 +187,7 @@ async fn run() -> usize {
         "--token-ttl",
         "60",
         "--daily-post-cap",
-        "2",
+        &cap_arg,
         "--publish-delay-ms",
         "300",
     ]);
