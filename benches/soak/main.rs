@@ -195,7 +195,7 @@ async fn run() -> usize {
     // Connecting talks to the simulator's OAuth endpoints, which fail now and then on purpose.
     connect_accounts(&redis.url(), &sim_base, &key_path, ACCOUNTS, "soak").await;
     println!(
-        "soak: {ACCOUNTS} accounts connected; running {secs} s at {rate}/s, daemon B killed every {kill_every} s, Redis every {redis_every} s"
+        "soak: {ACCOUNTS} accounts connected; running {secs} s at {rate}/s, daemon B killed every {kill_every} s, Redis every {redis_every} s, daily cap {cap} per creator"
     );
 
     let video = dir.path().join("v.mp4");
