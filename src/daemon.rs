@@ -142,6 +142,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         keys: keys.clone(),
         settings: Arc::new(settings.clone()),
         store,
+        ledger: ledger.clone(),
         heartbeats: heartbeats.clone(),
     });
     let http_shutdown = shutdown.clone();

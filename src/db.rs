@@ -57,6 +57,10 @@ impl Keys {
     pub fn lease(&self) -> String {
         format!("{}:q:lease", self.ns)
     }
+    /// How many posts are in each state now (a hash kept by the ledger's scripts, for `/metrics`).
+    pub fn state_counts(&self) -> String {
+        format!("{}:state_counts", self.ns)
+    }
     /// Dead letters: ids of posts that ended `failed` or `unconfirmed`, scored by when (for operators).
     pub fn dead(&self) -> String {
         format!("{}:dead", self.ns)

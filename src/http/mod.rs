@@ -62,6 +62,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The job store (for health).
     pub store: JobStore,
+    /// The post ledger (posts by state for `/metrics`).
+    pub ledger: crate::posts::Ledger,
     /// Liveness of the main loops (for health).
     pub heartbeats: Arc<crate::health::Heartbeats>,
 }
@@ -321,6 +323,12 @@ async fn metrics_page(State(st): State<AppState>) -> Response {
     if let Ok((due, leased)) = st.store.depth().await {
         metrics::gauge!("tiktok_poster_queue_due_or_scheduled").set(due as f64);
         metrics::gauge!("tiktok_poster_queue_leased").set(leased as f64);
+    }
+    if let Ok(counts) = st.ledger.state_counts().await {
+        for state in crate::posts::state::ALL {
+            let n = counts.get(*state).copied().unwrap_or(0).max(0);
+            metrics::gauge!("tiktok_poster_posts", "state" => *state).set(n as f64);
+        }
     }
     if let Ok(list) = st.accounts.list().await {
         let now = now_ms();

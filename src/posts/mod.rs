@@ -61,6 +61,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', ARGV[4], 'at', ARGV[2])
+redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
 return 1
 "#;
 
@@ -69,6 +70,11 @@ return 1
 const TRANSITION: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[4] then return -1 end
+local old = redis.call('HGET', KEYS[1], 'state')
+if old ~= ARGV[2] then
+  if old then redis.call('HINCRBY', KEYS[4], old, -1) end
+  redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
+end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_ms', ARGV[3])
 if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
 if ARGV[2] == 'failed' or ARGV[2] == 'unconfirmed' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
@@ -86,6 +92,10 @@ if not st then return 0 end
 if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
 local terminal = st == 'published' or st == 'inbox' or st == 'failed' or st == 'cancelled' or st == 'unconfirmed'
 if ARGV[2] ~= '' and not terminal then
+  if st ~= ARGV[2] then
+    redis.call('HINCRBY', KEYS[4], st, -1)
+    redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
+  end
   redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_ms', ARGV[3])
   if ARGV[2] == 'failed' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', ARGV[2], 'at', ARGV[3], 'message', ARGV[4])
@@ -111,6 +121,8 @@ if redis.call('HGET', KEYS[1], 'lease_owner') then return 'in_flight' end
 local pid = redis.call('HGET', KEYS[1], 'publish_id')
 if pid and pid ~= '' then return 'sent' end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[5], st, -1)
+redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'updated_ms', ARGV[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', 'cancelled', 'at', ARGV[2])
 return 'ok'
@@ -128,6 +140,8 @@ if pid ~= '' then
   if prev ~= '' then prev = prev .. ',' end
   prev = prev .. pid
 end
+redis.call('HINCRBY', KEYS[5], st, -1)
+redis.call('HINCRBY', KEYS[5], 'queued', 1)
 redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_ms', ARGV[2], 'attempts', '0', 'publish_id', '',
   'upload_url_sealed', '', 'upload_expires_ms', '', 'upload_done', '', 'init_started_ms', '',
   'previous_publish_ids', prev, 'error_code', '', 'error_message', '', 'due_ms', ARGV[2])
@@ -242,6 +256,7 @@ impl Ledger {
             .key(self.keys.posts())
             .key(self.keys.due())
             .key(self.keys.events())
+            .key(self.keys.state_counts())
             .arg(id)
             .arg(now)
             .arg(due)
@@ -298,6 +313,7 @@ impl Ledger {
             .key(self.keys.post(id))
             .key(self.keys.events())
             .key(self.keys.dead())
+            .key(self.keys.state_counts())
             .arg(id)
             .arg(new_state)
             .arg(now_ms())
@@ -347,6 +363,7 @@ impl Ledger {
         inv.key(self.keys.post(id))
             .key(self.keys.events())
             .key(self.keys.dead())
+            .key(self.keys.state_counts())
             .arg(id)
             .arg(new_state)
             .arg(now_ms())
@@ -356,6 +373,12 @@ impl Ledger {
         }
         let mut conn = self.conn.clone();
         inv.invoke_async(&mut conn).await
+    }
+
+    /// How many posts are in each state now (kept by the ledger's scripts).
+    pub async fn state_counts(&self) -> redis::RedisResult<std::collections::HashMap<String, i64>> {
+        let mut conn = self.conn.clone();
+        redis::AsyncCommands::hgetall(&mut conn, self.keys.state_counts()).await
     }
 
     /// Cancels a post not yet sent. `Err` says why it cannot be cancelled.
@@ -388,6 +411,7 @@ impl Ledger {
             .key(self.keys.due())
             .key(self.keys.events())
             .key(self.keys.dead())
+            .key(self.keys.state_counts())
             .arg(id)
             .arg(now_ms())
             .invoke_async(&mut conn)

@@ -271,6 +271,12 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The post ledger over this app's Redis.
+    pub async fn ledger(&self) -> tiktok_poster::posts::Ledger {
+        let conn = tiktok_poster::db::connect(&self.redis.url()).await.unwrap();
+        tiktok_poster::posts::Ledger::new(conn, tiktok_poster::db::Keys::new("tiktok-poster"))
+    }
+
     pub async fn post(&self, id: &str) -> std::collections::HashMap<String, String> {
         let mut conn = self.redis.conn().await;
         conn.hgetall(format!("tiktok-poster:post:{id}"))

@@ -902,4 +902,38 @@ async fn healthz_and_metrics_change_as_a_post_flows() {
         "{after}"
     );
     assert_eq!(sample(&after, "tiktok_poster_queue_due_or_scheduled"), 0.0);
+    assert_eq!(
+        sample(&after, "tiktok_poster_posts{state=\"scheduled\"}"),
+        0.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "tiktok_poster_posts{state=\"published\"}"),
+        1.0,
+        "{after}"
+    );
+
+    // A cancel moves the count too.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    app.xadd(&[
+        ("id", "flow-2"),
+        ("account", "main"),
+        ("video", path_str(&video)),
+        ("privacy_level", "SELF_ONLY"),
+        ("publish_at", &later),
+    ])
+    .await;
+    app.wait_state("flow-2", &["scheduled"], T).await;
+    app.ledger().await.cancel("flow-2").await.unwrap();
+    let m3 = get("/metrics").await;
+    assert_eq!(
+        sample(&m3, "tiktok_poster_posts{state=\"scheduled\"}"),
+        0.0,
+        "{m3}"
+    );
+    assert_eq!(
+        sample(&m3, "tiktok_poster_posts{state=\"cancelled\"}"),
+        1.0,
+        "{m3}"
+    );
 }
