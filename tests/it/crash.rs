@@ -224,27 +224,7 @@ async fn a_killed_daemons_post_is_taken_back_by_its_successor_at_start_up() {
     let sim = TestSim::spawn(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let (config, log, port) = write_config(&dir, &redis, &sim, 60);
-    let base = format!("http://127.0.0.1:{port}");
-    let mut daemon = start(&config, &log);
-    let http = reqwest::Client::new();
-    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
-    let body = http
-        .get(format!("{base}/connect?account=main&sim_username=succ"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(body.contains("is connected"), "{body}");
+    let mut daemon = start_connected(&config, &log, port, "succ").await;
     let (sha, _) = submit_slow_upload(&sim, &redis, &dir, "succ-1").await;
     let conn = redis.conn().await;
     daemon.kill().unwrap();
@@ -386,27 +366,7 @@ async fn sigterm_mid_upload_exits_within_the_grace_period_and_loses_nothing() {
     let sim = TestSim::spawn(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let (config, log, port) = write_config(&dir, &redis, &sim, 60);
-    let base = format!("http://127.0.0.1:{port}");
-    let mut daemon = start(&config, &log);
-    let http = reqwest::Client::new();
-    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
-    let body = http
-        .get(format!("{base}/connect?account=main&sim_username=term"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(body.contains("is connected"), "{body}");
+    let mut daemon = start_connected(&config, &log, port, "term").await;
     let (sha, _) = submit_slow_upload(&sim, &redis, &dir, "term-1").await;
     let conn = redis.conn().await;
     let sent = std::time::Instant::now();
@@ -514,6 +474,38 @@ async fn the_daemon_talks_to_systemd_readiness_watchdog_and_stopping() {
 
 /// Submits post `id` with a 90 MB video whose upload the simulator slows down, and waits until it is
 /// being uploaded (it has a publish_id). Returns the video's sha256 and the claim holding the post.
+/// Starts the daemon binary, waits until it answers, and connects account `main` (simulated creator
+/// `user`) through its Connect page.
+async fn start_connected(
+    config: &std::path::Path,
+    log: &std::path::Path,
+    port: u16,
+    user: &str,
+) -> std::process::Child {
+    let base = format!("http://127.0.0.1:{port}");
+    let daemon = start(config, log);
+    let http = reqwest::Client::new();
+    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    let body = http
+        .get(format!("{base}/connect?account=main&sim_username={user}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("is connected"), "{body}");
+    daemon
+}
+
 async fn submit_slow_upload(
     sim: &TestSim,
     redis: &TestRedis,
