@@ -165,7 +165,14 @@ async fn run() -> usize {
     let short = secs < 300;
     let kill_every = env_num("TP_SOAK_KILL_SECS", if short { 40 } else { 120u64 });
     let redis_every = env_num("TP_SOAK_REDIS_SECS", if short { 60 } else { 300u64 });
-    let warmup = (secs / 2).clamp(30, 300);
+    // Memory is compared from the end of warm-up: half the run, at most 5 minutes (the 20-minute run
+    // shows RSS flat after that). A daemon's first two minutes still grow its pools, so a short run
+    // takes its baseline at two thirds.
+    let warmup = if short {
+        secs * 2 / 3
+    } else {
+        (secs / 2).clamp(30, 300)
+    };
     // TikTok's per-creator daily cap, set below the posts an account gets on average (about 60% of
     // them), so busy accounts meet `spam_risk_too_many_posts` while most posts go out.
     let per_account = secs as f64 * rate * 7.0 / 8.0 / ACCOUNTS as f64;
