@@ -231,19 +231,7 @@ async fn a_killed_daemons_post_is_taken_back_by_its_successor_at_start_up() {
     daemon.wait().unwrap();
     let restarted = std::time::Instant::now();
     let mut daemon = start(&config, &log);
-    wait_until(
-        Duration::from_secs(30),
-        "the post to be published by the successor",
-        || async {
-            let s: Option<String> = conn
-                .clone()
-                .hget("tiktok-poster:post:succ-1", "state")
-                .await
-                .unwrap();
-            (s.as_deref() == Some("published")).then_some(())
-        },
-    )
-    .await;
+    wait_published(&conn, "succ-1", Duration::from_secs(30)).await;
     assert!(
         restarted.elapsed() < Duration::from_secs(20),
         "taken back after {:?}, not at start-up",
@@ -326,19 +314,7 @@ async fn a_sibling_takes_over_a_killed_daemons_post_and_sigterm_stops_cleanly() 
     victim.kill().unwrap();
     victim.wait().unwrap();
     let killed = std::time::Instant::now();
-    wait_until(
-        Duration::from_secs(30),
-        "the sibling to publish the post",
-        || async {
-            let s: Option<String> = conn
-                .clone()
-                .hget("tiktok-poster:post:sib-1", "state")
-                .await
-                .unwrap();
-            (s.as_deref() == Some("published")).then_some(())
-        },
-    )
-    .await;
+    wait_published(&conn, "sib-1", Duration::from_secs(30)).await;
     assert!(
         killed.elapsed() < Duration::from_secs(30),
         "taken over after {:?}",
@@ -396,19 +372,7 @@ async fn sigterm_mid_upload_exits_within_the_grace_period_and_loses_nothing() {
         .unwrap();
     assert_eq!(owner, None, "the claim was handed back on the way out");
     let mut daemon = start(&config, &log);
-    wait_until(
-        Duration::from_secs(60),
-        "the post to be published",
-        || async {
-            let s: Option<String> = conn
-                .clone()
-                .hget("tiktok-poster:post:term-1", "state")
-                .await
-                .unwrap();
-            (s.as_deref() == Some("published")).then_some(())
-        },
-    )
-    .await;
+    wait_published(&conn, "term-1", Duration::from_secs(60)).await;
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     let posts = sim.posts().await;
@@ -474,6 +438,19 @@ async fn the_daemon_talks_to_systemd_readiness_watchdog_and_stopping() {
 
 /// Submits post `id` with a 90 MB video whose upload the simulator slows down, and waits until it is
 /// being uploaded (it has a publish_id). Returns the video's sha256 and the claim holding the post.
+/// Waits until post `id` is published.
+async fn wait_published(conn: &redis::aio::MultiplexedConnection, id: &str, timeout: Duration) {
+    wait_until(timeout, &format!("post {id} to be published"), || async {
+        let s: Option<String> = conn
+            .clone()
+            .hget(format!("tiktok-poster:post:{id}"), "state")
+            .await
+            .unwrap();
+        (s.as_deref() == Some("published")).then_some(())
+    })
+    .await;
+}
+
 /// Starts the daemon binary, waits until it answers, and connects account `main` (simulated creator
 /// `user`) through its Connect page.
 async fn start_connected(
