@@ -36,15 +36,7 @@ async fn sigkill_at_random_points_of_50_publishes_loses_and_doubles_nothing() {
     let base = format!("http://127.0.0.1:{port}");
     let mut daemon = start(&config, &log);
     let http = reqwest::Client::new();
-    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
+    wait_healthy(port).await;
     for a in 0..10 {
         let body = http
             .get(format!(
@@ -279,19 +271,7 @@ async fn a_sibling_takes_over_a_killed_daemons_post_and_sigterm_stops_cleanly() 
     let mut b = start(&cfg_b, &log_b);
     let http = reqwest::Client::new();
     for port in [port_a, port_b] {
-        wait_until(
-            Duration::from_secs(15),
-            "both daemons to come up",
-            || async {
-                http.get(format!("http://127.0.0.1:{port}/healthz"))
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            },
-        )
-        .await;
+        wait_healthy(port).await;
     }
     let body = http
         .get(format!(
@@ -438,6 +418,20 @@ async fn the_daemon_talks_to_systemd_readiness_watchdog_and_stopping() {
 
 /// Submits post `id` with a 90 MB video whose upload the simulator slows down, and waits until it is
 /// being uploaded (it has a publish_id). Returns the video's sha256 and the claim holding the post.
+/// Waits until the daemon on `port` answers `/healthz` with a success.
+async fn wait_healthy(port: u16) {
+    let http = reqwest::Client::new();
+    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
+        http.get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+}
+
 /// Waits until post `id` is published.
 async fn wait_published(conn: &redis::aio::MultiplexedConnection, id: &str, timeout: Duration) {
     wait_until(timeout, &format!("post {id} to be published"), || async {
@@ -462,15 +456,7 @@ async fn start_connected(
     let base = format!("http://127.0.0.1:{port}");
     let daemon = start(config, log);
     let http = reqwest::Client::new();
-    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
+    wait_healthy(port).await;
     let body = http
         .get(format!("{base}/connect?account=main&sim_username={user}"))
         .send()
