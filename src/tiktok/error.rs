@@ -148,6 +148,22 @@ impl TikTokError {
         Self::new(op, kind, code).with_message(message)
     }
 
+    /// Whether the failed call is known not to have created anything at TikTok: TikTok refused it
+    /// (an error in a 2xx or 4xx answer, so no publish_id was issued) or it never reached TikTok. A
+    /// 5xx, a timeout, a cut connection or an unreadable answer may hide a created post.
+    pub fn never_created_a_post(&self) -> bool {
+        match self.kind {
+            ErrorKind::Api | ErrorKind::OAuth | ErrorKind::Upload => {
+                self.http_status.is_some_and(|s| s < 500)
+            }
+            // Nothing reached TikTok.
+            ErrorKind::Local => true,
+            ErrorKind::Transport { .. } => self.code == "connect",
+            // An answer we could not read may have carried a publish_id.
+            ErrorKind::Decode => false,
+        }
+    }
+
     /// True when TikTok's code is `invalid_param` or `invalid_params` (the docs use both spellings).
     pub fn is_invalid_params(&self) -> bool {
         self.code == "invalid_param" || self.code == "invalid_params"

@@ -118,6 +118,17 @@ enum Stop {
     Settled(Next),
 }
 
+impl Stop {
+    /// Whether the step that stopped is known not to have created a post at TikTok.
+    fn never_created_a_post(&self) -> bool {
+        match self {
+            Self::TikTok(e) => e.never_created_a_post(),
+            Self::Account(_) | Self::Redis(_) | Self::LeaseLost | Self::Shutdown => true,
+            Self::Settled(_) => false,
+        }
+    }
+}
+
 impl From<redis::RedisError> for Stop {
     fn from(e: redis::RedisError) -> Self {
         Self::Redis(e)
@@ -323,7 +334,21 @@ impl Job<'_> {
     /// both rolling 24-hour windows kept in Redis for every worker; when it is used up the post is
     /// deferred until a slot frees, instead of meeting TikTok's own cap.
     async fn budget(&self) -> Result<(), Stop> {
-        let limit = if self.sub.draft {
+        let limit = self.budget_limit();
+        let Some(wait) = self
+            .ctx
+            .rate
+            .hold(&self.sub.account, limit, self.id())
+            .await?
+        else {
+            return Ok(());
+        };
+        self.defer_for_budget(limit, wait).await
+    }
+
+    /// The budget a post of this kind is counted in.
+    fn budget_limit(&self) -> rate::Limit {
+        if self.sub.draft {
             rate::Limit {
                 name: "drafts",
                 limit: rate::PENDING_DRAFTS,
@@ -335,10 +360,26 @@ impl Job<'_> {
                 limit: self.ctx.cfg.daily_budget,
                 window: Duration::from_secs(24 * 3600),
             }
-        };
-        let Some(wait) = self.ctx.rate.try_acquire(&self.sub.account, limit).await? else {
-            return Ok(());
-        };
+        }
+    }
+
+    /// Gives the post's budget slot back: the attempt is known not to have reached TikTok (handed back
+    /// before the init, or refused by TikTok without a post being created). Best effort: a slot that
+    /// cannot be returned now ages out with its window.
+    async fn release_budget(&self) {
+        let limit = self.budget_limit();
+        if let Err(error) = self
+            .ctx
+            .rate
+            .release(&self.sub.account, limit, self.id())
+            .await
+        {
+            tracing::warn!(%error, "Could not give the post's budget slot back; it ages out in 24 hours.");
+        }
+    }
+
+    /// Defers the post until the budget has room.
+    async fn defer_for_budget(&self, limit: rate::Limit, wait: Duration) -> Result<(), Stop> {
         let until = now_ms() + wait.as_millis() as i64 + rand::random_range(0..60_000);
         let what = if self.sub.draft {
             "pending inbox drafts"
@@ -439,12 +480,19 @@ impl Job<'_> {
                 ));
             }
         };
+        // The budget is checked before any wait for the init rate window, and the slot it holds is
+        // given back whenever this attempt stops before TikTok could have created a post.
         self.budget().await?;
-        self.slot(rate::INIT).await?;
-        self.check_shutdown()?;
-        // Recorded before the call: for a pull, a lost answer must never lead to a second init.
-        self.set(&[("init_started_ms", now_ms().to_string())])
-            .await?;
+        let before_init = async {
+            self.slot(rate::INIT).await?;
+            self.check_shutdown()?;
+            // Recorded before the call: for a pull, a lost answer must never lead to a second init.
+            self.set(&[("init_started_ms", now_ms().to_string())]).await
+        };
+        if let Err(stop) = before_init.await {
+            self.release_budget().await;
+            return Err(stop);
+        }
         let post = self.sub.post.clone();
         let draft = self.sub.draft;
         let init = self
@@ -460,7 +508,16 @@ impl Job<'_> {
                     }
                 }
             })
-            .await?;
+            .await;
+        let init = match init {
+            Ok(init) => init,
+            Err(stop) => {
+                if stop.never_created_a_post() {
+                    self.release_budget().await;
+                }
+                return Err(stop);
+            }
+        };
         let mut fields = vec![
             ("publish_id", init.publish_id.clone()),
             ("upload_done", "0".to_string()),

@@ -23,6 +23,26 @@ local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
 "#;
 
+/// A budget slot held by one post: taking it again while it is held takes nothing, so a post holds at
+/// most one slot however many attempts, hand-backs and restarts it goes through.
+const HOLD: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  return 0
+end
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"#;
+
 /// A limit: `limit` calls per `window`.
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
@@ -62,6 +82,7 @@ pub struct RateLimiter {
     conn: ConnectionManager,
     keys: Keys,
     script: redis::Script,
+    hold: redis::Script,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -77,6 +98,7 @@ impl RateLimiter {
             conn,
             keys,
             script: redis::Script::new(ACQUIRE),
+            hold: redis::Script::new(HOLD),
         }
     }
 
@@ -97,6 +119,41 @@ impl RateLimiter {
             .invoke_async(&mut conn)
             .await?;
         Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
+    }
+
+    /// Holds one slot of `limit` for `holder` (a post id); `Ok(None)` when held (now or already),
+    /// `Ok(Some(wait))` when the window is full (nothing taken).
+    pub async fn hold(
+        &self,
+        account: &str,
+        limit: Limit,
+        holder: &str,
+    ) -> redis::RedisResult<Option<Duration>> {
+        let mut conn = self.conn.clone();
+        let wait: i64 = self
+            .hold
+            .key(self.keys.rate(account, limit.name))
+            .arg(limit.limit)
+            .arg(limit.window.as_millis() as u64)
+            .arg(holder)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
+    }
+
+    /// Gives back the slot `holder` holds (nothing when it holds none).
+    pub async fn release(
+        &self,
+        account: &str,
+        limit: Limit,
+        holder: &str,
+    ) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZREM")
+            .arg(self.keys.rate(account, limit.name))
+            .arg(holder)
+            .query_async(&mut conn)
+            .await
     }
 
     /// Takes one call, waiting up to `max_wait` for the window; `Ok(Some(wait))` if it would wait longer.
