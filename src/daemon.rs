@@ -83,6 +83,20 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let store = JobStore::new(conn.clone(), keys.clone());
     let accounts =
         Accounts::new(conn.clone(), keys.clone(), key, client.clone()).with_previous(previous_key);
+    match accounts.key_mismatches().await {
+        Ok(list) => {
+            let configured = accounts.key_ids().join(" and ");
+            for (account, found) in list {
+                tracing::error!(
+                    %account,
+                    sealed_with = %found,
+                    configured = %configured,
+                    "The account's tokens were sealed with token key {found}, which is not configured (configured: {configured}); its posts wait. Configure that key as tokens.encryption_key_file (or tokens.previous_key_file and run `tiktok-poster keys rotate`), or connect the account again."
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "Could not check the accounts' token keys."),
+    }
     let worker_id = if settings.worker.id.is_empty() {
         hostname()
     } else {

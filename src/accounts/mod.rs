@@ -29,6 +29,9 @@ pub use crypto::{CryptoError, TokenKey};
 pub const STATE_OK: &str = "ok";
 /// See [`STATE_OK`].
 pub const STATE_REAUTH: &str = "reauth_required";
+/// Shown (never stored) for an account whose tokens were sealed with a key that is not configured:
+/// its posts wait until the right key is configured or the account is connected again.
+pub const STATE_KEY_MISMATCH: &str = "key_mismatch";
 
 /// What went wrong getting a token.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,17 @@ pub enum AccountError {
 }
 
 impl AccountError {
+    /// The sealed value was sealed with a key that is not configured: `(found, expected)` key ids.
+    pub fn wrong_key(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Crypto {
+                source: CryptoError::WrongKey { found, expected },
+                ..
+            } => Some((found, expected)),
+            _ => None,
+        }
+    }
+
     /// True when retrying later can help.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -82,7 +96,7 @@ pub struct AccountInfo {
     pub open_id: String,
     /// The @handle, when known.
     pub username: String,
-    /// `ok` or `reauth_required`.
+    /// `ok`, `reauth_required`, or `key_mismatch` (sealed with a key that is not configured).
     pub state: String,
     /// When the access token expires (ms since the epoch).
     pub access_expires_ms: i64,
@@ -300,10 +314,47 @@ impl Accounts {
         Ok(h)
     }
 
+    /// The ids of the configured token keys: the current one and the one being rotated away from.
+    pub fn key_ids(&self) -> Vec<String> {
+        std::iter::once(&self.key)
+            .chain(self.previous.as_ref())
+            .map(|k| k.id().to_string())
+            .collect()
+    }
+
+    /// The id of the key that sealed the account's tokens when it is not a configured one.
+    fn foreign_key(&self, h: &HashMap<String, String>) -> Option<String> {
+        let known = self.key_ids();
+        ["refresh_sealed", "access_sealed"]
+            .iter()
+            .filter_map(|f| h.get(*f).and_then(|v| TokenKey::key_id_of(v)))
+            .find(|id| !known.iter().any(|k| k == id))
+            .map(str::to_string)
+    }
+
+    /// Accounts whose tokens no configured key opens, with the id of the key that sealed them.
+    pub async fn key_mismatches(&self) -> Result<Vec<(String, String)>, AccountError> {
+        let mut conn = self.conn.clone();
+        let mut names: Vec<String> = conn.smembers(self.keys.accounts()).await?;
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let h: HashMap<String, String> = conn.hgetall(self.keys.account(&name)).await?;
+            if let Some(found) = self.foreign_key(&h) {
+                out.push((name, found));
+            }
+        }
+        Ok(out)
+    }
+
     /// One account, without secrets.
     pub async fn info(&self, name: &str) -> Result<AccountInfo, AccountError> {
         let h = self.raw(name).await?;
         let mut info = info_from(name, &h);
+        if let Some(found) = self.foreign_key(&h) {
+            info.state = STATE_KEY_MISMATCH.to_string();
+            info.key_id = found;
+        }
         let mut conn = self.conn.clone();
         let next: Option<f64> = conn.zscore(self.keys.refresh_due(), name).await?;
         info.next_refresh_ms = next.map(|v| v as i64).unwrap_or(0);

@@ -958,6 +958,25 @@ impl Job<'_> {
                     .await;
                 Next::At(until)
             }
+            Stop::Account(e) if e.wrong_key().is_some() => {
+                let (found, expected) = e.wrong_key().unwrap_or_default();
+                let msg = format!(
+                    "the account's tokens were sealed with token key {found}, but the configured key is {expected}; configure the key that sealed them (tokens.encryption_key_file, or tokens.previous_key_file and `tiktok-poster keys rotate`) or connect the account again; the post waits"
+                );
+                let until = now + 5 * 60_000;
+                let _ = self
+                    .transition(
+                        state::DEFERRED,
+                        &[
+                            ("deferred_until_ms", until.to_string()),
+                            ("error_code", "token_key_mismatch".into()),
+                            ("error_message", msg.clone()),
+                        ],
+                        &msg,
+                    )
+                    .await;
+                Next::At(until)
+            }
             Stop::Account(e) if e.is_transient() => self.retry_later(&e.to_string(), None).await,
             Stop::Account(e) => self.fail_now("account", &e.to_string(), None).await,
             Stop::TikTok(e) => self.on_tiktok(*e).await,

@@ -133,3 +133,63 @@ async fn a_post_holds_at_most_one_budget_slot() {
     limiter.release("acct", daily, "post-a").await.unwrap();
     assert_eq!(limiter.hold("acct", daily, "post-c").await.unwrap(), None);
 }
+
+/// With another token key configured, the account shows `key_mismatch` (not `ok`) and a due post waits
+/// (`deferred`, `token_key_mismatch`) instead of failing; with the right key back it is published.
+#[tokio::test]
+async fn a_wrong_token_key_makes_posts_wait_not_fail() {
+    let mut app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    app.stop_daemon().await;
+    let key_file = app.settings.tokens.encryption_key_file.clone();
+    let right = std::fs::read(&key_file).unwrap();
+    let other = key_file.with_file_name("other.key");
+    let wrong = tiktok_poster::accounts::TokenKey::generate_file(&other).unwrap();
+    std::fs::copy(&other, &key_file).unwrap();
+    app.start_daemon().await;
+
+    let conn = tiktok_poster::db::connect(&app.redis.url()).await.unwrap();
+    let client = tiktok_poster::tiktok::Client::new(app.settings.client_config().unwrap()).unwrap();
+    let accounts = tiktok_poster::accounts::Accounts::new(
+        conn,
+        tiktok_poster::db::Keys::new("tiktok-poster"),
+        wrong.clone(),
+        client,
+    );
+    let list = accounts.list().await.unwrap();
+    assert_eq!(list[0].state, "key_mismatch", "{list:?}");
+    let mismatches = accounts.key_mismatches().await.unwrap();
+    assert_eq!(mismatches.len(), 1);
+    assert_ne!(
+        mismatches[0].1,
+        wrong.id(),
+        "names the key that sealed them"
+    );
+
+    let (id, sha) = app.submit("main", "waits-for-key.mp4", 300_000).await;
+    let post = app.wait_state(&id, &["deferred", "failed"], T).await;
+    assert_eq!(post["state"], "deferred", "{post:#?}");
+    assert_eq!(post["error_code"], "token_key_mismatch");
+    assert!(
+        post["error_message"].contains(wrong.id()),
+        "{}",
+        post["error_message"]
+    );
+
+    app.stop_daemon().await;
+    std::fs::write(&key_file, &right).unwrap();
+    app.start_daemon().await;
+    // The post looks again every five minutes; bring that look forward instead of waiting it out.
+    let mut conn = app.redis.conn().await;
+    let _: () = conn
+        .zadd(
+            "tiktok-poster:q:due",
+            &id,
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await
+        .unwrap();
+    let post = app.wait_state(&id, &["published"], T).await;
+    assert_eq!(post["state"], "published");
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+}
