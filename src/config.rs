@@ -412,6 +412,18 @@ impl Settings {
                     "tiktok.client_secret and tiktok.client_secret_file are both set; keep only one (the file is preferred)".into(),
                 ));
             }
+            #[cfg(unix)]
+            if let Ok(meta) = std::fs::metadata(file) {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(ConfigError(format!(
+                        "tiktok.client_secret_file = {}: mode {mode:03o} lets other users read it; run `chmod 600 {}` (as the token key file must be)",
+                        file.display(),
+                        file.display()
+                    )));
+                }
+            }
             let text = std::fs::read_to_string(file).map_err(|e| {
                 ConfigError(format!(
                     "tiktok.client_secret_file = {}: cannot read it ({e}); check the path and that the service user may read it",
@@ -718,7 +730,10 @@ impl Settings {
 
     /// The effective settings as TOML, secrets masked.
     pub fn to_masked_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+        let mut shown = self.clone();
+        shown.redis.url = crate::db::redact_url(&self.redis.url);
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
 }
 
@@ -824,6 +839,11 @@ mod tests {
     fn the_client_secret_comes_from_a_file_and_is_never_printed() {
         let dir = tempfile::tempdir().unwrap();
         let secret = write(&dir, "secret", "s3cr3t-value\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let s = Settings::load(
             None,
             env(&[(

@@ -16,28 +16,40 @@ use crate::queue::ingest::Ingest;
 use crate::tiktok::Client;
 use crate::worker::{self, Ctx, rate::RateLimiter};
 
-/// Connects to Redis, waiting (and saying so once) while it is unreachable.
+/// Connects to Redis, waiting (and saying so once) while it is unreachable. Credentials Redis refuses
+/// are a configuration error, not an outage to wait out.
 pub async fn connect_redis(
     url: &str,
     shutdown: &CancellationToken,
-) -> Option<redis::aio::ConnectionManager> {
+) -> Result<Option<redis::aio::ConnectionManager>, ConfigError> {
     let mut delay = Duration::from_millis(200);
     let mut said = false;
     loop {
-        match crate::db::connect(url).await {
+        let attempt = async {
+            let mut c = crate::db::connect(url).await?;
+            redis::cmd("PING").query_async::<()>(&mut c).await?;
+            Ok::<_, redis::RedisError>(c)
+        };
+        match attempt.await {
             Ok(c) => {
                 if said {
                     tracing::info!("Redis is reachable.");
                 }
-                return Some(c);
+                return Ok(Some(c));
+            }
+            Err(error) if crate::db::is_auth_error(&error) => {
+                return Err(ConfigError(format!(
+                    "Redis refused the credentials ({}): put the right user and password in [redis] url (redis://USER:PASSWORD@host:port), then start again",
+                    error.code().unwrap_or("authentication failed")
+                )));
             }
             Err(error) => {
                 if !said {
-                    tracing::warn!(%error, "Redis is not reachable; waiting for it.");
+                    tracing::warn!(error = %crate::db::explain(&error), "Redis is not usable; waiting for it.");
                     said = true;
                 }
                 tokio::select! {
-                    _ = shutdown.cancelled() => return None,
+                    _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -68,13 +80,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     });
     let conn = connect_redis(&settings.redis.url, &shutdown).await;
     waiting.cancel();
+    let conn = conn?;
     let _ = waiting_server.await;
     let Some(conn) = conn else {
         return Ok(());
     };
     // The same address again, now for the real pages (the listener was released by the waiting server).
     let listener = bind_again(http_addr).await?;
-    let Some(ingest_conn) = connect_redis(&settings.redis.url, &shutdown).await else {
+    let Some(ingest_conn) = connect_redis(&settings.redis.url, &shutdown).await? else {
         return Ok(());
     };
     check_redis(conn.clone(), settings.redis.allow_eviction).await?;
@@ -116,6 +129,22 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         }
     }
     let heartbeats = Arc::new(crate::health::Heartbeats::default());
+    let marker = crate::health::claim_marker(&mut conn.clone(), &keys)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the namespace's marker: {}",
+                crate::db::explain(&e)
+            )
+        })?;
+    let watch_task = tokio::spawn(crate::health::watch_redis(
+        conn.clone(),
+        keys.clone(),
+        worker_id.clone(),
+        marker,
+        heartbeats.clone(),
+        shutdown.clone(),
+    ));
     let ctx = Arc::new(Ctx {
         ledger: ledger.clone(),
         store: store.clone(),
@@ -180,6 +209,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let _ = ingest_task.await;
     reconciler_task.abort();
     refresher_task.abort();
+    watch_task.abort();
     let _ = http_task.await;
     tracing::info!("Stopped.");
     Ok(())

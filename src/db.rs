@@ -97,7 +97,16 @@ impl Keys {
     pub fn webhook_seen(&self, digest: &str) -> String {
         format!("{}:webhook:{digest}", self.ns)
     }
-    /// Liveness key of a daemon identity.
+    /// The namespace's marker: a hash with a random `id` written when the namespace is first used, so
+    /// that a running daemon notices a Redis that came back without its data.
+    pub fn instance(&self) -> String {
+        format!("{}:instance", self.ns)
+    }
+    /// A key each daemon writes now and then to prove Redis still takes writes.
+    pub fn write_probe(&self, worker: &str) -> String {
+        format!("{}:probe:{worker}", self.ns)
+    }
+    /// A daemon's identity (`{ns}:worker:{id}`), held while it runs.
     pub fn worker(&self, id: &str) -> String {
         format!("{}:worker:{id}", self.ns)
     }
@@ -119,6 +128,53 @@ pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
         .set_response_timeout(Some(std::time::Duration::from_secs(10)))
         .set_number_of_retries(2);
     ConnectionManager::new_with_config(client, cfg).await
+}
+
+/// The URL with its password replaced by `***`, for logs, errors and `check-config`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => raw.to_string(),
+        // Not a URL we can take apart: hide everything between "://" and the last '@'.
+        Err(_) => match (raw.find("://"), raw.rfind('@')) {
+            (Some(a), Some(b)) if b > a => format!("{}***{}", &raw[..a + 3], &raw[b..]),
+            _ => raw.to_string(),
+        },
+    }
+}
+
+/// Redis refused our credentials (a configuration error, not an outage).
+pub fn is_auth_error(e: &redis::RedisError) -> bool {
+    let text = e.to_string();
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+}
+
+/// Redis is at `maxmemory` and refuses writes.
+pub fn is_out_of_memory(e: &redis::RedisError) -> bool {
+    e.code() == Some("OOM") || e.to_string().contains("OOM command not allowed")
+}
+
+/// One line that says what a Redis error means for the operator.
+pub fn explain(e: &redis::RedisError) -> String {
+    if is_out_of_memory(e) {
+        format!(
+            "Redis is out of memory (maxmemory reached) and refuses writes: raise maxmemory or free memory ({e})"
+        )
+    } else if is_auth_error(e) {
+        format!("Redis refused the credentials: check the password in [redis] url ({e})")
+    } else if e.is_timeout() {
+        format!("Redis does not answer in time (stalled or overloaded) ({e})")
+    } else if e.is_connection_refusal() || e.is_connection_dropped() || e.is_io_error() {
+        format!("cannot reach Redis ({e})")
+    } else {
+        format!("Redis error: {e}")
+    }
 }
 
 /// Milliseconds since the epoch on this host.

@@ -11,6 +11,8 @@ use crate::db::now_ms;
 pub struct Heartbeats {
     ingest: AtomicI64,
     workers: AtomicI64,
+    /// What the Redis watch last saw.
+    pub redis: RedisWatch,
 }
 
 impl Heartbeats {
@@ -29,5 +31,171 @@ impl Heartbeats {
         let oldest = now_ms() - max_age.as_millis() as i64;
         self.ingest.load(Ordering::Relaxed) >= oldest
             && self.workers.load(Ordering::Relaxed) >= oldest
+    }
+}
+
+/// What the daemon last learnt of Redis, for `/healthz` and the logs.
+#[derive(Debug, Default)]
+pub struct RedisWatch {
+    state: std::sync::Mutex<RedisState>,
+}
+
+#[derive(Debug, Default)]
+struct RedisState {
+    /// Why Redis is not usable now (out of memory, stalled, unreachable); `None` when the last probe
+    /// passed.
+    problem: Option<String>,
+    /// Set when Redis came back without the namespace's marker: kept until the operator acknowledges
+    /// the loss with `tiktok-poster redis-loss-ack`.
+    data_lost: Option<String>,
+}
+
+impl RedisWatch {
+    /// Why `/healthz` must not say ok, if anything: a data loss first, then the current problem.
+    pub fn problem(&self) -> Option<String> {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.data_lost.clone().or_else(|| s.problem.clone())
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).problem = problem;
+    }
+
+    fn set_lost(&self, lost: Option<String>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .data_lost = lost;
+    }
+
+    fn lost(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .data_lost
+            .is_some()
+    }
+}
+
+/// Reads the namespace's marker id, writing a new one when the namespace has none (its first use).
+pub async fn claim_marker(
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &crate::db::Keys,
+) -> redis::RedisResult<String> {
+    const CLAIM: &str = r#"
+local id = redis.call('HGET', KEYS[1], 'id')
+if id then return id end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'created_ms', ARGV[2])
+return ARGV[1]
+"#;
+    redis::Script::new(CLAIM)
+        .key(keys.instance())
+        .arg(crate::db::random_id())
+        .arg(now_ms())
+        .invoke_async(conn)
+        .await
+}
+
+/// Writes a new marker that says the operator accepted a loss of Redis's data; running daemons adopt
+/// it and stop reporting the loss. Returns the new id.
+pub async fn acknowledge_loss(
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &crate::db::Keys,
+) -> redis::RedisResult<String> {
+    let id = crate::db::random_id();
+    let now = now_ms();
+    redis::pipe()
+        .atomic()
+        .del(keys.instance())
+        .hset_multiple(
+            keys.instance(),
+            &[
+                ("id", id.clone()),
+                ("created_ms", now.to_string()),
+                ("acknowledged_ms", now.to_string()),
+            ],
+        )
+        .query_async::<()>(conn)
+        .await?;
+    Ok(id)
+}
+
+/// How long a probe of Redis may take before Redis counts as stalled.
+pub const REDIS_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Probes Redis every second until `shutdown`: a small write (so `maxmemory` shows as out of memory, not
+/// as an outage), bounded by [`REDIS_PROBE_TIMEOUT`] (so a stall shows within about a second), and the
+/// namespace's marker (so a Redis that came back empty is told as a data loss, not as "reconnected").
+pub async fn watch_redis(
+    mut conn: redis::aio::ConnectionManager,
+    keys: crate::db::Keys,
+    worker: String,
+    mut known: String,
+    beats: std::sync::Arc<Heartbeats>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let watch = &beats.redis;
+    let mut last_problem: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let probe = async {
+            redis::cmd("SET")
+                .arg(keys.write_probe(&worker))
+                .arg(now_ms())
+                .arg("PX")
+                .arg(60_000)
+                .query_async::<()>(&mut conn)
+                .await?;
+            redis::cmd("HGETALL")
+                .arg(keys.instance())
+                .query_async::<std::collections::HashMap<String, String>>(&mut conn)
+                .await
+        };
+        let problem = match tokio::time::timeout(REDIS_PROBE_TIMEOUT, probe).await {
+            Err(_) => Some(format!(
+                "Redis does not answer within {} s (stalled or overloaded)",
+                REDIS_PROBE_TIMEOUT.as_secs()
+            )),
+            Ok(Err(e)) => Some(crate::db::explain(&e)),
+            Ok(Ok(marker)) => {
+                let id = marker.get("id").cloned().unwrap_or_default();
+                if id == known {
+                    None
+                } else if marker.contains_key("acknowledged_ms") && !id.is_empty() {
+                    tracing::info!(
+                        "The loss of Redis's data was acknowledged; this daemon goes on with the new namespace."
+                    );
+                    known = id;
+                    watch.set_lost(None);
+                    None
+                } else {
+                    if !watch.lost() {
+                        let what = if id.is_empty() {
+                            format!("the marker {} is gone", keys.instance())
+                        } else {
+                            format!("the marker {} holds another id", keys.instance())
+                        };
+                        let reason = format!(
+                            "Redis lost this daemon's data ({what}: it restarted empty, was flushed, or is another server); accounts, posts and queues it held are gone. Restore Redis from its backup and restart the daemon, or accept the loss with `tiktok-poster redis-loss-ack` and connect the accounts again"
+                        );
+                        tracing::error!(message = %reason, "Redis data loss detected.");
+                        watch.set_lost(Some(reason));
+                    }
+                    None
+                }
+            }
+        };
+        if problem != last_problem {
+            match &problem {
+                Some(p) => tracing::warn!(problem = %p, "Redis is not usable."),
+                None if last_problem.is_some() => tracing::info!("Redis is usable again."),
+                None => {}
+            }
+            last_problem = problem.clone();
+        }
+        watch.set_problem(problem);
     }
 }

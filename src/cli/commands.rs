@@ -33,11 +33,16 @@ async fn env(config: Option<&Path>) -> Result<Env, CliError> {
         crate::db::connect(&settings.redis.url),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("Redis at {} did not answer within 10 s", settings.redis.url))?
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "Redis at {} did not answer within 10 s",
+            crate::db::redact_url(&settings.redis.url)
+        )
+    })?
     .with_context(|| {
         format!(
             "cannot connect to Redis at {} ([redis] url)",
-            settings.redis.url
+            crate::db::redact_url(&settings.redis.url)
         )
     })?;
     let keys = Keys::new(&settings.redis.namespace);
@@ -53,6 +58,19 @@ fn accounts(env: &Env) -> Result<Accounts, CliError> {
     let client =
         Client::new(env.settings.client_config()?).map_err(|e| CliError::Failure(e.into()))?;
     Ok(Accounts::new(env.conn.clone(), env.keys.clone(), key, client).with_previous(previous))
+}
+
+/// `redis-loss-ack`: writes a new namespace marker that running daemons adopt.
+pub async fn redis_loss_ack(config: Option<&Path>) -> Result<(), CliError> {
+    let mut env = env(config).await?;
+    let id = crate::health::acknowledge_loss(&mut env.conn, &env.keys)
+        .await
+        .map_err(|e| CliError::Failure(anyhow::anyhow!(crate::db::explain(&e))))?;
+    println!(
+        "acknowledged: the namespace {:?} starts again with marker {id}; running daemons stop reporting the loss within seconds. Connect the accounts again (`tiktok-poster accounts connect NAME`) and resubmit what was lost.",
+        env.keys.namespace()
+    );
+    Ok(())
 }
 
 /// `keys rotate`: re-seals every stored secret under the current key.

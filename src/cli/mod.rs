@@ -86,6 +86,9 @@ pub enum Command {
     /// The token sealing key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Accept that Redis lost the daemon's data (it restarted empty or was flushed): running daemons
+    /// stop reporting the loss in /healthz and go on with what Redis holds now.
+    RedisLossAck,
 }
 
 /// `keys` subcommands.
@@ -279,7 +282,15 @@ impl std::fmt::Display for CliError {
 /// Loads the settings named by the flag or the usual places.
 pub fn load_settings(flag: Option<&std::path::Path>) -> Result<Settings, ConfigError> {
     let path = resolve_path(flag, std::env::var(CONFIG_ENV).ok())?;
-    Settings::load(path.as_deref(), std::env::vars())
+    let settings = Settings::load(path.as_deref(), std::env::vars())?;
+    if path.is_none() {
+        eprintln!(
+            "note: no configuration file found (--config, ${CONFIG_ENV}, ./config.toml, /etc/tiktok-poster/config.toml); using the built-in defaults and TIKTOK_POSTER__* variables: Redis at {}, namespace {:?}",
+            crate::db::redact_url(&settings.redis.url),
+            settings.redis.namespace
+        );
+    }
+    Ok(settings)
 }
 
 /// Runs a parsed command.
@@ -293,6 +304,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::CheckConfig => {
             let s = load_settings(cli.config.as_deref())?;
+            // What `run` would refuse, check-config refuses too.
+            s.token_keys()?;
             print!("{}", s.to_masked_toml());
             if !s.has_credentials() {
                 eprintln!(
@@ -337,6 +350,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => commands::rotate_keys(cli.config.as_deref()).await,
+        Command::RedisLossAck => commands::redis_loss_ack(cli.config.as_deref()).await,
         Command::Enqueue(args) => commands::enqueue(cli.config.as_deref(), args).await,
         Command::Status { id, json } => commands::status(cli.config.as_deref(), &id, json).await,
         Command::List { state, json } => {
@@ -382,6 +396,7 @@ mod tests {
             vec!["accounts", "remove", "main"],
             vec!["validate", "a.mp4", "b.mp4"],
             vec!["check-config"],
+            vec!["redis-loss-ack"],
             vec!["keys", "generate", "/tmp/k"],
             vec![
                 "enqueue",

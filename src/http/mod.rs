@@ -364,26 +364,50 @@ async fn metrics_page(State(st): State<AppState>) -> Response {
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
-    let depth = st.store.depth().await;
-    let accounts = st.accounts.list().await.unwrap_or_default();
-    let reauth = accounts.iter().filter(|a| a.state != "ok").count();
-    let redis_ok = depth.is_ok();
-    let (due, leased) = depth.unwrap_or((0, 0));
+    let problem = st.heartbeats.redis.problem();
     let workers = st.heartbeats.healthy(std::time::Duration::from_secs(30));
-    // How late the oldest due post is (0 when nothing is waiting past its time).
-    let mut conn = st.accounts.conn.clone();
-    let oldest: Vec<(String, f64)> =
-        redis::AsyncCommands::zrange_withscores(&mut conn, st.keys.due(), 0, 0)
-            .await
-            .unwrap_or_default();
+    // A stalled Redis must not stall the answer: what Redis cannot tell within the probe's bound is
+    // reported as a stall.
+    let read = tokio::time::timeout(crate::health::REDIS_PROBE_TIMEOUT, async {
+        let depth = st.store.depth().await?;
+        let accounts = st.accounts.list().await.unwrap_or_default();
+        // How late the oldest due post is (0 when nothing is waiting past its time).
+        let mut conn = st.accounts.conn.clone();
+        let oldest: Vec<(String, f64)> =
+            redis::AsyncCommands::zrange_withscores(&mut conn, st.keys.due(), 0, 0).await?;
+        Ok::<_, redis::RedisError>((depth, accounts, oldest))
+    })
+    .await;
+    let (redis_ok, problem, (due, leased), accounts, oldest) = match read {
+        Ok(Ok((depth, accounts, oldest))) => (true, problem, depth, accounts, oldest),
+        Ok(Err(e)) => (
+            false,
+            problem.or_else(|| Some(crate::db::explain(&e))),
+            (0, 0),
+            Vec::new(),
+            Vec::new(),
+        ),
+        Err(_) => (
+            false,
+            Some(format!(
+                "Redis does not answer within {} s (stalled or overloaded)",
+                crate::health::REDIS_PROBE_TIMEOUT.as_secs()
+            )),
+            (0, 0),
+            Vec::new(),
+            Vec::new(),
+        ),
+    };
+    let reauth = accounts.iter().filter(|a| a.state != "ok").count();
     let lag_ms = oldest
         .first()
         .map(|(_, at)| (now_ms() - *at as i64).max(0))
         .unwrap_or(0);
-    let ok = redis_ok && workers;
+    let ok = redis_ok && workers && problem.is_none();
     let body = json!({
         "ok": ok,
-        "redis": redis_ok,
+        "redis": redis_ok && problem.is_none(),
+        "problem": problem,
         "workers_alive": workers,
         "oldest_due_lag_ms": lag_ms,
         "queue": {"due_or_scheduled": due, "leased": leased},

@@ -15,9 +15,15 @@ pub(crate) fn bin() -> Command {
 fn check_config_prints_effective_values_with_secrets_masked() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
+    // check-config refuses what `run` refuses, a missing token key included: give it one.
+    let key = dir.path().join("token.key");
+    tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
     std::fs::write(
         &cfg,
-        "[tiktok]\nclient_key = \"ck\"\nclient_secret = \"very-secret\"\n",
+        format!(
+            "[tiktok]\nclient_key = \"ck\"\nclient_secret = \"very-secret\"\n[tokens]\nencryption_key_file = \"{}\"\n",
+            key.display()
+        ),
     )
     .unwrap();
     let out = bin()

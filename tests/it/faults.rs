@@ -193,3 +193,258 @@ async fn a_wrong_token_key_makes_posts_wait_not_fail() {
     assert_eq!(post["state"], "published");
     assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
 }
+
+/// Runs the binary with a config file of its own for this app (Redis URL and key file as given).
+fn cli(
+    app: &TestApp,
+    redis_url: &str,
+    extra: &str,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cfg = app.dir.path().join(format!("cli-{n}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[redis]\nurl = \"{redis_url}\"\n[tiktok]\napi_base = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[tokens]\nencryption_key_file = \"{}\"\n{extra}",
+            app.sim.sim.base_url,
+            app.settings.tokens.encryption_key_file.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+async fn healthz(app: &TestApp) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", app.base))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .expect("/healthz answers within 3 s");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// A Redis that came back empty is told as a data loss (an ERROR, `/healthz` 503 with the reason) and
+/// stays so, reconnected or not, until the operator runs `tiktok-poster redis-loss-ack`.
+#[tokio::test]
+async fn a_redis_restarted_empty_is_reported_until_acknowledged() {
+    let mut app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let (id, _) = app.submit("main", "before-loss.mp4", 300_000).await;
+    app.wait_state(&id, &["published"], T).await;
+    app.redis.restart_empty();
+    let (_, body) = crate::helpers::wait_until(T, "/healthz to report the loss", || async {
+        let (status, body) = healthz(&app).await;
+        (status == 503
+            && body["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("lost this daemon's data")))
+        .then_some((status, body))
+    })
+    .await;
+    assert!(
+        body["problem"].as_str().unwrap().contains("redis-loss-ack"),
+        "names the command: {body}"
+    );
+    // Redis answers again, and the daemon still does not call itself healthy.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, body) = healthz(&app).await;
+    assert_eq!(status, 503, "{body}");
+    let (code, out, err) = cli(&app, &app.redis.url(), "", &["redis-loss-ack"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("acknowledged"), "{out}");
+    crate::helpers::wait_until(T, "/healthz to be ok after the acknowledgement", || async {
+        (healthz(&app).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+/// Redis at `maxmemory` is reported as out of memory (health not ok), not as unreachable.
+#[tokio::test]
+async fn a_redis_out_of_memory_is_told_as_such() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    let mut conn = app.redis.conn().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let body = crate::helpers::wait_until(T, "/healthz to say out of memory", || async {
+        let (status, body) = healthz(&app).await;
+        (status == 503
+            && body["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("out of memory")))
+        .then_some(body)
+    })
+    .await;
+    assert_eq!(body["ok"], false);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    crate::helpers::wait_until(T, "/healthz to be ok again", || async {
+        (healthz(&app).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+/// A stalled Redis gets a 503 from `/healthz` within about a second, not silence.
+#[tokio::test]
+async fn a_stalled_redis_gets_a_prompt_503() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    assert_eq!(healthz(&app).await.0, 200);
+    let url = app.redis.url();
+    let sleeper = tokio::task::spawn_blocking(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        redis::cmd("DEBUG").arg("SLEEP").arg(6).query::<()>(&mut c)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let (status, body) = healthz(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("does not answer")),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    sleeper.await.unwrap().unwrap();
+}
+
+/// A password Redis refuses is a configuration error (exit 78, the password never printed), not a
+/// wait for Redis that never ends.
+#[tokio::test]
+async fn a_wrong_redis_password_is_a_configuration_error() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    let mut conn = app.redis.conn().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("the-right-one")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let port = app.redis.port;
+    for url in [
+        format!("redis://:hunter2-wrong@127.0.0.1:{port}"),
+        format!("redis://127.0.0.1:{port}"),
+    ] {
+        let (code, out, err) = cli(&app, &url, "", &["run"]);
+        assert_eq!(code, Some(78), "{url}: {out}{err}");
+        assert!(err.contains("refused the credentials"), "{err}");
+        assert!(
+            !err.contains("hunter2") && !out.contains("hunter2"),
+            "{out}{err}"
+        );
+    }
+}
+
+/// `check-config` masks the Redis password and refuses what `run` refuses: a missing key file and a
+/// client secret file other users may read.
+#[tokio::test]
+async fn check_config_masks_the_redis_password_and_refuses_what_run_refuses() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    let url = format!("redis://:hunter2-secret@127.0.0.1:{}", app.redis.port);
+    let (code, out, err) = cli(&app, &url, "", &["check-config"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("***"), "{out}");
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{out}{err}"
+    );
+
+    let secret = app.dir.path().join("client_secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg_secret = format!(
+        "[redis]\nurl = \"{}\"\n[tiktok]\nclient_secret_file = \"{}\"\n[tokens]\nencryption_key_file = \"{}\"\n",
+        app.redis.url(),
+        secret.display(),
+        app.settings.tokens.encryption_key_file.display()
+    );
+    let cfg = app.dir.path().join("secret-mode.toml");
+    std::fs::write(&cfg, cfg_secret).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+
+    let missing = format!(
+        "[redis]\nurl = \"{}\"\n[tokens]\nencryption_key_file = \"{}\"\n",
+        app.redis.url(),
+        app.dir.path().join("no-such.key").display()
+    );
+    std::fs::write(&cfg, missing).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("no-such.key") && err.contains("keys generate"),
+        "{err}"
+    );
+}
+
+/// With no configuration file anywhere, the CLI says which defaults it uses instead of silently
+/// talking to redis://127.0.0.1:6379.
+#[test]
+fn the_cli_without_a_config_file_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"));
+    cmd.current_dir(dir.path()).arg("check-config");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TIKTOK_POSTER") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if std::path::Path::new("/etc/tiktok-poster/config.toml").exists() {
+        panic!(
+            "this machine has /etc/tiktok-poster/config.toml; the test needs a machine without one"
+        );
+    }
+    assert!(err.contains("no configuration file found"), "{err}");
+    assert!(err.contains("redis://127.0.0.1:6379"), "{err}");
+}
