@@ -28,16 +28,27 @@ pub struct TestRedis {
     pub port: u16,
     dir: tempfile::TempDir,
     appendonly: bool,
+    /// Extra `redis-server` arguments (an ACL file, say).
+    extra: Vec<String>,
+    /// `user:password@` for every connection, when the server has ACL users.
+    auth: String,
 }
 
 impl TestRedis {
     pub fn start(appendonly: bool) -> Self {
+        Self::start_with(appendonly, Vec::new(), "")
+    }
+
+    /// A server with extra arguments, reached as `auth` (`user:password@`, or empty).
+    pub fn start_with(appendonly: bool, extra: Vec<String>, auth: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Self {
             child: None,
             port: free_port(),
             dir,
             appendonly,
+            extra,
+            auth: auth.to_string(),
         };
         r.spawn();
         r
@@ -64,6 +75,7 @@ impl TestRedis {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -89,7 +101,7 @@ impl TestRedis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://{}127.0.0.1:{}", self.auth, self.port)
     }
 
     /// Kills the server (SIGKILL) and starts it again on the same port and directory.
@@ -155,7 +167,15 @@ impl TestApp {
         sim_tweak: impl FnOnce(&mut SimConfig),
         tweak: impl FnOnce(&mut Settings),
     ) -> Self {
-        let redis = TestRedis::start(true);
+        Self::spawn_on(TestRedis::start(true), sim_tweak, tweak).await
+    }
+
+    /// The same, on a Redis the test started its own way.
+    pub async fn spawn_on(
+        redis: TestRedis,
+        sim_tweak: impl FnOnce(&mut SimConfig),
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let sim = TestSim::spawn(sim_tweak).await;
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("token.key");

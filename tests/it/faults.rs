@@ -448,3 +448,116 @@ fn the_cli_without_a_config_file_says_so() {
     assert!(err.contains("no configuration file found"), "{err}");
     assert!(err.contains("redis://127.0.0.1:6379"), "{err}");
 }
+
+/// The shipped ACL file, loaded whole by a real redis-server: no passwordless default user, the daemon
+/// runs and publishes as its own user, and the producer can add a post and read back what the README
+/// says it can (the post hash, events, rejected), but not the account store or any write but XADD.
+#[tokio::test]
+async fn the_shipped_acl_file_runs_the_daemon_and_confines_the_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/redis-producer.acl"
+    ))
+    .unwrap()
+    .replace("CHANGE-ME-DAEMON", "daemon-pw")
+    .replace("CHANGE-ME", "producer-pw");
+    let acl_file = dir.path().join("users.acl");
+    std::fs::write(&acl_file, acl).unwrap();
+    let redis = crate::app::TestRedis::start_with(
+        true,
+        vec!["--aclfile".into(), acl_file.display().to_string()],
+        "tiktok-poster:daemon-pw@",
+    );
+    let port = redis.port;
+    let anonymous = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await;
+    let refused = match anonymous {
+        Err(e) => e.to_string(),
+        Ok(mut c) => redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .unwrap_err()
+            .to_string(),
+    };
+    assert!(
+        refused.contains("NOAUTH")
+            || refused.contains("WRONGPASS")
+            || refused.to_lowercase().contains("auth"),
+        "{refused}"
+    );
+
+    let app = TestApp::spawn_on(redis, |_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let (video, sha) = app.video("acl.mp4", 300_000);
+    let mut producer =
+        redis::Client::open(format!("redis://producer:producer-pw@127.0.0.1:{port}"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+    let id: String = producer
+        .xadd(
+            "tiktok-poster:submit",
+            "*",
+            &[
+                ("account", "main"),
+                ("video", crate::app::path_str(&video)),
+                ("privacy_level", "SELF_ONLY"),
+            ],
+        )
+        .await
+        .unwrap();
+    app.wait_state(&id, &["published"], T).await;
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+    let post: std::collections::HashMap<String, String> = producer
+        .hgetall(format!("tiktok-poster:post:{id}"))
+        .await
+        .unwrap();
+    assert_eq!(post["state"], "published");
+    let events: redis::streams::StreamRangeReply =
+        producer.xrange_all("tiktok-poster:events").await.unwrap();
+    assert!(!events.ids.is_empty());
+    let _: redis::streams::StreamRangeReply =
+        producer.xrange_all("tiktok-poster:rejected").await.unwrap();
+    for denied in [
+        redis::cmd("HGETALL")
+            .arg("tiktok-poster:account:main")
+            .clone(),
+        redis::cmd("HSET")
+            .arg(format!("tiktok-poster:post:{id}"))
+            .arg("state")
+            .arg("failed")
+            .clone(),
+        redis::cmd("XADD")
+            .arg("tiktok-poster:rejected")
+            .arg("*")
+            .arg("a")
+            .arg("b")
+            .clone(),
+        redis::cmd("GET").arg("other-app:key").clone(),
+    ] {
+        let e = denied
+            .query_async::<redis::Value>(&mut producer)
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{e}").contains("NOPERM") || format!("{e:?}").contains("NoPerm"),
+            "{e:?}"
+        );
+    }
+}
+
+/// The README's `XPENDING` recipe names the consumer group ingest really uses.
+#[test]
+fn the_readme_xpending_recipe_names_the_real_group() {
+    let readme = include_str!("../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.contains("XPENDING tiktok-poster:submit"))
+        .expect("README has an XPENDING recipe");
+    let group = line.split_whitespace().last().unwrap();
+    assert_eq!(group, tiktok_poster::queue::ingest::GROUP, "{line}");
+}
