@@ -185,6 +185,7 @@ listen = "127.0.0.1:{port}"
 # Padded test videos (helpers::make_video) are far above the brief's bitrate ceiling.
 [video]
 policy = "api"
+allowed_dirs = ["{dir}"]
 [worker]
 concurrency = 8
 lease_secs = {lease_secs}
@@ -201,7 +202,8 @@ format = "json"
 "#,
             redis = redis.url(),
             sim = sim.sim.base_url,
-            key = key.display()
+            key = key.display(),
+            dir = dir.path().display()
         ),
     )
     .unwrap();
