@@ -344,8 +344,8 @@ async fn running_out_of_descriptors_while_reading_videos_delays_posts_and_never_
         .unwrap()
         .replace("[worker]\n", "[worker]\nmax_attempts = 100\n");
     std::fs::write(&config, text).unwrap();
-    let mut daemon = crate::crash::start_connected(&config, &log, port, "fd").await;
-    let pid = daemon.id();
+    let daemon = Killed(crate::crash::start_connected(&config, &log, port, "fd").await);
+    let pid = daemon.0.id();
     let (up_sha, _) = crate::crash::submit_slow_upload(&sim, &redis, &dir, "fd-up").await;
     let normal = soft_nofile(pid);
     set_soft_nofile(pid, "3");
@@ -403,6 +403,14 @@ async fn running_out_of_descriptors_while_reading_videos_delays_posts_and_never_
     let rejected: redis::streams::StreamRangeReply =
         conn.xrange_all("tiktok-poster:rejected").await.unwrap();
     assert!(rejected.ids.is_empty(), "nothing is rejected: {rejected:?}");
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+}
+
+/// The daemon binary, killed when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
