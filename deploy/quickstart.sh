@@ -104,6 +104,10 @@ listen = "127.0.0.1:$PORT"
 [worker]
 status_interval_ms = 500
 
+[video]
+# The sample video is copied here; the daemon takes videos from these directories only.
+allowed_dirs = ["$WORK"]
+
 [tokens]
 encryption_key_file = "$WORK/token.key"
 

@@ -292,6 +292,9 @@ pub struct VideoSettings {
     pub policy: crate::media::Policy,
     /// Longest one probe may take before the file is refused, in seconds.
     pub probe_timeout_secs: u64,
+    /// The only directories a submitted `video` may resolve into (symlinks followed), so a producer
+    /// cannot have any file the daemon can read uploaded.
+    pub allowed_dirs: Vec<PathBuf>,
 }
 
 impl Default for VideoSettings {
@@ -299,6 +302,7 @@ impl Default for VideoSettings {
         Self {
             policy: crate::media::Policy::Brief,
             probe_timeout_secs: 5,
+            allowed_dirs: vec![PathBuf::from("/srv/videos")],
         }
     }
 }
@@ -382,6 +386,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("tiktok.scopes")
+                .with_list_parse_key("video.allowed_dirs")
                 .source(Some(vars)),
         );
         let where_ = path
@@ -659,6 +664,18 @@ impl Settings {
                 "tokens.encryption_key_file",
                 "TOKENS__ENCRYPTION_KEY_FILE",
                 "a path is required".into(),
+            );
+        }
+        if self.video.allowed_dirs.is_empty()
+            || self.video.allowed_dirs.iter().any(|d| !d.is_absolute())
+        {
+            bad(
+                "video.allowed_dirs",
+                "VIDEO__ALLOWED_DIRS",
+                format!(
+                    "{:?} must list at least one absolute directory, e.g. [\"/srv/videos\"]",
+                    self.video.allowed_dirs
+                ),
             );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

@@ -65,6 +65,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     if !settings.has_credentials() {
         tracing::warn!(api_base = %settings.tiktok.api_base, "No TikTok client key and secret configured; only a simulator will accept requests.");
     }
+    for problem in crate::media::file::resolve_dirs(&settings.video.allowed_dirs).1 {
+        tracing::warn!(%problem, "A directory of [video] allowed_dirs is unusable; videos there are refused.");
+    }
     let listener = tokio::net::TcpListener::bind(&settings.http.listen)
         .await
         .with_context(|| format!("cannot listen on {} ([http] listen)", settings.http.listen))?;

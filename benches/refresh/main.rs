@@ -59,7 +59,8 @@ async fn run() {
         &config,
         format!(
             "[redis]\nurl = \"{redis_url}\"\n[tiktok]\nclient_key = \"bench\"\nclient_secret = \"bench\"\napi_base = \"{sim_base}\"\nauth_base = \"{sim_base}\"\nredirect_uri = \"http://127.0.0.1:{port}/oauth/callback\"\n\
-[http]\nlisten = \"127.0.0.1:{port}\"\n[tokens]\nencryption_key_file = \"{}\"\nrefresh_check_ms = 250\n[log]\nformat = \"text\"\nlevel = \"warn\"\n",
+[http]\nlisten = \"127.0.0.1:{port}\"\n[video]\nallowed_dirs = [\"{}\"]\n[tokens]\nencryption_key_file = \"{}\"\nrefresh_check_ms = 250\n[log]\nformat = \"text\"\nlevel = \"warn\"\n",
+            dir.path().display(),
             key_path.display()
         ),
     )

@@ -67,6 +67,7 @@ fn child() {
             plan,
             content_type: "video/mp4",
             start_offset: 0,
+            check: None,
         };
         let out = client.upload_file(req, &mut |_| {}).await.expect("upload");
         assert_eq!(out.retries, 0);

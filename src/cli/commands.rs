@@ -112,7 +112,12 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
     let accounts = accounts(&env)?;
     let mut extra = crate::queue::ingest::check(&sub, &accounts, &env.settings.video)
         .await
-        .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
+        .map_err(|e| match e {
+            crate::queue::ingest::Refusal::Rejected(r) => {
+                CliError::Failure(anyhow::anyhow!("rejected: {r}"))
+            }
+            later => CliError::Failure(anyhow::anyhow!("not recorded: {later}")),
+        })?;
     if let Some(path) = &sub.video {
         // Read the file through once: a file that cannot be read to its end (a bad disk, a copy still
         // running) is refused now, and its SHA-256 is kept on the post. A bar shows on a terminal.

@@ -307,6 +307,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             // What `run` would refuse, check-config refuses too.
             s.token_keys()?;
             print!("{}", s.to_masked_toml());
+            let (dirs, problems) = crate::media::file::resolve_dirs(&s.video.allowed_dirs);
+            let dirs: Vec<String> = dirs
+                .iter()
+                .map(|d| format!("{:?}", d.display().to_string()))
+                .collect();
+            println!(
+                "# effective video.allowed_dirs (resolved): [{}]",
+                dirs.join(", ")
+            );
+            for p in problems {
+                eprintln!("warning: {p}");
+            }
             if !s.has_credentials() {
                 eprintln!(
                     "note: no TikTok client key and secret are configured; only a simulator at tiktok.api_base ({}) will accept requests",

@@ -6,6 +6,7 @@
 //! give a typed [`ProbeError`], never a panic or a hang; the daemon still probes off the async
 //! runtime, behind `catch_unwind` and a timeout ([`probe_async`]).
 
+pub mod file;
 mod mkv;
 mod model;
 mod mp4;

@@ -14,12 +14,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::Accounts;
 use crate::db::Keys;
+use crate::media::file;
 use crate::posts::{Created, Ledger, Submission, parse_fields};
 
 /// The consumer group name.
 pub const GROUP: &str = "ingest";
 /// Entries read per call.
 const BATCH: usize = 100;
+/// How long ingest waits before reading again an entry it could not check for a momentary shortage.
+const LATER_PAUSE: Duration = Duration::from_secs(1);
 
 /// One stream entry: its id and fields, lossily decoded.
 pub type Entry = (String, Vec<(String, String)>);
@@ -115,48 +118,107 @@ pub enum Outcome {
     Duplicate(String),
     /// Put in the rejected stream with this reason.
     Rejected(String),
+    /// Left unacknowledged, to be read again shortly (a momentary shortage of the host's resources).
+    Later(String),
 }
 
-/// Checks a submission against what only the daemon knows: the account exists, the file is there.
-/// Returns extra ledger fields (the file's size and modification time, to catch a change before upload).
+/// Why a submission is not recorded now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Refused for good, with this reason (it goes to the rejected stream).
+    Rejected(String),
+    /// The host is short of something for a moment (descriptors, memory) while reading the video: the
+    /// entry is read again later, never rejected for it.
+    Later(String),
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Self::Rejected(reason)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rejected(r) => f.write_str(r),
+            Self::Later(r) => write!(f, "{r}; try again in a moment"),
+        }
+    }
+}
+
+/// Checks a submission against what only the daemon knows: the account exists, the file is there,
+/// inside `[video] allowed_dirs` once resolved. Returns extra ledger fields: the file's size,
+/// modification time and identity (device, inode, size, change time), to catch a change before and
+/// during upload.
 pub async fn check(
     sub: &Submission,
     accounts: &Accounts,
     video: &crate::config::VideoSettings,
-) -> Result<Vec<(&'static str, String)>, String> {
+) -> Result<Vec<(&'static str, String)>, Refusal> {
     match accounts.exists(&sub.account).await {
         Ok(true) => {}
         Ok(false) => {
             return Err(format!(
                 "account {:?} is not connected; connect it with `tiktok-poster accounts connect {}` and submit again",
                 sub.account, sub.account
-            ));
+            )
+            .into());
         }
-        Err(e) => return Err(format!("cannot check the account now ({e})")),
+        Err(e) => return Err(format!("cannot check the account now ({e})").into()),
     }
     let mut extra = Vec::new();
     if let Some(path) = &sub.video {
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| format!("video {} cannot be read ({e}); check the path and that the daemon's user may read it", path.display()))?;
+        let io_refusal = |what: &str, e: std::io::Error, fix: &str| {
+            let msg = format!("video {} {what} ({e}){fix}", path.display());
+            if file::is_transient(&e) {
+                Refusal::Later(msg)
+            } else {
+                Refusal::Rejected(msg)
+            }
+        };
+        let resolved = match file::check_allowed_async(path, &video.allowed_dirs).await {
+            Ok(r) => r,
+            Err(file::PathRefused::Outside(reason)) => return Err(Refusal::Rejected(reason)),
+            Err(file::PathRefused::Unresolvable(e)) => {
+                return Err(io_refusal(
+                    "cannot be read",
+                    e,
+                    "; check the path and that the daemon's user may read it",
+                ));
+            }
+        };
+        let meta = tokio::fs::metadata(&resolved).await.map_err(|e| {
+            io_refusal(
+                "cannot be read",
+                e,
+                "; check the path and that the daemon's user may read it",
+            )
+        })?;
         if !meta.is_file() {
-            return Err(format!("video {} is not a regular file", path.display()));
+            return Err(format!("video {} is not a regular file", path.display()).into());
         }
         if meta.len() == 0 {
-            return Err(format!("video {} is empty (0 bytes)", path.display()));
+            return Err(format!("video {} is empty (0 bytes)", path.display()).into());
         }
         if crate::tiktok::upload::content_type_for(path).is_none() {
             return Err(format!(
                 "video {} is not an .mp4, .mov or .webm file; TikTok accepts MP4, MOV and WebM",
                 path.display()
-            ));
-        }
-        tokio::fs::File::open(path).await.map_err(|e| {
-            format!(
-                "video {} cannot be opened ({e}); check its permissions",
-                path.display()
             )
-        })?;
+            .into());
+        }
+        let opened = tokio::fs::File::open(&resolved)
+            .await
+            .map_err(|e| io_refusal("cannot be opened", e, "; check its permissions"))?;
+        // The identity of the file actually opened, taken before the probe: any later change to it
+        // moves its change time and is caught before upload.
+        let identity = opened
+            .metadata()
+            .await
+            .map(|m| file::FileIdentity::of(&m))
+            .map_err(|e| io_refusal("cannot be read", e, ""))?;
+        drop(opened);
         crate::tiktok::ChunkPlan::for_size(meta.len())
             .map_err(|e| format!("video {}: {e}", path.display()))?;
         let mtime = meta
@@ -165,11 +227,16 @@ pub async fn check(
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let info = check_video(path, video, None)
-            .await
-            .map_err(|r| r.message)?;
+        let info = check_video(&resolved, video, None).await.map_err(|r| {
+            if r.transient {
+                Refusal::Later(r.message)
+            } else {
+                Refusal::Rejected(r.message)
+            }
+        })?;
         extra.push(("video_size", meta.len().to_string()));
         extra.push(("video_mtime_ms", mtime.to_string()));
+        extra.push(("video_identity", identity.to_field()));
         if let Some(d) = info.duration_secs {
             extra.push((
                 "video_duration_ms",
@@ -186,6 +253,8 @@ pub async fn check(
 pub struct VideoRejected {
     pub violations: Vec<crate::media::Violation>,
     pub message: String,
+    /// The file could not be read for a momentary shortage (descriptors, memory): try again later.
+    pub transient: bool,
 }
 
 impl VideoRejected {
@@ -203,12 +272,16 @@ pub async fn check_video(
     creator_max_secs: Option<u64>,
 ) -> Result<crate::media::VideoInfo, VideoRejected> {
     let timeout = std::time::Duration::from_secs(video.probe_timeout_secs.max(1));
+    let mut transient = false;
     let (info, problems) = match crate::media::probe_async(path.to_path_buf(), timeout).await {
         Ok(info) => {
             let v = crate::media::validate(&info, video.policy, creator_max_secs);
             (Some(info), v)
         }
-        Err(e) => (None, vec![crate::media::probe_violation(&e)]),
+        Err(e) => {
+            transient = matches!(&e, crate::media::ProbeError::Io(io) if file::is_transient(io));
+            (None, vec![crate::media::probe_violation(&e)])
+        }
     };
     match info {
         Some(info) if problems.is_empty() => Ok(info),
@@ -224,6 +297,7 @@ pub async fn check_video(
                     .join("; ")
             ),
             violations: problems,
+            transient,
         }),
     }
 }
@@ -321,7 +395,9 @@ impl Ingest {
                     let parts = items(&v);
                     if let Some(entries) = parts.get(1) {
                         for (id, fields) in parse_entries(entries) {
-                            self.handle(&id, &fields).await?;
+                            if let Outcome::Later(_) = self.handle(&id, &fields).await? {
+                                return Ok(true);
+                            }
                         }
                     }
                 }
@@ -329,26 +405,38 @@ impl Ingest {
                 let pending = self.read("0", None).await?;
                 if !pending.is_empty() {
                     for (id, fields) in pending {
-                        self.handle(&id, &fields).await?;
+                        if let Outcome::Later(_) = self.handle(&id, &fields).await? {
+                            return Ok(true);
+                        }
                     }
-                    return Ok::<_, redis::RedisError>(());
+                    return Ok::<_, redis::RedisError>(false);
                 }
                 for (id, fields) in self.read(">", Some(1000)).await? {
-                    self.handle(&id, &fields).await?;
+                    if let Outcome::Later(_) = self.handle(&id, &fields).await? {
+                        return Ok(true);
+                    }
                 }
-                Ok(())
+                Ok(false)
             };
             let result = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = step => r,
             };
             match result {
-                Ok(()) => {
+                Ok(later) => {
                     if logged_down {
                         tracing::info!("Ingest reconnected to Redis.");
                         logged_down = false;
                     }
                     backoff = Duration::from_millis(100);
+                    if later {
+                        // An entry waits for the host to recover (it stays pending and is read
+                        // first next round); give it a moment instead of spinning on it.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(LATER_PAUSE) => {}
+                        }
+                    }
                 }
                 Err(error) => {
                     if !logged_down {
@@ -390,7 +478,11 @@ impl Ingest {
         let outcome = match parse_fields(fields) {
             Err(reason) => Outcome::Rejected(reason),
             Ok(sub) => match check(&sub, &self.accounts, &self.video).await {
-                Err(reason) => Outcome::Rejected(reason),
+                Err(Refusal::Later(reason)) => {
+                    tracing::warn!(entry_id, reason = %reason, "Submission cannot be checked now; it is read again shortly.");
+                    return Ok(Outcome::Later(reason));
+                }
+                Err(Refusal::Rejected(reason)) => Outcome::Rejected(reason),
                 Ok(extra) => {
                     let id = sub.id.clone().unwrap_or_else(|| entry_id.to_string());
                     let mut extra: Vec<(&str, String)> = extra;

@@ -19,6 +19,9 @@ pub const DAILY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// TikTok's per-token rate limits use a one-minute sliding window.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
+/// The code of a local read that failed for a momentary shortage (EMFILE, ENFILE, ENOMEM, EAGAIN).
+pub const LOCAL_TRANSIENT: &str = "local_transient";
+
 /// What the caller should do about an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
@@ -120,6 +123,21 @@ impl TikTokError {
         Self::new(op, ErrorKind::Local, "local").with_message(message)
     }
 
+    /// A local failure reading the video: retried when the host was only short of descriptors or
+    /// memory for a moment ([`LOCAL_TRANSIENT`]), never retried otherwise.
+    pub(crate) fn local_io(
+        op: impl Into<String>,
+        error: &std::io::Error,
+        message: impl Into<String>,
+    ) -> Self {
+        let code = if crate::media::file::is_transient(error) {
+            LOCAL_TRANSIENT
+        } else {
+            "local"
+        };
+        Self::new(op, ErrorKind::Local, code).with_message(message)
+    }
+
     /// A transport failure from reqwest, with the URL removed (an `upload_url` carries a credential).
     pub(crate) fn transport(op: impl Into<String>, err: reqwest::Error) -> Self {
         let timeout = err.is_timeout();
@@ -174,6 +192,7 @@ impl TikTokError {
     pub fn disposition(&self) -> Disposition {
         match self.kind {
             ErrorKind::Transport { .. } => return Disposition::Retry,
+            ErrorKind::Local if self.code == LOCAL_TRANSIENT => return Disposition::Retry,
             ErrorKind::Local => return Disposition::Fail,
             ErrorKind::Decode => {
                 // A half-read or garbled body from a gateway is transient; a well-formed 2xx body we do
@@ -406,6 +425,16 @@ mod tests {
         assert_eq!(t.disposition(), Disposition::Retry);
         assert_eq!(
             TikTokError::local("upload", "no such file").disposition(),
+            Disposition::Fail
+        );
+        let io = |n| std::io::Error::from_raw_os_error(n);
+        // EMFILE: the host ran out of descriptors for a moment; ENOENT: the file is gone.
+        assert_eq!(
+            TikTokError::local_io("upload", &io(24), "x").disposition(),
+            Disposition::Retry
+        );
+        assert_eq!(
+            TikTokError::local_io("upload", &io(2), "x").disposition(),
             Disposition::Fail
         );
     }

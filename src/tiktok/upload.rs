@@ -12,10 +12,16 @@
 //! with the file or the chunk. After a 416, or a response carrying `Content-Range`, the next offset
 //! comes from the server's count of received bytes (read both as a count and as a last-byte index, since
 //! the docs are ambiguous); a 5xx or a dropped connection sends the same chunk again.
+//!
+//! The file must stay the one that was planned: a [`SourceCheck`] looks at the open file before each
+//! chunk's first byte and again before each chunk's last buffer goes out, and a file that ends early
+//! stops the chunk. Either way the chunk's body is cut short, so the server never holds a complete
+//! final chunk of a changed file, and the error is local and final (never retried as a network fault).
 
 use std::fmt;
 use std::io::SeekFrom;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
@@ -23,7 +29,6 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::{Client, ErrorKind, TikTokError};
 
@@ -165,8 +170,25 @@ pub struct UploadOutcome {
     pub resyncs: u32,
 }
 
+/// The file no longer matches what was planned: a local code (`video_changed`, `video_truncated`, …)
+/// and a sentence for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceChanged {
+    /// The post's error code.
+    pub code: &'static str,
+    /// What changed and what to do.
+    pub message: String,
+}
+
+/// Looks at the open file (its `fstat`) before each chunk's first byte and before each chunk's last
+/// buffer is sent; an error stops the upload there.
+pub type SourceCheck =
+    Arc<dyn Fn(&std::fs::Metadata) -> Result<(), SourceChanged> + Send + Sync + 'static>;
+
+/// The code of a file that ended before the planned size.
+const TRUNCATED: &str = "video_truncated";
+
 /// What to upload.
-#[derive(Debug)]
 pub struct UploadRequest<'a> {
     /// From the init.
     pub url: &'a UploadUrl,
@@ -178,6 +200,23 @@ pub struct UploadRequest<'a> {
     pub content_type: &'a str,
     /// Where to start (0, or a chunk boundary the server already confirmed).
     pub start_offset: u64,
+    /// Checks the file is still the one planned, before and at the end of every chunk.
+    pub check: Option<SourceCheck>,
+}
+
+impl fmt::Debug for UploadRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadRequest")
+            .field("path", &self.path)
+            .field("plan", &self.plan)
+            .field("start_offset", &self.start_offset)
+            .field("check", &self.check.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn changed(op: &str, c: SourceChanged) -> TikTokError {
+    TikTokError::new(op, ErrorKind::Local, c.code).with_message(c.message)
 }
 
 /// Parses `bytes A-B/T` or `bytes */T`; returns `(Some(B), T)` or `(None, T)`.
@@ -206,18 +245,24 @@ impl Client {
         let plan = req.plan;
         let total = plan.video_size;
         let meta = tokio::fs::metadata(req.path).await.map_err(|e| {
-            TikTokError::local("upload", format!("cannot read {}: {e}", req.path.display()))
+            TikTokError::local_io(
+                "upload",
+                &e,
+                format!("cannot read {}: {e}", req.path.display()),
+            )
         })?;
         if meta.len() != total {
-            return Err(TikTokError::local(
-                "upload",
-                format!(
-                    "{} is {} bytes now but was {} bytes when the upload was planned; the file changed, submit it again",
-                    req.path.display(),
-                    meta.len(),
-                    total
-                ),
-            ));
+            let code = if meta.len() < total {
+                TRUNCATED
+            } else {
+                "video_changed"
+            };
+            return Err(TikTokError::new("upload", ErrorKind::Local, code).with_message(format!(
+                "{} is {} bytes now but was {} bytes when the upload was planned; the file changed, submit it again",
+                req.path.display(),
+                meta.len(),
+                total
+            )));
         }
         let mut out = UploadOutcome::default();
         let mut offset = req.start_offset;
@@ -313,14 +358,30 @@ impl Client {
         len: u64,
     ) -> Result<(u16, Option<(Option<u64>, Option<u64>)>), TikTokError> {
         let total = req.plan.video_size;
-        let mut file = tokio::fs::File::open(req.path).await.map_err(|e| {
-            TikTokError::local(op, format!("cannot open {}: {e}", req.path.display()))
-        })?;
-        file.seek(SeekFrom::Start(start)).await.map_err(|e| {
-            TikTokError::local(op, format!("cannot seek {}: {e}", req.path.display()))
-        })?;
-        let body =
-            reqwest::Body::wrap_stream(ReaderStream::with_capacity(file.take(len), READ_BUF));
+        let shown = req.path.display().to_string();
+        let mut file = tokio::fs::File::open(req.path)
+            .await
+            .map_err(|e| TikTokError::local_io(op, &e, format!("cannot open {shown}: {e}")))?;
+        if let Some(check) = &req.check {
+            let meta = file
+                .metadata()
+                .await
+                .map_err(|e| TikTokError::local_io(op, &e, format!("cannot read {shown}: {e}")))?;
+            check(&meta).map_err(|c| changed(op, c))?;
+        }
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(|e| TikTokError::local_io(op, &e, format!("cannot seek {shown}: {e}")))?;
+        // Set by the body when it stops itself; then that, not the transport error, is the outcome.
+        let stopped: Arc<Mutex<Option<TikTokError>>> = Arc::default();
+        let body = reqwest::Body::wrap_stream(chunk_body(ChunkBody {
+            file,
+            left: len,
+            check: req.check.clone(),
+            stopped: stopped.clone(),
+            op: op.to_string(),
+            shown,
+        }));
         let resp = self
             .upload
             .put(req.url.expose())
@@ -333,8 +394,12 @@ impl Client {
             .timeout(self.cfg.upload_chunk_timeout)
             .body(body)
             .send()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
+            .await;
+        let stop = stopped.lock().ok().and_then(|mut s| s.take());
+        if let Some(e) = stop {
+            return Err(e);
+        }
+        let resp = resp.map_err(|e| TikTokError::transport(op, e))?;
         let status = resp.status().as_u16();
         let range = resp
             .headers()
@@ -373,6 +438,82 @@ impl Client {
             }
         }
     }
+}
+
+/// One chunk's body as it is read from the file.
+struct ChunkBody {
+    file: tokio::fs::File,
+    /// Bytes of the chunk not read yet.
+    left: u64,
+    check: Option<SourceCheck>,
+    stopped: Arc<Mutex<Option<TikTokError>>>,
+    op: String,
+    shown: String,
+}
+
+impl ChunkBody {
+    /// Records why the body stops and returns the error that cuts the request.
+    fn stop(&self, e: TikTokError) -> std::io::Error {
+        let text = e.to_string();
+        if let Ok(mut s) = self.stopped.lock() {
+            *s = Some(e);
+        }
+        std::io::Error::other(text)
+    }
+
+    /// Runs the check on the open file; `Err` stops the body.
+    async fn checked(&self) -> Result<(), std::io::Error> {
+        let Some(check) = &self.check else {
+            return Ok(());
+        };
+        let meta = match self.file.metadata().await {
+            Ok(m) => m,
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", self.shown);
+                return Err(self.stop(TikTokError::local_io(&self.op, &e, msg)));
+            }
+        };
+        check(&meta).map_err(|c| self.stop(changed(&self.op, c)))
+    }
+}
+
+/// The chunk's bytes through a fixed buffer. Before the buffer that completes the chunk is yielded
+/// the file is checked again, and a file that ends early stops the body: either way the request is
+/// cut before its last byte, so the server cannot complete the chunk.
+fn chunk_body(
+    body: ChunkBody,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::try_unfold(body, |mut b| async move {
+        if b.left == 0 {
+            return Ok(None);
+        }
+        let want = READ_BUF.min(usize::try_from(b.left).unwrap_or(READ_BUF));
+        let mut buf = bytes::BytesMut::zeroed(want);
+        let n = match b.file.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", b.shown);
+                return Err(b.stop(TikTokError::local_io(&b.op, &e, msg)));
+            }
+        };
+        if n == 0 {
+            // The check names what happened when it can (a truncation since submission).
+            b.checked().await?;
+            let msg = format!(
+                "{} ended {} bytes before the planned size; the file was truncated during upload, submit it again once it is complete",
+                b.shown, b.left
+            );
+            return Err(
+                b.stop(TikTokError::new(&b.op, ErrorKind::Local, TRUNCATED).with_message(msg))
+            );
+        }
+        buf.truncate(n);
+        b.left -= n as u64;
+        if b.left == 0 {
+            b.checked().await?;
+        }
+        Ok(Some((buf.freeze(), b)))
+    })
 }
 
 /// 250 ms doubling to 8 s, with jitter between half and all of it.

@@ -9,6 +9,7 @@
 
 pub mod publish;
 pub mod rate;
+mod video;
 
 use std::sync::Arc;
 use std::time::Duration;

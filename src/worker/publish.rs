@@ -16,12 +16,13 @@
 //! Handlers return [`Next`]; they never hold the claim past a shutdown: between steps they hand the post
 //! back (it resumes from its `publish_id` on the next claim).
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+use super::video::{self, LocalVideo, Refused};
 use super::{Ctx, Next, backoff, rate};
 use crate::accounts::AccountError;
 use crate::db::now_ms;
@@ -30,7 +31,7 @@ use crate::queue::Claim;
 use crate::tiktok::publish::{fail_reason_text, post_url};
 use crate::tiktok::upload::{UploadRequest, content_type_for};
 use crate::tiktok::{
-    ChunkPlan, Disposition, ErrorKind, PrivacyLevel, Source, StatusKind, TikTokError, UploadUrl,
+    Disposition, ErrorKind, PrivacyLevel, Source, StatusKind, TikTokError, UploadUrl,
 };
 
 /// The `upload_url` lives one hour; we stop using it a little earlier.
@@ -114,6 +115,8 @@ enum Stop {
     LeaseLost,
     /// Shutting down: hand the post back now.
     Shutdown,
+    /// The host was short of descriptors or memory reading the video: try the post again later.
+    LocalLater(String),
     /// Settled; return this.
     Settled(Next),
 }
@@ -123,7 +126,11 @@ impl Stop {
     fn never_created_a_post(&self) -> bool {
         match self {
             Self::TikTok(e) => e.never_created_a_post(),
-            Self::Account(_) | Self::Redis(_) | Self::LeaseLost | Self::Shutdown => true,
+            Self::Account(_)
+            | Self::Redis(_)
+            | Self::LeaseLost
+            | Self::Shutdown
+            | Self::LocalLater(_) => true,
             Self::Settled(_) => false,
         }
     }
@@ -468,9 +475,13 @@ impl Job<'_> {
         {
             tracing::debug!("Creator offers a single privacy level.");
         }
+        let mut local = None;
         let source = match (&self.sub.video, &self.sub.video_url) {
             (Some(path), _) => {
-                Source::FileUpload(self.plan(path, info.max_video_post_duration_sec).await?)
+                let video = self.plan(path, info.max_video_post_duration_sec).await?;
+                let plan = video.plan;
+                local = Some(video);
+                Source::FileUpload(plan)
             }
             (None, Some(url)) => Source::PullFromUrl(url.clone()),
             (None, None) => {
@@ -550,68 +561,32 @@ impl Job<'_> {
         for (k, v) in fields {
             self.post.fields.insert(k.to_string(), v);
         }
-        match (&source, init.upload_url) {
-            (Source::FileUpload(plan), Some(url)) => self.upload(*plan, &url).await,
+        match (local, init.upload_url) {
+            (Some(video), Some(url)) => self.upload(video, &url).await,
             _ => self.follow().await,
         }
     }
 
-    /// The file's plan, after checking it did not change since it was submitted and that it still
-    /// meets the video policy, now with the creator's own longest duration.
-    async fn plan(&self, path: &PathBuf, creator_max_secs: Option<u32>) -> Result<ChunkPlan, Stop> {
-        let meta = match tokio::fs::metadata(path).await {
-            Ok(m) => m,
-            Err(e) => {
-                let msg = format!(
-                    "video {} cannot be read now ({e}); restore it and retry the post",
-                    path.display()
-                );
-                return Err(Stop::Settled(
-                    self.fail_now("video_unreadable", &msg, None).await,
-                ));
+    /// The file's plan, after checking it is still inside `[video] allowed_dirs`, did not change since
+    /// it was submitted and still meets the video policy, now with the creator's own longest duration.
+    async fn plan(&self, path: &Path, creator_max_secs: Option<u32>) -> Result<LocalVideo, Stop> {
+        match video::prepare(&self.ctx.video, &self.post, path, creator_max_secs).await {
+            Ok(v) => Ok(v),
+            Err(Refused::Later(message)) => Err(Stop::LocalLater(message)),
+            Err(Refused::Fail { code, message }) => {
+                Err(Stop::Settled(self.fail_now(code, &message, None).await))
             }
-        };
-        let size = self.post.num("video_size");
-        let mtime = self.post.num("video_mtime_ms");
-        let now_mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        if (size > 0 && meta.len() as i64 != size) || (mtime > 0 && now_mtime != mtime) {
-            let msg = format!(
-                "video {} changed after it was submitted ({} bytes then, {} now); submit it again",
-                path.display(),
-                size,
-                meta.len()
-            );
-            return Err(Stop::Settled(
-                self.fail_now("video_changed", &msg, None).await,
-            ));
-        }
-        let creator_max = creator_max_secs.map(u64::from);
-        if let Err(r) = crate::queue::ingest::check_video(path, &self.ctx.video, creator_max).await
-        {
-            // The first rule's code names the failure; the message lists them all.
-            return Err(Stop::Settled(
-                self.fail_now(r.code(), &r.message, None).await,
-            ));
-        }
-        match ChunkPlan::for_size(meta.len()) {
-            Ok(p) => Ok(p),
-            Err(e) => Err(Stop::Settled(
-                self.fail_now("video_too_large", &e.to_string(), None).await,
-            )),
         }
     }
 
     /// Streams the file to the `upload_url`, resuming from TikTok's own progress.
-    async fn upload(&mut self, plan: ChunkPlan, url: &UploadUrl) -> Result<Next, Stop> {
-        let Some(path) = self.sub.video.clone() else {
+    async fn upload(&mut self, video: LocalVideo, url: &UploadUrl) -> Result<Next, Stop> {
+        let Some(submitted) = self.sub.video.clone() else {
             return self.follow().await;
         };
-        let content_type = content_type_for(&path).unwrap_or("video/mp4");
+        let plan = video.plan;
+        // The type follows the name the producer gave (a symlink's target may have any name).
+        let content_type = content_type_for(&submitted).unwrap_or("video/mp4");
         self.transition(state::UPLOADING, &[], "").await?;
         let started = std::time::Instant::now();
         let shutdown = self.ctx.shutdown.clone();
@@ -630,10 +605,11 @@ impl Job<'_> {
         let upload = self.ctx.client.upload_file(
             UploadRequest {
                 url,
-                path: &path,
+                path: &video.path,
                 plan,
                 content_type,
                 start_offset: 0,
+                check: Some(video.check()),
             },
             &mut progress,
         );
@@ -718,8 +694,8 @@ impl Job<'_> {
                         let url =
                             UploadUrl::new(secrecy::ExposeSecret::expose_secret(&url).to_string());
                         let path = self.sub.video.clone().unwrap_or_default();
-                        let plan = self.plan(&path, None).await?;
-                        self.upload(plan, &url).await
+                        let video = self.plan(&path, None).await?;
+                        self.upload(video, &url).await
                     }
                     _ => {
                         self.restart_attempt(
@@ -933,6 +909,7 @@ impl Job<'_> {
             Stop::Settled(next) => next,
             Stop::LeaseLost => Next::Done,
             Stop::Shutdown => Next::At(-1),
+            Stop::LocalLater(message) => self.retry_later(&message, None).await,
             Stop::Redis(error) => {
                 tracing::warn!(%error, "Redis failed mid-post; the post is handed back.");
                 Next::At(now + backoff(&self.ctx.cfg, 1).as_millis() as i64)

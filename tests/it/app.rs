@@ -205,6 +205,8 @@ impl TestApp {
         // their overall bitrate is far above the brief's 20 Mbps; the `api` policy has no bitrate
         // rule. tests/it/media.rs covers the `brief` policy at submission.
         s.video.policy = tiktok_poster::media::Policy::Api;
+        // Videos come from the test's own directory and the fixtures, nowhere else.
+        s.video.allowed_dirs = vec![dir.path().to_path_buf(), crate::helpers::fixture("")];
         tweak(&mut s);
         s.validate().unwrap();
         let mut app = Self {

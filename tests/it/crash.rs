@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use crate::app::{TestRedis, path_str};
 use crate::helpers::{TestSim, wait_until};
 
-fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
+pub(crate) fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
         .args(["--config", config.to_str().unwrap(), "run"])
         .env("RUST_LOG", "debug")
@@ -139,7 +139,7 @@ async fn sigkill_at_random_points_of_50_publishes_loses_and_doubles_nothing() {
 }
 
 /// A config file for the binary against this Redis and simulator, with millisecond timings.
-fn write_config(
+pub(crate) fn write_config(
     dir: &tempfile::TempDir,
     redis: &TestRedis,
     sim: &TestSim,
@@ -185,6 +185,7 @@ listen = "127.0.0.1:{port}"
 # Padded test videos (helpers::make_video) are far above the brief's bitrate ceiling.
 [video]
 policy = "api"
+allowed_dirs = ["{dir}"]
 [worker]
 concurrency = 8
 lease_secs = {lease_secs}
@@ -201,7 +202,8 @@ format = "json"
 "#,
             redis = redis.url(),
             sim = sim.sim.base_url,
-            key = key.display()
+            key = key.display(),
+            dir = dir.path().display()
         ),
     )
     .unwrap();
@@ -419,7 +421,7 @@ async fn the_daemon_talks_to_systemd_readiness_watchdog_and_stopping() {
 /// Submits post `id` with a 90 MB video whose upload the simulator slows down, and waits until it is
 /// being uploaded (it has a publish_id). Returns the video's sha256 and the claim holding the post.
 /// Waits until the daemon on `port` answers `/healthz` with a success.
-async fn wait_healthy(port: u16) {
+pub(crate) async fn wait_healthy(port: u16) {
     let http = reqwest::Client::new();
     wait_until(Duration::from_secs(15), "the daemon to come up", || async {
         http.get(format!("http://127.0.0.1:{port}/healthz"))
@@ -433,7 +435,11 @@ async fn wait_healthy(port: u16) {
 }
 
 /// Waits until post `id` is published.
-async fn wait_published(conn: &redis::aio::MultiplexedConnection, id: &str, timeout: Duration) {
+pub(crate) async fn wait_published(
+    conn: &redis::aio::MultiplexedConnection,
+    id: &str,
+    timeout: Duration,
+) {
     wait_until(timeout, &format!("post {id} to be published"), || async {
         let s: Option<String> = conn
             .clone()
@@ -447,7 +453,7 @@ async fn wait_published(conn: &redis::aio::MultiplexedConnection, id: &str, time
 
 /// Starts the daemon binary, waits until it answers, and connects account `main` (simulated creator
 /// `user`) through its Connect page.
-async fn start_connected(
+pub(crate) async fn start_connected(
     config: &std::path::Path,
     log: &std::path::Path,
     port: u16,
@@ -469,7 +475,7 @@ async fn start_connected(
     daemon
 }
 
-async fn submit_slow_upload(
+pub(crate) async fn submit_slow_upload(
     sim: &TestSim,
     redis: &TestRedis,
     dir: &tempfile::TempDir,

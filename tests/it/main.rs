@@ -5,6 +5,7 @@
 //! - `upload`: chunked uploads, resumes after 416 and dropped connections, expiry.
 //! - `pipeline`: the daemon end to end with its own redis-server.
 //! - `cli`: the binary's commands and exit codes.
+//! - `files`: where videos may come from, a file changed during upload, transient read errors.
 
 mod accounts;
 mod app;
@@ -12,6 +13,7 @@ mod browser;
 mod cli;
 mod crash;
 mod faults;
+mod files;
 mod helpers;
 mod media;
 mod oauth;

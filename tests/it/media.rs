@@ -438,14 +438,15 @@ async fn the_creators_longest_duration_is_applied_just_before_upload() {
     assert!(!post.contains_key("publish_id"));
 }
 
-/// A file replaced between submission and upload by one of the same size and time stamp is still
-/// caught by the second probe.
+/// A file rewritten between submission and upload with one of the same size and time stamp (its
+/// sample tables broken) is caught before upload: its inode change time moved, so the identity
+/// recorded at submission no longer matches (before identities were kept, only the second probe
+/// caught it, as `malformed`).
 #[tokio::test]
 async fn a_file_swapped_for_a_broken_one_before_upload_fails_the_second_check() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     app.connect("main", false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("swap.mp4");
+    let path = app.dir.path().join("swap.mp4");
     std::fs::copy(fixture("good.mp4"), &path).unwrap();
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
@@ -472,7 +473,7 @@ async fn a_file_swapped_for_a_broken_one_before_upload_fails_the_second_check() 
         .set_modified(mtime)
         .unwrap();
     let post = app.wait_state("swapped", &["failed"], T).await;
-    assert_eq!(post["error_code"], "malformed", "{post:?}");
+    assert_eq!(post["error_code"], "video_changed", "{post:?}");
     assert!(!post.contains_key("publish_id"));
 }
 

@@ -474,9 +474,10 @@ async fn the_post_commands_work_through_the_binary() {
     std::fs::write(
         &cfg,
         format!(
-            "[redis]\nurl = \"{}\"\n[tiktok]\napi_base = \"{}\"\n[tokens]\nencryption_key_file = \"{}\"\n",
+            "[redis]\nurl = \"{}\"\n[tiktok]\napi_base = \"{}\"\n[video]\nallowed_dirs = [\"{}\"]\n[tokens]\nencryption_key_file = \"{}\"\n",
             app.redis.url(),
             app.sim.sim.base_url,
+            app.dir.path().display(),
             app.settings.tokens.encryption_key_file.display()
         ),
     )

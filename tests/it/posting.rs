@@ -74,6 +74,7 @@ async fn a_direct_post_publishes_with_a_post_id() {
                 plan,
                 content_type: "video/mp4",
                 start_offset: 0,
+                check: None,
             },
             &mut |_| {},
         )
@@ -137,6 +138,7 @@ async fn private_posts_have_no_public_id_and_drafts_land_in_the_inbox() {
         plan,
         content_type: "video/quicktime",
         start_offset: 0,
+        check: None,
     };
     t.client.upload_file(req, &mut |_| {}).await.unwrap();
     let s = t

@@ -26,6 +26,7 @@ fn req<'a>(url: &'a UploadUrl, path: &'a Path, plan: ChunkPlan) -> UploadRequest
         plan,
         content_type: "video/mp4",
         start_offset: 0,
+        check: None,
     }
 }
 
