@@ -16,6 +16,9 @@ use crate::accounts::Accounts;
 use crate::db::Keys;
 use crate::posts::{Created, Ledger, Submission, parse_fields};
 
+mod redelivery;
+pub use redelivery::{MAX_DELIVERIES, crashed_reason};
+
 /// The consumer group name.
 pub const GROUP: &str = "ingest";
 /// Entries read per call.
@@ -321,7 +324,7 @@ impl Ingest {
                     let parts = items(&v);
                     if let Some(entries) = parts.get(1) {
                         for (id, fields) in parse_entries(entries) {
-                            self.handle(&id, &fields).await?;
+                            self.handle_redelivered(&id, &fields).await?;
                         }
                     }
                 }
@@ -329,7 +332,7 @@ impl Ingest {
                 let pending = self.read("0", None).await?;
                 if !pending.is_empty() {
                     for (id, fields) in pending {
-                        self.handle(&id, &fields).await?;
+                        self.handle_redelivered(&id, &fields).await?;
                     }
                     return Ok::<_, redis::RedisError>(());
                 }
@@ -366,12 +369,18 @@ impl Ingest {
     }
 
     async fn read(&mut self, from: &str, block_ms: Option<u64>) -> redis::RedisResult<Vec<Entry>> {
+        // Pending entries one at a time: each read counts a delivery (see `redelivery`).
+        let count = if from == "0" {
+            redelivery::PENDING_BATCH
+        } else {
+            BATCH
+        };
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(BATCH);
+            .arg(count);
         if let Some(ms) = block_ms {
             cmd.arg("BLOCK").arg(ms);
         }
@@ -387,7 +396,17 @@ impl Ingest {
         entry_id: &str,
         fields: &[(String, String)],
     ) -> redis::RedisResult<Outcome> {
-        let outcome = match parse_fields(fields) {
+        self.handle_as(entry_id, fields, None).await
+    }
+
+    /// [`Ingest::handle`], or a rejection with `reason` without looking at the entry.
+    async fn handle_as(
+        &mut self,
+        entry_id: &str,
+        fields: &[(String, String)],
+        reason: Option<String>,
+    ) -> redis::RedisResult<Outcome> {
+        let outcome = match reason.map_or_else(|| parse_fields(fields), Err) {
             Err(reason) => Outcome::Rejected(reason),
             Ok(sub) => match check(&sub, &self.accounts, &self.video).await {
                 Err(reason) => Outcome::Rejected(reason),

@@ -22,7 +22,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use super::{Ctx, Next, backoff, rate};
+use super::{Ctx, Next, backoff, probe_guard, rate};
 use crate::accounts::AccountError;
 use crate::db::now_ms;
 use crate::posts::{PostRecord, Submission, state};
@@ -534,8 +534,18 @@ impl Job<'_> {
             ));
         }
         let creator_max = creator_max_secs.map(u64::from);
-        if let Err(r) = crate::queue::ingest::check_video(path, &self.ctx.video, creator_max).await
-        {
+        let unfinished = self.post.num(probe_guard::FIELD);
+        if unfinished >= probe_guard::MAX_UNFINISHED_PROBES {
+            let msg = probe_guard::reason(path, unfinished);
+            return Err(Stop::Settled(
+                self.fail_now("video_probe_crashed", &msg, None).await,
+            ));
+        }
+        self.set(&[(probe_guard::FIELD, (unfinished + 1).to_string())])
+            .await?;
+        let checked = crate::queue::ingest::check_video(path, &self.ctx.video, creator_max).await;
+        self.set(&[(probe_guard::FIELD, "0".into())]).await?;
+        if let Err(r) = checked {
             // The first rule's code names the failure; the message lists them all.
             return Err(Stop::Settled(
                 self.fail_now(r.code(), &r.message, None).await,

@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use crate::app::{TestRedis, path_str};
 use crate::helpers::{TestSim, wait_until};
 
-fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
+pub(crate) fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
         .args(["--config", config.to_str().unwrap(), "run"])
         .env("RUST_LOG", "debug")
@@ -148,7 +148,7 @@ fn write_config(
     write_config_named(dir, "", redis, sim, lease_secs, "")
 }
 
-fn write_config_named(
+pub(crate) fn write_config_named(
     dir: &tempfile::TempDir,
     name: &str,
     redis: &TestRedis,
@@ -419,7 +419,7 @@ async fn the_daemon_talks_to_systemd_readiness_watchdog_and_stopping() {
 /// Submits post `id` with a 90 MB video whose upload the simulator slows down, and waits until it is
 /// being uploaded (it has a publish_id). Returns the video's sha256 and the claim holding the post.
 /// Waits until the daemon on `port` answers `/healthz` with a success.
-async fn wait_healthy(port: u16) {
+pub(crate) async fn wait_healthy(port: u16) {
     let http = reqwest::Client::new();
     wait_until(Duration::from_secs(15), "the daemon to come up", || async {
         http.get(format!("http://127.0.0.1:{port}/healthz"))

@@ -5,13 +5,16 @@
 //! - `upload`: chunked uploads, resumes after 416 and dropped connections, expiry.
 //! - `pipeline`: the daemon end to end with its own redis-server.
 //! - `cli`: the binary's commands and exit codes.
+//! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
 
 mod accounts;
 mod app;
 mod browser;
 mod cli;
+mod crafted_mp4;
 mod crash;
 mod helpers;
+mod hostile_video;
 mod media;
 mod oauth;
 mod pipeline;
