@@ -116,15 +116,16 @@ async fn ingest_stays_under_64_mib_on_a_64_mb_fragmented_mp4_with_millions_of_sa
     assert!(kib < 64 * 1024, "the daemon peaked at {kib} KiB");
 }
 
-/// A probe given a tiny timeout on a big crafted file returns `probe_timeout`, and its blocking
-/// thread stops working: on a runtime with a single blocking thread, the next blocking task gets
-/// it at once (the old probe kept it busy reading the whole file). `probe_until` with a deadline
+/// A probe given a tiny timeout on a big crafted file (256 MB, 33 million samples) returns
+/// `probe_timeout`, and its blocking thread stops working: on a runtime with a single blocking
+/// thread, the next blocking task gets it at once (the old probe kept it for seconds, reading the
+/// whole file). `probe_until` with a deadline
 /// already passed stops too.
 #[test]
 fn a_probe_out_of_time_stops_its_work_and_frees_its_thread() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("frag.mp4");
-    write_fragmented(&path, 64 * MIB);
+    write_fragmented(&path, 256 * MIB);
     let e = media::probe_until(&path, &Deadline::after(Duration::ZERO)).unwrap_err();
     assert_eq!(e.code(), "probe_timeout", "{e}");
 
