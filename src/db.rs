@@ -29,6 +29,10 @@ impl Keys {
     pub fn submit(&self) -> String {
         format!("{}:submit", self.ns)
     }
+    /// Deliveries of pending submit entries that were left for later on purpose, by entry id.
+    pub fn ingest_later(&self) -> String {
+        format!("{}:submit:later", self.ns)
+    }
     /// Stream of rejected submissions with their reason.
     pub fn rejected(&self) -> String {
         format!("{}:rejected", self.ns)

@@ -9,6 +9,10 @@
 //! - the whole `tiktok-poster validate --json FILE` process and `ffprobe -show_format -show_streams
 //!   FILE`, each run 5 times alternately under `/usr/bin/time`: median wall time and peak RSS.
 //!
+//! Then crafted fragmented MP4s of 64 MiB and 256 MiB (and the largest size), whose track runs list
+//! 8 to 33 million samples (tests/it/crafted_mp4.rs): the same columns, and a closing line checking
+//! that `validate`'s peak RSS stays under 64 MiB and within 5 MiB of the 64 MiB file's.
+//!
 //! Options (environment): `TP_BENCH_MIB` (largest file, default 1024).
 
 use std::path::{Path, PathBuf};
@@ -19,6 +23,8 @@ use mp4_atom::{Co64, Decode, Encode, Moov, Stsc, StscEntry, Stss, StszSamples, S
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../../tests/it/crafted_mp4.rs"]
+mod crafted_mp4;
 
 const MIB: u64 = 1 << 20;
 
@@ -306,4 +312,57 @@ fn parent() {
             std::fs::remove_file(&path).unwrap();
         }
     }
+    fragmented(&[64, 256, largest], dir.path(), &me, &bin);
+}
+
+/// The crafted fragmented files: probe time and RSS, `validate` wall time and peak RSS.
+fn fragmented(sizes: &[u64], dir: &Path, me: &Path, bin: &Path) {
+    let mut sizes = sizes.to_vec();
+    sizes.dedup();
+    println!();
+    println!(
+        "| crafted fragmented file | samples in track runs | probe (in process, median of 20) | probe process peak RSS | `validate` process: wall / peak RSS |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    let mut peaks = Vec::new();
+    for mib in sizes {
+        let path = dir.join(format!("frag{mib}.mp4"));
+        let (bytes, samples) = crafted_mp4::write_fragmented(&path, mib * MIB);
+        let p = path.to_str().unwrap();
+        let _ = wall(&["cat", p]);
+        let out = Command::new(me)
+            .env("TP_BENCH_PROBE_CHILD", &path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut it = text.split_whitespace();
+        let probe_ms: f64 = it.next().unwrap().parse().unwrap();
+        let child_rss: u64 = it.next().unwrap().parse().unwrap();
+        let b = bin.to_str().unwrap();
+        let mut times = Vec::new();
+        let mut rss = 0u64;
+        for _ in 0..5 {
+            times.push(wall(&[b, "validate", "--policy", "api", "--json", p]));
+            if let Some((_, kib)) = timed(&[b, "validate", "--policy", "api", "--json", p]) {
+                rss = rss.max(kib);
+            }
+        }
+        println!(
+            "| {mib} MiB ({bytes} bytes) | {samples} | {probe_ms:.1} ms | {:.1} MiB | {:.1} ms / {:.1} MiB |",
+            child_rss as f64 / 1024.0,
+            median(&mut times),
+            rss as f64 / 1024.0,
+        );
+        peaks.push((mib, rss));
+        std::fs::remove_file(&path).unwrap();
+    }
+    let base = peaks[0].1 as f64 / 1024.0;
+    let worst = peaks.iter().map(|p| p.1).max().unwrap() as f64 / 1024.0;
+    println!(
+        "validate peak RSS on crafted fragmented files: {base:.1} MiB at {} MiB, at most {worst:.1} MiB; under 64 MiB: {}; within 5 MiB of the {} MiB file's: {}",
+        peaks[0].0,
+        worst < 64.0,
+        peaks[0].0,
+        worst - base <= 5.0
+    );
 }

@@ -1,8 +1,8 @@
 //! WebM (and other Matroska, told apart by the DocType) through `matroska-demuxer`.
 
+use super::deadline::TimedFile;
 use super::model::*;
 use matroska_demuxer::{Frame, MatroskaFile, TrackType};
-use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
 
 /// Most frames scanned when the header lacks a duration or frame rate (a live recording). A
@@ -16,7 +16,7 @@ fn malformed(detail: impl Into<String>) -> ProbeError {
     }
 }
 
-pub(super) fn probe(mut f: File, file_len: u64) -> Result<VideoInfo, ProbeError> {
+pub(super) fn probe(mut f: TimedFile, file_len: u64) -> Result<VideoInfo, ProbeError> {
     f.seek(SeekFrom::Start(0))?;
     let mut mkv = MatroskaFile::open(BufReader::with_capacity(64 << 10, f))
         .map_err(|e| malformed(e.to_string()))?;

@@ -165,6 +165,8 @@ impl VideoInfo {
 pub enum ProbeError {
     #[error("cannot read the file: {0}")]
     Io(#[from] std::io::Error),
+    #[error("not a regular file but a {0}; give the path of a video file")]
+    NotAFile(&'static str),
     #[error("the file is empty (0 bytes)")]
     Empty,
     #[error(
@@ -190,6 +192,7 @@ impl ProbeError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Io(_) => "unreadable",
+            Self::NotAFile(_) => "not_a_file",
             Self::Empty => "empty_file",
             Self::UnrecognizedFormat => "unrecognized_format",
             Self::Truncated(_) => "truncated",

@@ -1,16 +1,17 @@
 //! MP4 and MOV: our own top-level box walker (it seeks over media data and checks every box ends
-//! inside the file) plus `mp4-atom` for the bounded `moov` and `moof` bodies.
+//! inside the file), the movie box read without its sample tables ([`super::tables`]), fragments
+//! streamed ([`super::fragments`]), and `mp4-atom` for the small rest of the movie box. Memory stays
+//! bounded by constants, whatever the file declares.
 
+use super::boxes::{BoxHeader, Src, fourcc, malformed, top_header};
+use super::fragments::Fragments;
 use super::model::*;
-use mp4_atom::{Codec, Decode, Moof, Moov, Trak};
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use super::tables::{TrackTables, reduce_moov};
+use mp4_atom::{Codec, Decode, Moov, Trak};
 
-/// Largest `moov` we read; a 10-minute 60 fps movie's is under 1 MiB.
+/// Largest `moov` walked; a 10-minute 60 fps movie's is under 1 MiB. Only its sums and its small
+/// boxes are kept, so this bounds the time spent, not the memory.
 const MAX_MOOV: u64 = 64 << 20;
-/// Largest `moof` we read.
-const MAX_MOOF: u64 = 16 << 20;
 /// Most top-level boxes we walk (a fragmented 10-minute file has a few thousand).
 const MAX_TOP_BOXES: usize = 200_000;
 /// Deepest box nesting handed to mp4-atom, whose decoder recurses (a crafted 100,000-deep file
@@ -23,81 +24,6 @@ pub(super) fn is_top_box(kind: &[u8]) -> bool {
         kind,
         b"ftyp" | b"styp" | b"moov" | b"mdat" | b"free" | b"skip" | b"wide" | b"pnot" | b"uuid"
     )
-}
-
-fn malformed(detail: impl Into<String>) -> ProbeError {
-    ProbeError::Malformed {
-        container: "MP4",
-        detail: detail.into(),
-    }
-}
-
-struct BoxHeader {
-    kind: [u8; 4],
-    start: u64,
-    end: u64,
-}
-
-fn read_header(f: &mut File, at: u64, file_len: u64) -> Result<BoxHeader, ProbeError> {
-    if file_len - at < 8 {
-        return Err(ProbeError::Truncated(format!(
-            "{} stray bytes after the last box at offset {at}",
-            file_len - at
-        )));
-    }
-    let mut h = [0u8; 16];
-    f.seek(SeekFrom::Start(at))?;
-    let n = 16.min(file_len - at) as usize;
-    f.read_exact(&mut h[..n])?;
-    let size32 = u32::from_be_bytes(h[0..4].try_into().unwrap()) as u64;
-    let kind: [u8; 4] = h[4..8].try_into().unwrap();
-    let (size, header_len) = match size32 {
-        0 => (file_len - at, 8),
-        1 => {
-            if n < 16 {
-                return Err(ProbeError::Truncated(format!(
-                    "box header at offset {at} is cut off"
-                )));
-            }
-            (u64::from_be_bytes(h[8..16].try_into().unwrap()), 16)
-        }
-        s => (s, 8),
-    };
-    if size < header_len {
-        return Err(malformed(format!(
-            "box {:?} at offset {at} declares {size} bytes, less than its own header",
-            fourcc(&kind)
-        )));
-    }
-    let end = at.checked_add(size).ok_or_else(|| {
-        malformed(format!(
-            "box {:?} at offset {at} has an impossible size",
-            fourcc(&kind)
-        ))
-    })?;
-    if end > file_len {
-        return Err(ProbeError::Truncated(format!(
-            "box {:?} at offset {at} needs {size} bytes but the file ends at {file_len}",
-            fourcc(&kind)
-        )));
-    }
-    Ok(BoxHeader {
-        kind,
-        start: at,
-        end,
-    })
-}
-
-fn fourcc(k: &[u8]) -> String {
-    k.iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                b as char
-            } else {
-                '?'
-            }
-        })
-        .collect()
 }
 
 /// Boxes whose bodies are boxes (after `skip` bytes), and so where mp4-atom recurses.
@@ -149,35 +75,25 @@ fn check_depth(bytes: &[u8]) -> Result<(), ProbeError> {
     Ok(())
 }
 
-fn read_box(f: &mut File, h: &BoxHeader, max: u64) -> Result<Vec<u8>, ProbeError> {
-    let len = h.end - h.start;
-    if len > max {
+/// Reads a small top-level box whole.
+fn read_small(src: &mut Src, h: &BoxHeader, max: u64) -> Result<Vec<u8>, ProbeError> {
+    if h.len() > max {
         return Err(ProbeError::LimitExceeded(format!(
-            "{:?} box of {len} bytes (the most read is {max})",
-            fourcc(&h.kind)
+            "{:?} box of {} bytes (the most read is {max})",
+            h.name(),
+            h.len()
         )));
     }
-    let mut buf = vec![0u8; len as usize];
-    f.seek(SeekFrom::Start(h.start))?;
-    f.read_exact(&mut buf)?;
-    check_depth(&buf)?;
+    let mut buf = Vec::new();
+    src.copy(h.start, h.end, &mut buf)?;
     Ok(buf)
 }
 
-/// One track fragment run summary: samples, the sum of explicit durations, how many samples took
-/// the default duration, and the bytes they hold.
-#[derive(Default)]
-struct FragTotals {
-    samples: u64,
-    ticks: u64,
-    bytes: u64,
-}
-
-pub(super) fn probe(f: &mut File, file_len: u64) -> Result<VideoInfo, ProbeError> {
+pub(super) fn probe(src: &mut Src) -> Result<VideoInfo, ProbeError> {
+    let file_len = src.len;
     let mut container = None;
-    let mut moov: Option<Moov> = None;
-    let mut frags: HashMap<u32, FragTotals> = HashMap::new();
-    let mut moofs: Vec<Moof> = Vec::new();
+    let mut moov: Option<(Moov, Vec<TrackTables>)> = None;
+    let mut frags = Fragments::default();
     let mut at = 0u64;
     let mut boxes = 0usize;
     while at < file_len {
@@ -187,10 +103,10 @@ pub(super) fn probe(f: &mut File, file_len: u64) -> Result<VideoInfo, ProbeError
                 "more than {MAX_TOP_BOXES} top-level boxes"
             )));
         }
-        let h = read_header(f, at, file_len)?;
+        let h = top_header(src, at)?;
         match &h.kind {
             b"ftyp" => {
-                let body = read_box(f, &h, 4096)?;
+                let body = read_small(src, &h, 4096)?;
                 let ftyp = mp4_atom::Ftyp::decode(&mut body.as_slice())
                     .map_err(|e| malformed(format!("ftyp: {e}")))?;
                 container = Some(if &ftyp.major_brand.to_string() == "qt  " {
@@ -203,50 +119,48 @@ pub(super) fn probe(f: &mut File, file_len: u64) -> Result<VideoInfo, ProbeError
                 if moov.is_some() {
                     return Err(malformed("two moov boxes"));
                 }
-                let body = read_box(f, &h, MAX_MOOV)?;
-                moov = Some(
-                    Moov::decode(&mut body.as_slice())
-                        .map_err(|e| malformed(format!("moov: {e}")))?,
-                );
+                if h.len() > MAX_MOOV {
+                    return Err(ProbeError::LimitExceeded(format!(
+                        "\"moov\" box of {} bytes (the most read is {MAX_MOOV})",
+                        h.len()
+                    )));
+                }
+                let reduced = reduce_moov(src, &h)?;
+                check_depth(&reduced.moov)?;
+                let decoded = Moov::decode(&mut reduced.moov.as_slice())
+                    .map_err(|e| malformed(format!("moov: {e}")))?;
+                moov = Some((decoded, reduced.tracks));
             }
-            b"moof" => {
-                let body = read_box(f, &h, MAX_MOOF)?;
-                let moof = Moof::decode(&mut body.as_slice())
-                    .map_err(|e| malformed(format!("moof: {e}")))?;
-                moofs.push(moof);
-            }
+            b"moof" => frags.add_moof(src, &h)?,
             k if at == 0 && !is_top_box(k) => return Err(ProbeError::UnrecognizedFormat),
             _ => {}
         }
         at = h.end;
     }
-    let moov = moov.ok_or_else(|| malformed("no moov box (the movie's description is missing)"))?;
+    let (moov, tables) =
+        moov.ok_or_else(|| malformed("no moov box (the movie's description is missing)"))?;
     let container = container.unwrap_or(Container::Mov);
 
-    // Fragment durations, with tfhd, then trex defaults.
-    let trex_default = |track: u32| {
-        moov.mvex
+    // Every track's two tables must count the same samples (ISO 14496-12 8.6.1.2 and 8.7.3).
+    for (t, sums) in moov.trak.iter().zip(&tables) {
+        if sums.stts_samples != sums.stsz_samples {
+            return Err(malformed(format!(
+                "track {}: the time-to-sample table (stts) counts {} samples but the sample size table (stsz) {}; the file's index is inconsistent: export or remux it again",
+                t.tkhd.track_id, sums.stts_samples, sums.stsz_samples
+            )));
+        }
+    }
+
+    // Fragment durations and sizes, with the movie's (trex) defaults where the fragments set none.
+    let frag = |track: u32| {
+        let (dur, size) = moov
+            .mvex
             .as_ref()
             .and_then(|m| m.trex.iter().find(|t| t.track_id == track))
             .map(|t| (t.default_sample_duration, t.default_sample_size))
-            .unwrap_or((0, 0))
+            .unwrap_or((0, 0));
+        frags.get(track).map(|f| f.resolve(dur, size))
     };
-    for moof in &moofs {
-        for traf in &moof.traf {
-            let id = traf.tfhd.track_id;
-            let (tdur, tsize) = trex_default(id);
-            let dur = traf.tfhd.default_sample_duration.unwrap_or(tdur) as u64;
-            let size = traf.tfhd.default_sample_size.unwrap_or(tsize) as u64;
-            let t = frags.entry(id).or_default();
-            for run in &traf.trun {
-                for s in run.samples.iter() {
-                    t.samples += 1;
-                    t.ticks += s.duration.map(u64::from).unwrap_or(dur);
-                    t.bytes += s.size.map(u64::from).unwrap_or(size);
-                }
-            }
-        }
-    }
 
     let mut notes = Vec::new();
     let mut duration_secs = None;
@@ -259,18 +173,18 @@ pub(super) fn probe(f: &mut File, file_len: u64) -> Result<VideoInfo, ProbeError
         duration_secs = Some(mehd.fragment_duration as f64 / moov.mvhd.timescale as f64);
     }
 
-    let video_trak = moov
-        .trak
-        .iter()
-        .find(|t| &t.mdia.hdlr.handler.to_string() == "vide");
-    let audio_trak = moov
-        .trak
-        .iter()
-        .find(|t| &t.mdia.hdlr.handler.to_string() == "soun");
+    let find = |handler: &str| {
+        moov.trak
+            .iter()
+            .zip(&tables)
+            .find(|(t, _)| t.mdia.hdlr.handler.to_string() == handler)
+    };
+    let video_trak = find("vide");
+    let audio_trak = find("soun");
 
     let mut video = None;
-    if let Some(t) = video_trak {
-        let (v, span) = video_track(t, frags.get(&t.tkhd.track_id))?;
+    if let Some((t, sums)) = video_trak {
+        let (v, span) = video_track(t, sums, frag(t.tkhd.track_id))?;
         if duration_secs.is_none()
             && let Some(s) = span
         {
@@ -279,10 +193,10 @@ pub(super) fn probe(f: &mut File, file_len: u64) -> Result<VideoInfo, ProbeError
         }
         video = Some(v);
     }
-    if !moofs.is_empty() {
-        notes.push(format!("fragmented MP4 ({} fragments)", moofs.len()));
+    if frags.count > 0 {
+        notes.push(format!("fragmented MP4 ({} fragments)", frags.count));
     }
-    let audio = audio_trak.map(audio_track);
+    let audio = audio_trak.map(|(t, _)| audio_track(t));
     Ok(VideoInfo::new(
         container,
         file_len,
@@ -296,7 +210,8 @@ pub(super) fn probe(f: &mut File, file_len: u64) -> Result<VideoInfo, ProbeError
 /// The video track and, for fragmented files, its span in seconds.
 fn video_track(
     t: &Trak,
-    frag: Option<&FragTotals>,
+    sums: &TrackTables,
+    frag: Option<(u64, u64, u64)>,
 ) -> Result<(VideoTrack, Option<f64>), ProbeError> {
     let stbl = &t.mdia.minf.stbl;
     let entry = stbl
@@ -328,31 +243,18 @@ fn video_track(
         _ => 0,
     };
     let timescale = t.mdia.mdhd.timescale as u64;
-    let mut frames: u64 = stbl
-        .stts
-        .entries
-        .iter()
-        .map(|e| e.sample_count as u64)
-        .sum();
-    let mut ticks: u64 = stbl
-        .stts
-        .entries
-        .iter()
-        .map(|e| e.sample_count as u64 * e.sample_delta as u64)
-        .sum();
-    let mut bytes: u64 = match &stbl.stsz.samples {
-        mp4_atom::StszSamples::Identical { count, size } => *count as u64 * *size as u64,
-        mp4_atom::StszSamples::Different { sizes } => sizes.iter().map(|&s| s as u64).sum(),
-    };
-    if let Some(fr) = frag {
-        frames += fr.samples;
-        ticks += fr.ticks;
-        bytes += fr.bytes;
+    let mut frames = sums.stts_samples;
+    let mut ticks = sums.ticks;
+    let mut bytes = sums.bytes;
+    if let Some((samples, t, b)) = frag {
+        frames += samples;
+        ticks = ticks.saturating_add(t);
+        bytes = bytes.saturating_add(b);
     }
     let span = (timescale > 0 && ticks > 0).then(|| ticks as f64 / timescale as f64);
     let fps = span.filter(|_| frames > 0).map(|s| frames as f64 / s);
     let bitrate_bps = span.map(|s| (bytes as f64 * 8.0 / s).round() as u64);
-    let frag_span = frag.filter(|f| f.samples > 0).and(span);
+    let frag_span = frag.filter(|f| f.0 > 0).and(span);
     Ok((
         VideoTrack {
             codec,

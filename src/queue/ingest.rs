@@ -17,6 +17,9 @@ use crate::db::Keys;
 use crate::media::file;
 use crate::posts::{Created, Ledger, Submission, parse_fields};
 
+mod redelivery;
+pub use redelivery::{MAX_DELIVERIES, crashed_reason};
+
 /// The consumer group name.
 pub const GROUP: &str = "ingest";
 /// Entries read per call.
@@ -395,7 +398,8 @@ impl Ingest {
                     let parts = items(&v);
                     if let Some(entries) = parts.get(1) {
                         for (id, fields) in parse_entries(entries) {
-                            if let Outcome::Later(_) = self.handle(&id, &fields).await? {
+                            if let Outcome::Later(_) = self.handle_redelivered(&id, &fields).await?
+                            {
                                 return Ok(true);
                             }
                         }
@@ -405,7 +409,7 @@ impl Ingest {
                 let pending = self.read("0", None).await?;
                 if !pending.is_empty() {
                     for (id, fields) in pending {
-                        if let Outcome::Later(_) = self.handle(&id, &fields).await? {
+                        if let Outcome::Later(_) = self.handle_redelivered(&id, &fields).await? {
                             return Ok(true);
                         }
                     }
@@ -413,6 +417,7 @@ impl Ingest {
                 }
                 for (id, fields) in self.read(">", Some(1000)).await? {
                     if let Outcome::Later(_) = self.handle(&id, &fields).await? {
+                        self.note_later(&id).await?;
                         return Ok(true);
                     }
                 }
@@ -454,12 +459,18 @@ impl Ingest {
     }
 
     async fn read(&mut self, from: &str, block_ms: Option<u64>) -> redis::RedisResult<Vec<Entry>> {
+        // Pending entries one at a time: each read counts a delivery (see `redelivery`).
+        let count = if from == "0" {
+            redelivery::PENDING_BATCH
+        } else {
+            BATCH
+        };
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(BATCH);
+            .arg(count);
         if let Some(ms) = block_ms {
             cmd.arg("BLOCK").arg(ms);
         }
@@ -475,7 +486,17 @@ impl Ingest {
         entry_id: &str,
         fields: &[(String, String)],
     ) -> redis::RedisResult<Outcome> {
-        let outcome = match parse_fields(fields) {
+        self.handle_as(entry_id, fields, None).await
+    }
+
+    /// [`Ingest::handle`], or a rejection with `reason` without looking at the entry.
+    async fn handle_as(
+        &mut self,
+        entry_id: &str,
+        fields: &[(String, String)],
+        reason: Option<String>,
+    ) -> redis::RedisResult<Outcome> {
+        let outcome = match reason.map_or_else(|| parse_fields(fields), Err) {
             Err(reason) => Outcome::Rejected(reason),
             Ok(sub) => match check(&sub, &self.accounts, &self.video).await {
                 Err(Refusal::Later(reason)) => {

@@ -7,6 +7,7 @@
 //! a handler that panics leaves its lease to expire the same way, and a post whose claims pile up past
 //! a limit is settled instead of being retried forever, so one bad post cannot stall a worker.
 
+mod probe_guard;
 pub mod publish;
 pub mod rate;
 mod video;

@@ -23,7 +23,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use super::video::{self, LocalVideo, Refused};
-use super::{Ctx, Next, backoff, rate};
+use super::{Ctx, Next, backoff, probe_guard, rate};
 use crate::accounts::AccountError;
 use crate::db::now_ms;
 use crate::posts::{PostRecord, Submission, state};
@@ -570,7 +570,20 @@ impl Job<'_> {
     /// The file's plan, after checking it is still inside `[video] allowed_dirs`, did not change since
     /// it was submitted and still meets the video policy, now with the creator's own longest duration.
     async fn plan(&self, path: &Path, creator_max_secs: Option<u32>) -> Result<LocalVideo, Stop> {
-        match video::prepare(&self.ctx.video, &self.post, path, creator_max_secs).await {
+        // A probe that never finishes (it took the process down) is counted, so a crafted file cannot
+        // crash-loop the daemon through lease reclaims.
+        let unfinished = self.post.num(probe_guard::FIELD);
+        if unfinished >= probe_guard::MAX_UNFINISHED_PROBES {
+            let msg = probe_guard::reason(path, unfinished);
+            return Err(Stop::Settled(
+                self.fail_now("video_probe_crashed", &msg, None).await,
+            ));
+        }
+        self.set(&[(probe_guard::FIELD, (unfinished + 1).to_string())])
+            .await?;
+        let prepared = video::prepare(&self.ctx.video, &self.post, path, creator_max_secs).await;
+        self.set(&[(probe_guard::FIELD, "0".into())]).await?;
+        match prepared {
             Ok(v) => Ok(v),
             Err(Refused::Later(message)) => Err(Stop::LocalLater(message)),
             Err(Refused::Fail { code, message }) => {

@@ -148,7 +148,7 @@ pub(crate) fn write_config(
     write_config_named(dir, "", redis, sim, lease_secs, "")
 }
 
-fn write_config_named(
+pub(crate) fn write_config_named(
     dir: &tempfile::TempDir,
     name: &str,
     redis: &TestRedis,

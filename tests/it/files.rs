@@ -381,6 +381,40 @@ async fn running_out_of_descriptors_while_reading_videos_delays_posts_and_never_
         (deferred && upload).then_some(())
     })
     .await;
+    // Held off more often than a submission that crashed the daemon may be read again: waiting on
+    // the host is not a crash, so it must still not be rejected.
+    let max = tiktok_poster::queue::ingest::MAX_DELIVERIES as i64;
+    wait_until(
+        T,
+        "the put-off submission to be read again many times",
+        || async {
+            let pending: redis::Value = redis::cmd("XPENDING")
+                .arg("tiktok-poster:submit")
+                .arg(tiktok_poster::queue::ingest::GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(10)
+                .query_async(&mut conn.clone())
+                .await
+                .unwrap();
+            let most = match pending {
+                redis::Value::Array(entries) => entries
+                    .iter()
+                    .filter_map(|e| match e {
+                        redis::Value::Array(f) => f.get(3).and_then(|n| match n {
+                            redis::Value::Int(n) => Some(*n),
+                            _ => None,
+                        }),
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            (most > max + 1).then_some(())
+        },
+    )
+    .await;
     let rejected: redis::streams::StreamRangeReply =
         conn.xrange_all("tiktok-poster:rejected").await.unwrap();
     assert!(rejected.ids.is_empty(), "nothing is rejected: {rejected:?}");

@@ -6,15 +6,18 @@
 //! - `pipeline`: the daemon end to end with its own redis-server.
 //! - `cli`: the binary's commands and exit codes.
 //! - `files`: where videos may come from, a file changed during upload, transient read errors.
+//! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
 
 mod accounts;
 mod app;
 mod browser;
 mod cli;
+mod crafted_mp4;
 mod crash;
 mod faults;
 mod files;
 mod helpers;
+mod hostile_video;
 mod media;
 mod oauth;
 mod pipeline;
