@@ -8,6 +8,7 @@
 //! It knows nothing of Redis, apalis or the post ledger. Tokens are passed in per call as
 //! [`secrecy::SecretString`]s and never logged or put into an error.
 
+mod chunk_body;
 pub mod error;
 pub mod oauth;
 pub mod publish;

@@ -28,8 +28,10 @@ use rand::Rng;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncSeekExt;
 
+use super::chunk_body::{ChunkBody, changed, chunk_body};
+pub use super::chunk_body::{SourceChanged, SourceCheck};
 use super::{Client, ErrorKind, TikTokError};
 
 /// Largest single-chunk upload, safe under both readings of "64 MB".
@@ -40,8 +42,6 @@ pub const DEFAULT_CHUNK: u64 = 10_000_000;
 pub const MAX_CHUNK: u64 = 64_000_000;
 /// At most this many chunks.
 pub const MAX_CHUNKS: u64 = 1000;
-/// Read buffer of the streaming body.
-const READ_BUF: usize = 256 * 1024;
 
 /// How a file is cut into PUTs: what `source_info` declares at init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,24 +170,6 @@ pub struct UploadOutcome {
     pub resyncs: u32,
 }
 
-/// The file no longer matches what was planned: a local code (`video_changed`, `video_truncated`, …)
-/// and a sentence for the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceChanged {
-    /// The post's error code.
-    pub code: &'static str,
-    /// What changed and what to do.
-    pub message: String,
-}
-
-/// Looks at the open file (its `fstat`) before each chunk's first byte and before each chunk's last
-/// buffer is sent; an error stops the upload there.
-pub type SourceCheck =
-    Arc<dyn Fn(&std::fs::Metadata) -> Result<(), SourceChanged> + Send + Sync + 'static>;
-
-/// The code of a file that ended before the planned size.
-const TRUNCATED: &str = "video_truncated";
-
 /// What to upload.
 pub struct UploadRequest<'a> {
     /// From the init.
@@ -213,10 +195,6 @@ impl fmt::Debug for UploadRequest<'_> {
             .field("check", &self.check.is_some())
             .finish_non_exhaustive()
     }
-}
-
-fn changed(op: &str, c: SourceChanged) -> TikTokError {
-    TikTokError::new(op, ErrorKind::Local, c.code).with_message(c.message)
 }
 
 /// Parses `bytes A-B/T` or `bytes */T`; returns `(Some(B), T)` or `(None, T)`.
@@ -253,7 +231,7 @@ impl Client {
         })?;
         if meta.len() != total {
             let code = if meta.len() < total {
-                TRUNCATED
+                super::chunk_body::TRUNCATED
             } else {
                 "video_changed"
             };
@@ -438,82 +416,6 @@ impl Client {
             }
         }
     }
-}
-
-/// One chunk's body as it is read from the file.
-struct ChunkBody {
-    file: tokio::fs::File,
-    /// Bytes of the chunk not read yet.
-    left: u64,
-    check: Option<SourceCheck>,
-    stopped: Arc<Mutex<Option<TikTokError>>>,
-    op: String,
-    shown: String,
-}
-
-impl ChunkBody {
-    /// Records why the body stops and returns the error that cuts the request.
-    fn stop(&self, e: TikTokError) -> std::io::Error {
-        let text = e.to_string();
-        if let Ok(mut s) = self.stopped.lock() {
-            *s = Some(e);
-        }
-        std::io::Error::other(text)
-    }
-
-    /// Runs the check on the open file; `Err` stops the body.
-    async fn checked(&self) -> Result<(), std::io::Error> {
-        let Some(check) = &self.check else {
-            return Ok(());
-        };
-        let meta = match self.file.metadata().await {
-            Ok(m) => m,
-            Err(e) => {
-                let msg = format!("cannot read {}: {e}", self.shown);
-                return Err(self.stop(TikTokError::local_io(&self.op, &e, msg)));
-            }
-        };
-        check(&meta).map_err(|c| self.stop(changed(&self.op, c)))
-    }
-}
-
-/// The chunk's bytes through a fixed buffer. Before the buffer that completes the chunk is yielded
-/// the file is checked again, and a file that ends early stops the body: either way the request is
-/// cut before its last byte, so the server cannot complete the chunk.
-fn chunk_body(
-    body: ChunkBody,
-) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
-    futures_util::stream::try_unfold(body, |mut b| async move {
-        if b.left == 0 {
-            return Ok(None);
-        }
-        let want = READ_BUF.min(usize::try_from(b.left).unwrap_or(READ_BUF));
-        let mut buf = bytes::BytesMut::zeroed(want);
-        let n = match b.file.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => {
-                let msg = format!("cannot read {}: {e}", b.shown);
-                return Err(b.stop(TikTokError::local_io(&b.op, &e, msg)));
-            }
-        };
-        if n == 0 {
-            // The check names what happened when it can (a truncation since submission).
-            b.checked().await?;
-            let msg = format!(
-                "{} ended {} bytes before the planned size; the file was truncated during upload, submit it again once it is complete",
-                b.shown, b.left
-            );
-            return Err(
-                b.stop(TikTokError::new(&b.op, ErrorKind::Local, TRUNCATED).with_message(msg))
-            );
-        }
-        buf.truncate(n);
-        b.left -= n as u64;
-        if b.left == 0 {
-            b.checked().await?;
-        }
-        Ok(Some((buf.freeze(), b)))
-    })
 }
 
 /// 250 ms doubling to 8 s, with jitter between half and all of it.

@@ -452,3 +452,30 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// A configured directory that does not exist is a warning at start, naming it, and the daemon runs.
+#[tokio::test]
+async fn a_missing_allowed_dir_is_a_warning_at_start_not_an_error() {
+    let redis = TestRedis::start(false);
+    let sim = TestSim::spawn(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, log, port) = crate::crash::write_config(&dir, &redis, &sim, 3);
+    let missing = dir.path().join("not-there");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "allowed_dirs = [",
+        &format!("allowed_dirs = [\"{}\", ", missing.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let _daemon = Killed(crate::crash::start(&config, &log));
+    crate::crash::wait_healthy(port).await;
+    let line = wait_until(T, "the warning about the missing directory", || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("allowed_dirs is unusable"))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(missing.to_str().unwrap()), "{line}");
+}
