@@ -20,13 +20,13 @@ type CallbackState = (
     tokio::sync::mpsc::Sender<Result<String, String>>,
 );
 
-struct Env {
-    settings: Settings,
-    keys: Keys,
-    conn: redis::aio::ConnectionManager,
+pub(super) struct Env {
+    pub(super) settings: Settings,
+    pub(super) keys: Keys,
+    pub(super) conn: redis::aio::ConnectionManager,
 }
 
-async fn env(config: Option<&Path>) -> Result<Env, CliError> {
+pub(super) async fn env(config: Option<&Path>) -> Result<Env, CliError> {
     let settings = load_settings(config)?;
     let conn = tokio::time::timeout(
         Duration::from_secs(10),
@@ -48,7 +48,7 @@ async fn env(config: Option<&Path>) -> Result<Env, CliError> {
     })
 }
 
-fn accounts(env: &Env) -> Result<Accounts, CliError> {
+pub(super) fn accounts(env: &Env) -> Result<Accounts, CliError> {
     let (key, previous) = env.settings.token_keys()?;
     let client =
         Client::new(env.settings.client_config()?).map_err(|e| CliError::Failure(e.into()))?;
@@ -247,17 +247,13 @@ pub async fn cancel(config: Option<&Path>, id: &str, as_json: bool) -> Result<()
     report(id, "cancelled", r, as_json)
 }
 
-/// `retry ID`.
-pub async fn retry(config: Option<&Path>, id: &str, as_json: bool) -> Result<(), CliError> {
-    let env = env(config).await?;
-    let r = Ledger::new(env.conn.clone(), env.keys.clone())
-        .retry(id)
-        .await;
-    report(id, "queued", r, as_json)
-}
-
 /// Prints the outcome of cancel/retry; with `--json` also the refusal, as `{"id","ok","error"}`.
-fn report(id: &str, state: &str, r: Result<(), String>, as_json: bool) -> Result<(), CliError> {
+pub(super) fn report(
+    id: &str,
+    state: &str,
+    r: Result<(), String>,
+    as_json: bool,
+) -> Result<(), CliError> {
     match (r, as_json) {
         (Ok(()), true) => println!("{}", json!({"id": id, "ok": true, "state": state})),
         (Ok(()), false) => println!("{id} {state}"),

@@ -343,7 +343,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             commands::list(cli.config.as_deref(), state.as_deref(), json).await
         }
         Command::Cancel { id, json } => commands::cancel(cli.config.as_deref(), &id, json).await,
-        Command::Retry { id, json } => commands::retry(cli.config.as_deref(), &id, json).await,
+        Command::Retry { id, json } => retry::retry(cli.config.as_deref(), &id, json).await,
         Command::Accounts(cmd) => commands::accounts_cmd(cli.config.as_deref(), cmd).await,
         Command::Validate {
             files,
@@ -355,6 +355,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 mod commands;
 pub mod progress;
+mod retry;
 
 #[cfg(test)]
 mod tests {

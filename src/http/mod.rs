@@ -15,41 +15,9 @@ use crate::config::Settings;
 use crate::db::{Keys, now_ms};
 use crate::queue::JobStore;
 
-/// Webhook timestamps further than this from now are refused (replays).
-const WEBHOOK_TOLERANCE_SECS: i64 = 300;
+pub mod webhook;
 
-/// Verifies `TikTok-Signature: t=<unix>,s=<hex>` = HMAC-SHA256(client_secret, "<t>.<body>"), in constant
-/// time, and refuses stale timestamps. Returns why not.
-pub fn verify_signature(
-    secret: &[u8],
-    header: &str,
-    body: &[u8],
-    now_secs: i64,
-) -> Result<(), &'static str> {
-    use hmac::Mac;
-    let mut t = None;
-    let mut sig = None;
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", v)) => t = v.trim().parse::<i64>().ok(),
-            Some(("s", v)) => sig = hex::decode(v.trim()).ok(),
-            _ => {}
-        }
-    }
-    let (Some(t), Some(sig)) = (t, sig) else {
-        return Err("malformed TikTok-Signature header");
-    };
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| "bad key")?;
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| "signature does not match")?;
-    if (now_secs - t).abs() > WEBHOOK_TOLERANCE_SECS {
-        return Err("stale timestamp");
-    }
-    Ok(())
-}
+pub use webhook::verify_signature;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -76,7 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/callback", get(callback))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
-        .route("/webhooks/tiktok", axum::routing::post(webhook))
+        .route("/webhooks/tiktok", axum::routing::post(webhook::webhook))
         .with_state(state)
 }
 
@@ -191,133 +159,6 @@ async fn callback(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response
     }
 }
 
-/// `POST /webhooks/tiktok`: verified, deduplicated (deliveries are at-least-once), answered at once.
-async fn webhook(
-    State(st): State<AppState>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    use redis::AsyncCommands;
-    let secret = st
-        .settings
-        .tiktok
-        .client_secret
-        .as_ref()
-        .map(|s| s.expose().to_string())
-        .unwrap_or_default();
-    let header = headers
-        .get("tiktok-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if secret.is_empty() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no client secret configured",
-        )
-            .into_response();
-    }
-    if let Err(why) = verify_signature(
-        secret.as_bytes(),
-        header,
-        &body,
-        chrono::Utc::now().timestamp(),
-    ) {
-        tracing::warn!(reason = why, "Webhook refused.");
-        return (StatusCode::UNAUTHORIZED, why).into_response();
-    }
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-    let mut conn = st.accounts.conn.clone();
-    let first: Option<String> = redis::cmd("SET")
-        .arg(st.keys.webhook_seen(&digest))
-        .arg(1)
-        .arg("NX")
-        .arg("EX")
-        .arg(72 * 3600)
-        .query_async(&mut conn)
-        .await
-        .unwrap_or(Some("OK".into()));
-    if first.is_none() {
-        return (StatusCode::OK, "duplicate").into_response();
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
-    };
-    let event = v["event"].as_str().unwrap_or("");
-    let open_id = v["user_openid"].as_str().unwrap_or("");
-    let content: serde_json::Value = v["content"]
-        .as_str()
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or_else(|| v["content"].clone());
-    match event {
-        "authorization.removed" => {
-            if let Ok(Some(name)) = st.accounts.by_open_id(open_id).await {
-                let reason = content["reason"].as_i64().unwrap_or(0);
-                let why = format!(
-                    "TikTok reported the authorization removed (reason {reason}); connect the account again"
-                );
-                let _ = st.accounts.mark_reauth(&name, &why).await;
-                tracing::warn!(account = %name, reason, "Authorization removed at TikTok; the account must be connected again.");
-            }
-        }
-        "post.publish.complete"
-        | "post.publish.publicly_available"
-        | "post.publish.inbox_delivered"
-        | "post.publish.failed" => {
-            let publish_id = content["publish_id"].as_str().unwrap_or("");
-            let post: Option<String> = conn
-                .hget(st.keys.publish_ids(), publish_id)
-                .await
-                .unwrap_or(None);
-            if let Some(post) = post {
-                let ledger = crate::posts::Ledger::new(conn.clone(), st.keys.clone());
-                let draft = ledger
-                    .get(&post)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|p| p.get("draft") == Some("true"));
-                let mut fields: Vec<(&str, String)> = Vec::new();
-                let (to, msg) = match event {
-                    "post.publish.complete" => (
-                        if draft { "inbox" } else { "published" },
-                        String::from("webhook: publish complete"),
-                    ),
-                    "post.publish.inbox_delivered" => {
-                        ("inbox", "webhook: delivered to the inbox".into())
-                    }
-                    "post.publish.publicly_available" => {
-                        let id = content["post_id"]
-                            .as_u64()
-                            .or_else(|| content["post_id"].as_str().and_then(|s| s.parse().ok()));
-                        if let Some(id) = id {
-                            fields.push(("post_id", id.to_string()));
-                        }
-                        ("published", "webhook: publicly available".into())
-                    }
-                    _ => {
-                        let reason = content["reason"].as_str().unwrap_or("").to_string();
-                        if matches!(reason.as_str(), "internal" | "video_pull_failed") {
-                            // Retryable: the worker's own status follow decides on a new attempt.
-                            ("", String::new())
-                        } else {
-                            let text = crate::tiktok::publish::fail_reason_text(&reason);
-                            fields.push(("error_code", reason.clone()));
-                            fields.push((
-                                "error_message",
-                                format!("TikTok failed the post: {text} ({reason})"),
-                            ));
-                            ("failed", format!("webhook: {reason}"))
-                        }
-                    }
-                };
-                let _ = ledger.advance(&post, to, &fields, &msg).await;
-            }
-        }
-        _ => {}
-    }
-    (StatusCode::OK, "ok").into_response()
-}
-
 /// `GET /metrics`: Prometheus text. Gauges about the queue and the accounts are computed now.
 async fn metrics_page(State(st): State<AppState>) -> Response {
     if let Ok((due, leased)) = st.store.depth().await {
@@ -409,44 +250,4 @@ pub fn starting_router() -> Router {
             axum::Json(json!({"ok": false, "redis": false, "starting": true, "message": "waiting for Redis"})),
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use hmac::Mac;
-
-    use super::verify_signature;
-
-    fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
-        mac.update(format!("{t}.").as_bytes());
-        mac.update(body);
-        format!("t={t},s={}", hex::encode(mac.finalize().into_bytes()))
-    }
-
-    #[test]
-    fn signatures_are_checked_in_full_and_stale_ones_refused() {
-        let body = br#"{"event":"authorization.removed"}"#;
-        let now = 1_800_000_000;
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"secret", now, body), body, now),
-            Ok(())
-        );
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"other", now, body), body, now),
-            Err("signature does not match")
-        );
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"secret", now, body), b"{}", now),
-            Err("signature does not match")
-        );
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"secret", now - 301, body), body, now),
-            Err("stale timestamp")
-        );
-        assert_eq!(
-            verify_signature(b"secret", "garbage", body, now),
-            Err("malformed TikTok-Signature header")
-        );
-    }
 }

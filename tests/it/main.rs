@@ -17,3 +17,4 @@ mod oauth;
 mod pipeline;
 mod posting;
 mod upload;
+mod webhooks;
