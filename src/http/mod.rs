@@ -15,6 +15,8 @@ use crate::config::Settings;
 use crate::db::{Keys, now_ms};
 use crate::queue::JobStore;
 
+pub mod listeners;
+pub mod serve;
 pub mod webhook;
 
 pub use webhook::verify_signature;
@@ -36,14 +38,27 @@ pub struct AppState {
     pub heartbeats: Arc<crate::health::Heartbeats>,
 }
 
-/// The router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The main listener's routes; `/webhooks/tiktok` too unless webhooks have their own listener
+/// (`[http] webhook_listen`).
+pub fn router(state: AppState, with_webhooks: bool) -> Router {
+    let r = Router::new()
         .route("/", get(index))
         .route("/connect", get(connect_start))
         .route("/oauth/callback", get(callback))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_page))
+        .route("/metrics", get(metrics_page));
+    let r = if with_webhooks {
+        r.route("/webhooks/tiktok", axum::routing::post(webhook::webhook))
+    } else {
+        r
+    };
+    r.with_state(state)
+}
+
+/// The webhook listener's routes: `/webhooks/tiktok` and nothing else (it is the one exposed to the
+/// Internet, so nothing there manages accounts or tells about them).
+pub fn webhook_router(state: AppState) -> Router {
+    Router::new()
         .route("/webhooks/tiktok", axum::routing::post(webhook::webhook))
         .with_state(state)
 }
@@ -242,12 +257,12 @@ async fn healthz(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-/// While Redis is not reachable yet at start-up: `/healthz` says so (503), everything else waits.
-pub fn starting_router() -> Router {
-    Router::new().fallback(|| async {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ok": false, "redis": false, "starting": true, "message": "waiting for Redis"})),
-        )
+/// Until the daemon is ready (Redis not reached yet, or its worker identity held by another daemon):
+/// every path answers 503 with `message`, so a client learns why instead of waiting.
+pub fn starting_router(redis: bool, message: &str) -> Router {
+    let body = json!({"ok": false, "redis": redis, "starting": true, "message": message});
+    Router::new().fallback(move || {
+        let body = body.clone();
+        async move { (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)) }
     })
 }
