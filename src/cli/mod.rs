@@ -214,6 +214,10 @@ pub enum AccountsCommand {
     Connect {
         /// The account name posts will refer to.
         name: String,
+        /// Allow connecting an existing account to a different TikTok user than the one it has
+        /// (without it, that is refused and nothing changes).
+        #[arg(long)]
+        replace: bool,
     },
     /// Refresh an account's tokens now.
     Refresh {
@@ -379,6 +383,7 @@ mod tests {
             vec!["retry", "p1"],
             vec!["accounts", "list", "--json"],
             vec!["accounts", "connect", "main"],
+            vec!["accounts", "connect", "main", "--replace"],
             vec!["accounts", "refresh", "main"],
             vec!["accounts", "remove", "main"],
             vec!["validate", "a.mp4", "b.mp4"],

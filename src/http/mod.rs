@@ -4,17 +4,18 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::accounts::{Accounts, connect};
+use crate::accounts::Accounts;
 use crate::config::Settings;
 use crate::db::{Keys, now_ms};
 use crate::queue::JobStore;
 
+mod connect_pages;
 pub mod listeners;
 pub mod serve;
 pub mod webhook;
@@ -43,8 +44,12 @@ pub struct AppState {
 pub fn router(state: AppState, with_webhooks: bool) -> Router {
     let r = Router::new()
         .route("/", get(index))
-        .route("/connect", get(connect_start))
-        .route("/oauth/callback", get(callback))
+        .route("/connect", get(connect_pages::connect_start))
+        .route(
+            "/connect/replace",
+            axum::routing::post(connect_pages::replace),
+        )
+        .route("/oauth/callback", get(connect_pages::callback))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page));
     let r = if with_webhooks {
@@ -131,47 +136,6 @@ async fn index(State(st): State<AppState>) -> Response {
 <button type=submit>Connect TikTok</button></form>"
     );
     page("TikTok accounts", &body).into_response()
-}
-
-async fn connect_start(
-    State(st): State<AppState>,
-    Query(q): Query<Vec<(String, String)>>,
-) -> Response {
-    let name = q
-        .iter()
-        .find(|(k, _)| k == "account")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    let extra: Vec<(String, String)> = q
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("sim_"))
-        .collect();
-    match connect::begin(&st.accounts, &st.keys, &st.settings, &name, extra).await {
-        Ok(url) => Redirect::to(url.as_str()).into_response(),
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            page(
-                "Cannot connect",
-                &format!("<p class=bad>{}</p><p><a href=/>Back</a></p>", esc(&e)),
-            ),
-        )
-            .into_response(),
-    }
-}
-
-async fn callback(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    match connect::complete(&st.accounts, &st.keys, &st.settings, &query).await {
-        Ok(a) => page(
-            "Connected",
-            &format!("<p class=ok>Account <b>{}</b> is connected to TikTok user @{}.</p><p><a href=/>Back to the accounts</a></p>", esc(&a.name), esc(&a.username)),
-        )
-        .into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, page("Connection failed", &format!("<p class=bad>{}</p><p><a href=/>Back</a></p>", esc(&e)))).into_response(),
-    }
 }
 
 /// `GET /metrics`: Prometheus text. Gauges about the queue and the accounts are computed now.

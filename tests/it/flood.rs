@@ -69,7 +69,7 @@ encryption_key_file = "{key}"
 
 /// Starts the binary through `bash -c '<limit> && exec …'` (the crate forbids `unsafe`, so no
 /// `pre_exec` setrlimit), with its log in `log`.
-fn start(limit: &str, config: &Path, log: &Path) -> tokio::process::Child {
+pub fn start(limit: &str, config: &Path, log: &Path) -> tokio::process::Child {
     tokio::process::Command::new("bash")
         .arg("-c")
         .arg(format!("{limit} && exec \"$0\" --config \"$1\" run"))

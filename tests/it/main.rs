@@ -11,6 +11,7 @@ mod app;
 mod browser;
 mod cli;
 mod crash;
+mod exposure;
 mod flood;
 mod helpers;
 mod media;
