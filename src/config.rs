@@ -168,14 +168,23 @@ impl Default for TikTokSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
-    /// Where the connect page, OAuth callback, webhooks, /healthz and /metrics listen.
+    /// Where the connect page, OAuth callback, /healthz and /metrics listen (and the webhooks, unless
+    /// `webhook_listen` is set). It manages accounts: keep it on loopback.
     pub listen: String,
+    /// When set, `/webhooks/tiktok` is served on this address only (the one to expose to TikTok) and
+    /// no longer on `listen`. Empty: webhooks stay on `listen`.
+    pub webhook_listen: String,
+    /// Connections each listener serves at once; more are answered 503 and closed. Lowered at start
+    /// when the open-file limit would not leave enough descriptors for Redis and videos.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            webhook_listen: String::new(),
+            max_connections: 512,
         }
     }
 }
@@ -656,6 +665,34 @@ impl Settings {
                 format!(
                     "{:?} is not an address such as 127.0.0.1:8080",
                     self.http.listen
+                ),
+            );
+        }
+        if !self.http.webhook_listen.is_empty() {
+            match self.http.webhook_listen.parse::<SocketAddr>() {
+                Err(_) => bad(
+                    "http.webhook_listen",
+                    "HTTP__WEBHOOK_LISTEN",
+                    format!(
+                        "{:?} is not an address such as 0.0.0.0:8443; leave it empty to serve webhooks on http.listen",
+                        self.http.webhook_listen
+                    ),
+                ),
+                Ok(w) if self.http.listen.parse::<SocketAddr>().is_ok_and(|l| l == w) => bad(
+                    "http.webhook_listen",
+                    "HTTP__WEBHOOK_LISTEN",
+                    "is the same address as http.listen; give the webhooks their own port, or leave it empty".into(),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if !(1..=65_536).contains(&self.http.max_connections) {
+            bad(
+                "http.max_connections",
+                "HTTP__MAX_CONNECTIONS",
+                format!(
+                    "{} is out of range; give a value from 1 to 65536",
+                    self.http.max_connections
                 ),
             );
         }

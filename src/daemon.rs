@@ -68,28 +68,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     for problem in crate::media::file::resolve_dirs(&settings.video.allowed_dirs).1 {
         tracing::warn!(%problem, "A directory of [video] allowed_dirs is unusable; videos there are refused.");
     }
-    let listener = tokio::net::TcpListener::bind(&settings.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} ([http] listen)", settings.http.listen))?;
-    let http_addr = listener.local_addr()?;
-    tracing::info!(addr = %http_addr, "HTTP server listening.");
-    // Until Redis answers, /healthz says so (503) instead of the port being closed.
-    let waiting = CancellationToken::new();
-    let waiting_stop = waiting.clone();
-    let waiting_server = tokio::spawn(async move {
-        let _ = axum::serve(listener, crate::http::starting_router())
-            .with_graceful_shutdown(async move { waiting_stop.cancelled().await })
-            .await;
-    });
-    let conn = connect_redis(&settings.redis.url, &shutdown).await;
-    waiting.cancel();
-    let conn = conn?;
-    let _ = waiting_server.await;
-    let Some(conn) = conn else {
+    // Bound first and answering from now on: 503 with the reason until the daemon is ready.
+    let listeners = crate::http::listeners::Listeners::bind(&settings.http, &shutdown).await?;
+    let Some(conn) = connect_redis(&settings.redis.url, &shutdown).await? else {
         return Ok(());
     };
-    // The same address again, now for the real pages (the listener was released by the waiting server).
-    let listener = bind_again(http_addr).await?;
+    listeners.starting(true, "starting: taking this daemon's worker identity");
     let Some(ingest_conn) = connect_redis(&settings.redis.url, &shutdown).await? else {
         return Ok(());
     };
@@ -118,7 +102,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     } else {
         settings.worker.id.clone()
     };
-    let Some(identity) = take_identity(conn.clone(), &keys, &worker_id, &shutdown).await else {
+    let held = format!(
+        "waiting for worker id {worker_id:?}: another daemon with this [worker] id is running; give each daemon its own [worker] id"
+    );
+    let on_held = || listeners.starting(true, &held);
+    let Some(identity) = take_identity(conn.clone(), &keys, &worker_id, &shutdown, on_held).await
+    else {
         return Ok(());
     };
     match reclaim_own(conn.clone(), &keys, &worker_id).await {
@@ -183,19 +172,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         shutdown.clone(),
     ));
     let _ = crate::telemetry_metrics::handle();
-    let app = crate::http::router(crate::http::AppState {
+    listeners.ready(crate::http::AppState {
         accounts,
         keys: keys.clone(),
         settings: Arc::new(settings.clone()),
         store,
         ledger: ledger.clone(),
         heartbeats: heartbeats.clone(),
-    });
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await;
     });
     tracing::info!(worker = %worker_id, concurrency = settings.worker.concurrency, "Daemon running.");
     notify_ready_and_watch(heartbeats, shutdown.clone());
@@ -213,27 +196,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     reconciler_task.abort();
     refresher_task.abort();
     watch_task.abort();
-    let _ = http_task.await;
+    listeners.stopped().await;
     tracing::info!("Stopped.");
     Ok(())
-}
-
-/// Binds the HTTP address again after the start-up server released it (retrying briefly).
-async fn bind_again(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    let mut last = None;
-    for _ in 0..50 {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
-            Err(e) => {
-                last = Some(e);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-    Err(anyhow::anyhow!(
-        "cannot listen on {addr} again: {}",
-        last.map(|e| e.to_string()).unwrap_or_default()
-    ))
 }
 
 /// Tells systemd the daemon is ready (Redis reached, workers running) and, when the unit has a
@@ -330,6 +295,7 @@ async fn take_identity(
     keys: &Keys,
     id: &str,
     shutdown: &CancellationToken,
+    on_held: impl Fn(),
 ) -> Option<tokio::task::JoinHandle<()>> {
     let key = keys.worker(id);
     let host = hostname();
@@ -369,6 +335,7 @@ async fn take_identity(
                 }
             }
             Ok(None) if !said => {
+                on_held();
                 tracing::warn!(
                     worker = id,
                     "Another daemon with this worker id is alive (or just stopped); waiting for its identity to lapse. Give each daemon its own [worker] id."

@@ -118,6 +118,14 @@ impl Keys {
     pub fn oauth_state(&self, state: &str) -> String {
         format!("{}:oauth:state:{state}", self.ns)
     }
+    /// Pending OAuth states, scored by their expiry (ms): bounds how many there are.
+    pub fn oauth_pending(&self) -> String {
+        format!("{}:oauth:pending", self.ns)
+    }
+    /// A one-time token that confirms replacing an account's TikTok user (the connect page's button).
+    pub fn oauth_confirm(&self, token: &str) -> String {
+        format!("{}:oauth:confirm:{token}", self.ns)
+    }
     /// A per-account sliding-window rate limit.
     pub fn rate(&self, account: &str, what: &str) -> String {
         format!("{}:rate:{account}:{what}", self.ns)

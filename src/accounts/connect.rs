@@ -1,17 +1,66 @@
 //! The OAuth connect flow, shared by the daemon's `/connect` and `/oauth/callback` and by
-//! `accounts connect`: a single-use `state` (random, expires in 10 minutes, bound to the account name)
+//! `accounts connect`: a single-use `state` (random, expires in 5 minutes, bound to the account name)
 //! is kept in Redis, so the callback may arrive at any daemon sharing the Redis.
+//!
+//! Pending states are bounded: at most [`MAX_PENDING`] at once (a flood of `/connect` creates no more
+//! keys), each gone after [`STATE_TTL_SECS`]. Reconnecting an account to the TikTok user it already
+//! has renews the grant; connecting it to a different TikTok user is refused (and the new grant
+//! revoked) unless the operator asked to replace it.
 
 use redis::AsyncCommands;
 use url::Url;
 
 use super::{AccountInfo, Accounts};
 use crate::config::{AppType, Settings};
-use crate::db::{Keys, random_id};
+use crate::db::{Keys, now_ms, random_id};
 use crate::tiktok::{AuthorizeRequest, Pkce};
 
 /// How long a connect link stays valid.
-pub const STATE_TTL_SECS: u64 = 600;
+pub const STATE_TTL_SECS: u64 = 300;
+/// How many connects may be pending at once.
+pub const MAX_PENDING: u64 = 32;
+
+/// Why a connect did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Too many connects are pending.
+    #[error(
+        "{MAX_PENDING} connects are already pending; finish one or wait {STATE_TTL_SECS} seconds for them to expire"
+    )]
+    TooManyPending,
+    /// The account is connected to another TikTok user and replacing it was not asked for.
+    #[error(
+        "account {account:?} is connected to TikTok user @{connected}, and the app was approved as @{approved}, a different TikTok user; nothing was changed. To connect {account:?} to @{approved}, replace it: `tiktok-poster accounts connect {account} --replace`, or the Replace button on the page"
+    )]
+    OtherUser {
+        /// The account name.
+        account: String,
+        /// The @handle of the TikTok user it is connected to.
+        connected: String,
+        /// The @handle of the user who approved now.
+        approved: String,
+    },
+    /// Anything else, in words.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for ConnectError {
+    fn from(s: String) -> Self {
+        Self::Failed(s)
+    }
+}
+
+/// Takes a pending slot and stores the state, unless [`MAX_PENDING`] are pending already.
+const BEGIN: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'account', ARGV[5], 'verifier', ARGV[6], 'replace', ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"#;
 
 /// True for names posts can refer to.
 pub fn valid_name(name: &str) -> bool {
@@ -23,18 +72,20 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// Starts a connect: stores a fresh state and returns TikTok's authorize URL. `extra` is passed on
-/// (the simulator reads `sim_*` parameters to choose the simulated creator).
+/// (the simulator reads `sim_*` parameters to choose the simulated creator). With `replace`, the
+/// account may end up connected to another TikTok user than the one it has.
 pub async fn begin(
     accounts: &Accounts,
     keys: &Keys,
     settings: &Settings,
     name: &str,
     extra: Vec<(String, String)>,
-) -> Result<Url, String> {
+    replace: bool,
+) -> Result<Url, ConnectError> {
     if !valid_name(name) {
-        return Err(format!(
+        return Err(ConnectError::Failed(format!(
             "account name {name:?} is not valid; use 1 to 64 letters, digits, - _ ."
-        ));
+        )));
     }
     let state = random_id();
     let pkce = (settings.tiktok.app_type == AppType::Desktop).then(Pkce::generate);
@@ -43,15 +94,22 @@ pub async fn begin(
         .map(|p| accounts.seal("oauth-state", &p.verifier))
         .unwrap_or_default();
     let mut conn = accounts.conn.clone();
-    let _: () = redis::pipe()
-        .hset_multiple(
-            keys.oauth_state(&state),
-            &[("account", name), ("verifier", verifier.as_str())],
-        )
-        .expire(keys.oauth_state(&state), STATE_TTL_SECS as i64)
-        .query_async(&mut conn)
+    let stored: i32 = redis::Script::new(BEGIN)
+        .key(keys.oauth_pending())
+        .key(keys.oauth_state(&state))
+        .arg(now_ms())
+        .arg(STATE_TTL_SECS * 1000)
+        .arg(MAX_PENDING)
+        .arg(&state)
+        .arg(name)
+        .arg(verifier.as_str())
+        .arg(if replace { "1" } else { "" })
+        .invoke_async(&mut conn)
         .await
         .map_err(|e| format!("cannot store the connect state in Redis: {e}"))?;
+    if stored == 0 {
+        return Err(ConnectError::TooManyPending);
+    }
     Ok(accounts.client().authorize_url(&AuthorizeRequest {
         scopes: settings.tiktok.scopes.clone(),
         redirect_uri: settings.tiktok.redirect_uri.clone(),
@@ -67,7 +125,7 @@ pub async fn complete(
     keys: &Keys,
     settings: &Settings,
     query: &[(String, String)],
-) -> Result<AccountInfo, String> {
+) -> Result<AccountInfo, ConnectError> {
     let get = |k: &str| {
         query
             .iter()
@@ -86,24 +144,25 @@ pub async fn complete(
             }
             _ => "TikTok refused the connection",
         };
-        return Err(format!("{words} ({error}: {desc})"));
+        return Err(format!("{words} ({error}: {desc})").into());
     }
     let (Some(code), Some(state)) = (get("code"), get("state")) else {
-        return Err(
+        return Err(ConnectError::Failed(
             "the callback has no code or state; start again from the Connect TikTok button".into(),
-        );
+        ));
     };
     let mut conn = accounts.conn.clone();
     let key = keys.oauth_state(&state);
-    let (fields, _): (std::collections::HashMap<String, String>, i32) = redis::pipe()
+    let (fields, _, _): (std::collections::HashMap<String, String>, i32, i32) = redis::pipe()
         .atomic()
         .hgetall(&key)
         .del(&key)
+        .zrem(keys.oauth_pending(), &state)
         .query_async(&mut conn)
         .await
         .map_err(|e| format!("cannot read the connect state from Redis: {e}"))?;
     let Some(name) = fields.get("account").cloned() else {
-        return Err("this connect link is unknown, expired or already used; start again from the Connect TikTok button".into());
+        return Err(ConnectError::Failed("this connect link is unknown, expired or already used; start again from the Connect TikTok button".into()));
     };
     let verifier = match fields.get("verifier").filter(|v| !v.is_empty()) {
         Some(sealed) => Some(
@@ -128,6 +187,23 @@ pub async fn complete(
     } else {
         String::new()
     };
+    let replace = fields.get("replace").is_some_and(|v| v == "1");
+    if let Ok(current) = accounts.info(&name).await
+        && !current.open_id.is_empty()
+        && current.open_id != tokens.open_id
+        && !replace
+    {
+        // Not what the operator asked for: give the new grant back and keep the account as it is.
+        if let Err(e) = accounts.client().revoke(&tokens.access_token).await {
+            tracing::warn!(account = %name, error = %e, "Revoking the unused grant of another TikTok user failed.");
+        }
+        tracing::warn!(account = %name, connected = %current.username, approved = %username, "Connect refused: the account is connected to another TikTok user.");
+        return Err(ConnectError::OtherUser {
+            account: name,
+            connected: current.username,
+            approved: username,
+        });
+    }
     accounts
         .save_grant(&name, &tokens, &username)
         .await
@@ -136,5 +212,5 @@ pub async fn complete(
     let _ = conn
         .publish::<_, _, i64>(format!("{}:connected", keys.namespace()), &name)
         .await;
-    accounts.info(&name).await.map_err(|e| e.to_string())
+    Ok(accounts.info(&name).await.map_err(|e| e.to_string())?)
 }

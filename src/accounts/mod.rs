@@ -294,8 +294,12 @@ impl Accounts {
             ("last_error", String::new()),
         ];
         let refresh_at = plan_refresh(now, tokens.expires_in.as_millis() as i64);
+        // A replaced TikTok user no longer maps to this account (its webhooks are not ours any more).
+        let old: Option<String> = conn.hget(self.keys.account(name), "open_id").await?;
+        let stale = old.filter(|o| *o != tokens.open_id).unwrap_or_default();
         redis::pipe()
             .atomic()
+            .hdel(self.keys.open_ids(), &stale)
             .hset_multiple(self.keys.account(name), &fields)
             .sadd(self.keys.accounts(), name)
             .hset(self.keys.open_ids(), &tokens.open_id, name)

@@ -20,13 +20,13 @@ type CallbackState = (
     tokio::sync::mpsc::Sender<Result<String, String>>,
 );
 
-struct Env {
-    settings: Settings,
-    keys: Keys,
-    conn: redis::aio::ConnectionManager,
+pub(super) struct Env {
+    pub(super) settings: Settings,
+    pub(super) keys: Keys,
+    pub(super) conn: redis::aio::ConnectionManager,
 }
 
-async fn env(config: Option<&Path>) -> Result<Env, CliError> {
+pub(super) async fn env(config: Option<&Path>) -> Result<Env, CliError> {
     let settings = load_settings(config)?;
     let conn = tokio::time::timeout(
         Duration::from_secs(10),
@@ -53,7 +53,7 @@ async fn env(config: Option<&Path>) -> Result<Env, CliError> {
     })
 }
 
-fn accounts(env: &Env) -> Result<Accounts, CliError> {
+pub(super) fn accounts(env: &Env) -> Result<Accounts, CliError> {
     let (key, previous) = env.settings.token_keys()?;
     let client =
         Client::new(env.settings.client_config()?).map_err(|e| CliError::Failure(e.into()))?;
@@ -270,17 +270,13 @@ pub async fn cancel(config: Option<&Path>, id: &str, as_json: bool) -> Result<()
     report(id, "cancelled", r, as_json)
 }
 
-/// `retry ID`.
-pub async fn retry(config: Option<&Path>, id: &str, as_json: bool) -> Result<(), CliError> {
-    let env = env(config).await?;
-    let r = Ledger::new(env.conn.clone(), env.keys.clone())
-        .retry(id)
-        .await;
-    report(id, "queued", r, as_json)
-}
-
 /// Prints the outcome of cancel/retry; with `--json` also the refusal, as `{"id","ok","error"}`.
-fn report(id: &str, state: &str, r: Result<(), String>, as_json: bool) -> Result<(), CliError> {
+pub(super) fn report(
+    id: &str,
+    state: &str,
+    r: Result<(), String>,
+    as_json: bool,
+) -> Result<(), CliError> {
     match (r, as_json) {
         (Ok(()), true) => println!("{}", json!({"id": id, "ok": true, "state": state})),
         (Ok(()), false) => println!("{id} {state}"),
@@ -343,17 +339,29 @@ pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result
                 .map_err(|e| CliError::Failure(e.into()))?;
             println!("{name}: revoked and removed");
         }
-        AccountsCommand::Connect { name } => {
+        AccountsCommand::Connect { name, replace } => {
             let started = now_ms();
-            let url = connect::begin(&accounts, &env.keys, &env.settings, &name, Vec::new())
-                .await
-                .map_err(|e| CliError::Failure(anyhow::anyhow!(e)))?;
+            let url = connect::begin(
+                &accounts,
+                &env.keys,
+                &env.settings,
+                &name,
+                Vec::new(),
+                replace,
+            )
+            .await
+            .map_err(|e| CliError::Failure(anyhow::anyhow!(e)))?;
             println!("Open this URL in a browser and approve the app:\n\n  {url}\n");
             println!(
                 "Waiting for TikTok to send the browser back to {} ...",
                 env.settings.tiktok.redirect_uri
             );
-            wait_for_callback(&env, &accounts, &name, started).await?;
+            let state = url
+                .query_pairs()
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            wait_for_callback(&env, &accounts, &name, started, &state).await?;
         }
     }
     Ok(())
@@ -366,6 +374,7 @@ async fn wait_for_callback(
     accounts: &Accounts,
     name: &str,
     started: i64,
+    state: &str,
 ) -> Result<(), CliError> {
     let redirect = url::Url::parse(&env.settings.tiktok.redirect_uri)
         .map_err(|e| CliError::Failure(e.into()))?;
@@ -396,7 +405,8 @@ async fn wait_for_callback(
                                 .collect();
                         let r = connect::complete(&accounts, &keys, &settings, &query)
                             .await
-                            .map(|a| a.username);
+                            .map(|a| a.username)
+                            .map_err(|e| e.to_string());
                         let page = match &r {
                             Ok(u) => {
                                 format!("Connected to TikTok user @{u}. You can close this page.")
@@ -421,13 +431,29 @@ async fn wait_for_callback(
             }
             Ok(Some(Err(e))) => Err(CliError::Failure(anyhow::anyhow!(e))),
             _ => Err(CliError::Failure(anyhow::anyhow!(
-                "no callback arrived within 10 minutes; run the command again"
+                "no callback arrived within 5 minutes; run the command again"
             ))),
         };
     }
     // The daemon owns the redirect address: it completes the flow; watch the account record.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(connect::STATE_TTL_SECS);
+    let mut used_at: Option<tokio::time::Instant> = None;
     while tokio::time::Instant::now() < deadline {
+        // The daemon took the state but did not connect the account (after a moment to write it):
+        // it refused, and its page says why.
+        if used_at.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+            return Err(CliError::Failure(anyhow::anyhow!(
+                "the daemon refused to connect {name}; its page in the browser says why (an account connected to a different TikTok user needs --replace)"
+            )));
+        }
+        if used_at.is_none()
+            && let Ok(false) = redis::cmd("EXISTS")
+                .arg(env.keys.oauth_state(state))
+                .query_async::<bool>(&mut env.conn.clone())
+                .await
+        {
+            used_at = Some(tokio::time::Instant::now());
+        }
         if let Ok(info) = accounts.info(name).await
             && let Ok(raw) = redis::cmd("HGET")
                 .arg(env.keys.account(name))
@@ -442,7 +468,7 @@ async fn wait_for_callback(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(CliError::Failure(anyhow::anyhow!(
-        "no callback arrived within 10 minutes; run the command again"
+        "no callback arrived within 5 minutes; run the command again"
     )))
 }
 

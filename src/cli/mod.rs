@@ -217,6 +217,10 @@ pub enum AccountsCommand {
     Connect {
         /// The account name posts will refer to.
         name: String,
+        /// Allow connecting an existing account to a different TikTok user than the one it has
+        /// (without it, that is refused and nothing changes).
+        #[arg(long)]
+        replace: bool,
     },
     /// Refresh an account's tokens now.
     Refresh {
@@ -369,7 +373,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             commands::list(cli.config.as_deref(), state.as_deref(), json).await
         }
         Command::Cancel { id, json } => commands::cancel(cli.config.as_deref(), &id, json).await,
-        Command::Retry { id, json } => commands::retry(cli.config.as_deref(), &id, json).await,
+        Command::Retry { id, json } => retry::retry(cli.config.as_deref(), &id, json).await,
         Command::Accounts(cmd) => commands::accounts_cmd(cli.config.as_deref(), cmd).await,
         Command::Validate {
             files,
@@ -381,6 +385,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 mod commands;
 pub mod progress;
+mod retry;
 
 #[cfg(test)]
 mod tests {
@@ -404,6 +409,7 @@ mod tests {
             vec!["retry", "p1"],
             vec!["accounts", "list", "--json"],
             vec!["accounts", "connect", "main"],
+            vec!["accounts", "connect", "main", "--replace"],
             vec!["accounts", "refresh", "main"],
             vec!["accounts", "remove", "main"],
             vec!["validate", "a.mp4", "b.mp4"],

@@ -4,52 +4,23 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::accounts::{Accounts, connect};
+use crate::accounts::Accounts;
 use crate::config::Settings;
 use crate::db::{Keys, now_ms};
 use crate::queue::JobStore;
 
-/// Webhook timestamps further than this from now are refused (replays).
-const WEBHOOK_TOLERANCE_SECS: i64 = 300;
+mod connect_pages;
+pub mod listeners;
+pub mod serve;
+pub mod webhook;
 
-/// Verifies `TikTok-Signature: t=<unix>,s=<hex>` = HMAC-SHA256(client_secret, "<t>.<body>"), in constant
-/// time, and refuses stale timestamps. Returns why not.
-pub fn verify_signature(
-    secret: &[u8],
-    header: &str,
-    body: &[u8],
-    now_secs: i64,
-) -> Result<(), &'static str> {
-    use hmac::Mac;
-    let mut t = None;
-    let mut sig = None;
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", v)) => t = v.trim().parse::<i64>().ok(),
-            Some(("s", v)) => sig = hex::decode(v.trim()).ok(),
-            _ => {}
-        }
-    }
-    let (Some(t), Some(sig)) = (t, sig) else {
-        return Err("malformed TikTok-Signature header");
-    };
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| "bad key")?;
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| "signature does not match")?;
-    if (now_secs - t).abs() > WEBHOOK_TOLERANCE_SECS {
-        return Err("stale timestamp");
-    }
-    Ok(())
-}
+pub use webhook::verify_signature;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -68,15 +39,32 @@ pub struct AppState {
     pub heartbeats: Arc<crate::health::Heartbeats>,
 }
 
-/// The router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The main listener's routes; `/webhooks/tiktok` too unless webhooks have their own listener
+/// (`[http] webhook_listen`).
+pub fn router(state: AppState, with_webhooks: bool) -> Router {
+    let r = Router::new()
         .route("/", get(index))
-        .route("/connect", get(connect_start))
-        .route("/oauth/callback", get(callback))
+        .route("/connect", get(connect_pages::connect_start))
+        .route(
+            "/connect/replace",
+            axum::routing::post(connect_pages::replace),
+        )
+        .route("/oauth/callback", get(connect_pages::callback))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_page))
-        .route("/webhooks/tiktok", axum::routing::post(webhook))
+        .route("/metrics", get(metrics_page));
+    let r = if with_webhooks {
+        r.route("/webhooks/tiktok", axum::routing::post(webhook::webhook))
+    } else {
+        r
+    };
+    r.with_state(state)
+}
+
+/// The webhook listener's routes: `/webhooks/tiktok` and nothing else (it is the one exposed to the
+/// Internet, so nothing there manages accounts or tells about them).
+pub fn webhook_router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhooks/tiktok", axum::routing::post(webhook::webhook))
         .with_state(state)
 }
 
@@ -148,174 +136,6 @@ async fn index(State(st): State<AppState>) -> Response {
 <button type=submit>Connect TikTok</button></form>"
     );
     page("TikTok accounts", &body).into_response()
-}
-
-async fn connect_start(
-    State(st): State<AppState>,
-    Query(q): Query<Vec<(String, String)>>,
-) -> Response {
-    let name = q
-        .iter()
-        .find(|(k, _)| k == "account")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    let extra: Vec<(String, String)> = q
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("sim_"))
-        .collect();
-    match connect::begin(&st.accounts, &st.keys, &st.settings, &name, extra).await {
-        Ok(url) => Redirect::to(url.as_str()).into_response(),
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            page(
-                "Cannot connect",
-                &format!("<p class=bad>{}</p><p><a href=/>Back</a></p>", esc(&e)),
-            ),
-        )
-            .into_response(),
-    }
-}
-
-async fn callback(State(st): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    match connect::complete(&st.accounts, &st.keys, &st.settings, &query).await {
-        Ok(a) => page(
-            "Connected",
-            &format!("<p class=ok>Account <b>{}</b> is connected to TikTok user @{}.</p><p><a href=/>Back to the accounts</a></p>", esc(&a.name), esc(&a.username)),
-        )
-        .into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, page("Connection failed", &format!("<p class=bad>{}</p><p><a href=/>Back</a></p>", esc(&e)))).into_response(),
-    }
-}
-
-/// `POST /webhooks/tiktok`: verified, deduplicated (deliveries are at-least-once), answered at once.
-async fn webhook(
-    State(st): State<AppState>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    use redis::AsyncCommands;
-    let secret = st
-        .settings
-        .tiktok
-        .client_secret
-        .as_ref()
-        .map(|s| s.expose().to_string())
-        .unwrap_or_default();
-    let header = headers
-        .get("tiktok-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if secret.is_empty() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no client secret configured",
-        )
-            .into_response();
-    }
-    if let Err(why) = verify_signature(
-        secret.as_bytes(),
-        header,
-        &body,
-        chrono::Utc::now().timestamp(),
-    ) {
-        tracing::warn!(reason = why, "Webhook refused.");
-        return (StatusCode::UNAUTHORIZED, why).into_response();
-    }
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-    let mut conn = st.accounts.conn.clone();
-    let first: Option<String> = redis::cmd("SET")
-        .arg(st.keys.webhook_seen(&digest))
-        .arg(1)
-        .arg("NX")
-        .arg("EX")
-        .arg(72 * 3600)
-        .query_async(&mut conn)
-        .await
-        .unwrap_or(Some("OK".into()));
-    if first.is_none() {
-        return (StatusCode::OK, "duplicate").into_response();
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
-    };
-    let event = v["event"].as_str().unwrap_or("");
-    let open_id = v["user_openid"].as_str().unwrap_or("");
-    let content: serde_json::Value = v["content"]
-        .as_str()
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or_else(|| v["content"].clone());
-    match event {
-        "authorization.removed" => {
-            if let Ok(Some(name)) = st.accounts.by_open_id(open_id).await {
-                let reason = content["reason"].as_i64().unwrap_or(0);
-                let why = format!(
-                    "TikTok reported the authorization removed (reason {reason}); connect the account again"
-                );
-                let _ = st.accounts.mark_reauth(&name, &why).await;
-                tracing::warn!(account = %name, reason, "Authorization removed at TikTok; the account must be connected again.");
-            }
-        }
-        "post.publish.complete"
-        | "post.publish.publicly_available"
-        | "post.publish.inbox_delivered"
-        | "post.publish.failed" => {
-            let publish_id = content["publish_id"].as_str().unwrap_or("");
-            let post: Option<String> = conn
-                .hget(st.keys.publish_ids(), publish_id)
-                .await
-                .unwrap_or(None);
-            if let Some(post) = post {
-                let ledger = crate::posts::Ledger::new(conn.clone(), st.keys.clone());
-                let draft = ledger
-                    .get(&post)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|p| p.get("draft") == Some("true"));
-                let mut fields: Vec<(&str, String)> = Vec::new();
-                let (to, msg) = match event {
-                    "post.publish.complete" => (
-                        if draft { "inbox" } else { "published" },
-                        String::from("webhook: publish complete"),
-                    ),
-                    "post.publish.inbox_delivered" => {
-                        ("inbox", "webhook: delivered to the inbox".into())
-                    }
-                    "post.publish.publicly_available" => {
-                        let id = content["post_id"]
-                            .as_u64()
-                            .or_else(|| content["post_id"].as_str().and_then(|s| s.parse().ok()));
-                        if let Some(id) = id {
-                            fields.push(("post_id", id.to_string()));
-                        }
-                        ("published", "webhook: publicly available".into())
-                    }
-                    _ => {
-                        let reason = content["reason"].as_str().unwrap_or("").to_string();
-                        if matches!(reason.as_str(), "internal" | "video_pull_failed") {
-                            // Retryable: the worker's own status follow decides on a new attempt.
-                            ("", String::new())
-                        } else {
-                            let text = crate::tiktok::publish::fail_reason_text(&reason);
-                            fields.push(("error_code", reason.clone()));
-                            fields.push((
-                                "error_message",
-                                format!("TikTok failed the post: {text} ({reason})"),
-                            ));
-                            ("failed", format!("webhook: {reason}"))
-                        }
-                    }
-                };
-                let _ = ledger.advance(&post, to, &fields, &msg).await;
-            }
-        }
-        _ => {}
-    }
-    (StatusCode::OK, "ok").into_response()
 }
 
 /// `GET /metrics`: Prometheus text. Gauges about the queue and the accounts are computed now.
@@ -425,52 +245,12 @@ async fn healthz(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-/// While Redis is not reachable yet at start-up: `/healthz` says so (503), everything else waits.
-pub fn starting_router() -> Router {
-    Router::new().fallback(|| async {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ok": false, "redis": false, "starting": true, "message": "waiting for Redis"})),
-        )
+/// Until the daemon is ready (Redis not reached yet, or its worker identity held by another daemon):
+/// every path answers 503 with `message`, so a client learns why instead of waiting.
+pub fn starting_router(redis: bool, message: &str) -> Router {
+    let body = json!({"ok": false, "redis": redis, "starting": true, "message": message});
+    Router::new().fallback(move || {
+        let body = body.clone();
+        async move { (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)) }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use hmac::Mac;
-
-    use super::verify_signature;
-
-    fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
-        mac.update(format!("{t}.").as_bytes());
-        mac.update(body);
-        format!("t={t},s={}", hex::encode(mac.finalize().into_bytes()))
-    }
-
-    #[test]
-    fn signatures_are_checked_in_full_and_stale_ones_refused() {
-        let body = br#"{"event":"authorization.removed"}"#;
-        let now = 1_800_000_000;
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"secret", now, body), body, now),
-            Ok(())
-        );
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"other", now, body), body, now),
-            Err("signature does not match")
-        );
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"secret", now, body), b"{}", now),
-            Err("signature does not match")
-        );
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"secret", now - 301, body), body, now),
-            Err("stale timestamp")
-        );
-        assert_eq!(
-            verify_signature(b"secret", "garbage", body, now),
-            Err("malformed TikTok-Signature header")
-        );
-    }
 }

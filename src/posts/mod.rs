@@ -84,14 +84,19 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(ev))
 return 1
 "#;
 
-/// Applies what a webhook says about a post: fields always (e.g. the public post id), the state only
-/// when the post is not already settled.
+/// Applies what a webhook says about a post, only when it is about the post's current attempt
+/// (`publish_id` equal to ARGV[5]): an event about a superseded attempt changes nothing (returns 3).
+/// The state changes only while the post is not settled; the fields are written always (ARGV[6] =
+/// 'always', e.g. the public post id) or only with that state change ('with_state', e.g. a failure's
+/// error code, never written onto a post that stays published).
 const ADVANCE: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end
-if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
+if (redis.call('HGET', KEYS[1], 'publish_id') or '') ~= ARGV[5] or ARGV[5] == '' then return 3 end
 local terminal = st == 'published' or st == 'inbox' or st == 'failed' or st == 'cancelled' or st == 'unconfirmed'
-if ARGV[2] ~= '' and not terminal then
+local change = ARGV[2] ~= '' and not terminal
+if #ARGV > 6 and (ARGV[6] == 'always' or change) then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+if change then
   if st ~= ARGV[2] then
     redis.call('HINCRBY', KEYS[4], st, -1)
     redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
@@ -128,14 +133,20 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', 
 return 'ok'
 "#;
 
-/// Re-runs a failed post: TikTok confirmed its attempt cannot be published (or it never got one), so a
-/// new init is safe. Anything else (notably `unconfirmed`) is refused.
+/// Re-runs a failed post whose current attempt is ARGV[3]: none (''), or one TikTok confirmed cannot be
+/// published (the caller asked it just before), so a new init is safe. A post whose attempt is another
+/// one than the caller checked is refused ('changed'), and so is anything but `failed` (notably
+/// `unconfirmed`).
 const RETRY: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 'missing' end
 if st ~= 'failed' then return st end
 local prev = redis.call('HGET', KEYS[1], 'previous_publish_ids') or ''
 local pid = redis.call('HGET', KEYS[1], 'publish_id') or ''
+if pid ~= ARGV[3] then
+  if ARGV[3] == '' then return 'sent' end
+  return 'changed'
+end
 if pid ~= '' then
   if prev ~= '' then prev = prev .. ',' end
   prev = prev .. pid
@@ -349,13 +360,18 @@ impl Ledger {
         Ok(n == 1)
     }
 
-    /// What a webhook learned: `fields` always, `new_state` (if any) only while the post is unsettled.
-    /// Returns 2 when the state changed, 1 when only fields were written, 0 when there is no such post.
+    /// What a webhook learned about attempt `publish_id`: nothing changes unless it is the post's
+    /// current attempt; then `new_state` (if any) only while the post is unsettled, and `fields` always
+    /// (`fields_always`) or only with that state change. Returns 3 when the event is about another
+    /// attempt, 2 when the state changed, 1 when at most fields were written, 0 when there is no such
+    /// post.
     pub async fn advance(
         &self,
         id: &str,
+        publish_id: &str,
         new_state: &str,
         fields: &[(&str, String)],
+        fields_always: bool,
         message: &str,
     ) -> redis::RedisResult<i32> {
         let script = redis::Script::new(ADVANCE);
@@ -367,12 +383,22 @@ impl Ledger {
             .arg(id)
             .arg(new_state)
             .arg(now_ms())
-            .arg(message);
+            .arg(message)
+            .arg(publish_id)
+            .arg(if fields_always {
+                "always"
+            } else {
+                "with_state"
+            });
         for (k, v) in fields {
             inv.arg(*k).arg(v);
         }
         let mut conn = self.conn.clone();
-        inv.invoke_async(&mut conn).await
+        let n: i32 = inv.invoke_async(&mut conn).await?;
+        if n == 2 {
+            crate::telemetry_metrics::post_state(new_state);
+        }
+        Ok(n)
     }
 
     /// How many posts are in each state now (kept by the ledger's scripts).
@@ -383,7 +409,7 @@ impl Ledger {
 
     /// Cancels a post not yet sent. `Err` says why it cannot be cancelled.
     pub async fn cancel(&self, id: &str) -> Result<(), String> {
-        self.guarded(CANCEL, id).await.and_then(|r| match r.as_str() {
+        self.guarded(CANCEL, id, &[]).await.and_then(|r| match r.as_str() {
             "ok" => Ok(()),
             "missing" => Err(format!("no post {id:?}")),
             "in_flight" => Err(format!("post {id} is being sent right now; it can no longer be cancelled")),
@@ -392,29 +418,47 @@ impl Ledger {
         })
     }
 
-    /// Re-runs a failed post. `Err` says why it is refused.
+    /// Re-runs a failed post that never reached TikTok (no `publish_id`). `Err` says why it is refused;
+    /// a post that has a `publish_id` needs [`Ledger::retry_confirmed`] after asking TikTok.
     pub async fn retry(&self, id: &str) -> Result<(), String> {
-        self.guarded(RETRY, id).await.and_then(|r| match r.as_str() {
+        self.retry_confirmed(id, "").await
+    }
+
+    /// Re-runs a failed post whose current attempt is `publish_id`, which TikTok has just confirmed
+    /// cannot be published (empty: the post has no attempt). Refused when the post's attempt is
+    /// another one by now. `Err` says why it is refused.
+    pub async fn retry_confirmed(&self, id: &str, publish_id: &str) -> Result<(), String> {
+        self.guarded(RETRY, id, &[publish_id]).await.and_then(|r| match r.as_str() {
             "ok" => Ok(()),
             "missing" => Err(format!("no post {id:?}")),
             "unconfirmed" => Err(format!(
                 "post {id} is unconfirmed: TikTok may have published it; check the account in the TikTok app, and submit it again under a new id only if it is not there"
             )),
+            "sent" => Err(format!(
+                "post {id} has an attempt at TikTok; `tiktok-poster retry {id}` asks TikTok for its status first"
+            )),
+            "changed" => Err(format!(
+                "post {id} changed while TikTok was asked about it; nothing was done, run the command again"
+            )),
             other => Err(format!("post {id} is {other}; only failed posts can be retried")),
         })
     }
 
-    async fn guarded(&self, script: &str, id: &str) -> Result<String, String> {
+    async fn guarded(&self, script: &str, id: &str, extra: &[&str]) -> Result<String, String> {
         let mut conn = self.conn.clone();
-        redis::Script::new(script)
-            .key(self.keys.post(id))
+        let script = redis::Script::new(script);
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.post(id))
             .key(self.keys.due())
             .key(self.keys.events())
             .key(self.keys.dead())
             .key(self.keys.state_counts())
             .arg(id)
-            .arg(now_ms())
-            .invoke_async(&mut conn)
+            .arg(now_ms());
+        for a in extra {
+            inv.arg(*a);
+        }
+        inv.invoke_async(&mut conn)
             .await
             .map_err(|e| format!("redis: {e}"))
     }
