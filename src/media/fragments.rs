@@ -201,3 +201,83 @@ fn trun(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::Deadline;
+    use crate::media::boxes::top_header;
+    use crate::media::deadline::TimedFile;
+
+    fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut b = ((8 + body.len()) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(body);
+        b
+    }
+
+    fn moof_totals(traf_body: &[u8]) -> Result<Fragments, ProbeError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moof");
+        std::fs::write(&path, bx(b"moof", &bx(b"traf", traf_body))).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let len = f.metadata().unwrap().len();
+        let mut src = Src::new(TimedFile::new(f, Deadline::never()), len);
+        let h = top_header(&mut src, 0)?;
+        let mut frags = Fragments::default();
+        frags.add_moof(&mut src, &h)?;
+        Ok(frags)
+    }
+
+    fn tfhd_with_defaults(track: u32, duration: u32, size: u32) -> Vec<u8> {
+        let mut b = 0x18u32.to_be_bytes().to_vec();
+        b.extend_from_slice(&track.to_be_bytes());
+        b.extend_from_slice(&duration.to_be_bytes());
+        b.extend_from_slice(&size.to_be_bytes());
+        bx(b"tfhd", &b)
+    }
+
+    #[test]
+    fn a_run_of_four_billion_samples_without_per_sample_fields_is_summed_at_once() {
+        let mut traf = tfhd_with_defaults(7, 10, 20);
+        let mut run = 0u32.to_be_bytes().to_vec();
+        run.extend_from_slice(&u32::MAX.to_be_bytes());
+        traf.extend(bx(b"trun", &run));
+        let frags = moof_totals(&traf).unwrap();
+        let t = frags.get(7).unwrap();
+        let n = u32::MAX as u64;
+        assert_eq!(t.resolve(0, 0), (n, n * 10, n * 20));
+    }
+
+    #[test]
+    fn per_sample_fields_and_movie_defaults_are_summed() {
+        let mut tfhd = 0u32.to_be_bytes().to_vec();
+        tfhd.extend_from_slice(&1u32.to_be_bytes());
+        let mut traf = bx(b"tfhd", &tfhd);
+        // Durations per sample, sizes from the movie's trex.
+        let mut run = 0x100u32.to_be_bytes().to_vec();
+        run.extend_from_slice(&3u32.to_be_bytes());
+        for d in [5u32, 6, 7] {
+            run.extend_from_slice(&d.to_be_bytes());
+        }
+        traf.extend(bx(b"trun", &run));
+        let frags = moof_totals(&traf).unwrap();
+        assert_eq!(frags.get(1).unwrap().resolve(100, 9), (3, 18, 27));
+    }
+
+    #[test]
+    fn a_run_longer_than_its_box_or_before_its_header_is_malformed() {
+        let mut traf = tfhd_with_defaults(1, 1, 1);
+        let mut run = 0x300u32.to_be_bytes().to_vec();
+        run.extend_from_slice(&1000u32.to_be_bytes());
+        run.extend_from_slice(&[0; 16]);
+        traf.extend(bx(b"trun", &run));
+        let e = moof_totals(&traf).unwrap_err();
+        assert!(e.to_string().contains("1000 samples"), "{e}");
+
+        let mut run = 0u32.to_be_bytes().to_vec();
+        run.extend_from_slice(&1u32.to_be_bytes());
+        let e = moof_totals(&bx(b"trun", &run)).unwrap_err();
+        assert_eq!(e.code(), "malformed", "{e}");
+    }
+}
