@@ -4,6 +4,7 @@
 //! - `posting`: creator_info, inits, status, cancel, caps and rate limits, faults.
 //! - `upload`: chunked uploads, resumes after 416 and dropped connections, expiry.
 //! - `pipeline`: the daemon end to end with its own redis-server.
+//! - `input`: hostile submissions and oversized answers (rejected with a reason, echoed within bounds).
 //! - `cli`: the binary's commands and exit codes.
 
 mod accounts;
@@ -12,6 +13,7 @@ mod browser;
 mod cli;
 mod crash;
 mod helpers;
+mod input;
 mod media;
 mod oauth;
 mod pipeline;
