@@ -492,3 +492,89 @@ async fn a_token_answer_past_the_body_cap_is_refused() {
     assert_eq!(e.code, "response_too_large", "{e}");
     assert!(e.to_string().contains("1048576 bytes"), "{e}");
 }
+
+/// `enqueue` applies the same rules: a file with a repeated key or bytes that are not UTF-8 is
+/// refused, and an existing id with other content is refused, while the same content again is the
+/// usual no-op.
+#[tokio::test]
+async fn enqueue_refuses_repeated_keys_bad_utf8_and_an_id_with_other_content() {
+    let app = TestApp::spawn(|_| {}, |_| {}).await;
+    app.connect("main", false).await;
+    let cfg = app.dir.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[redis]\nurl = \"{}\"\n[tiktok]\napi_base = \"{}\"\n[tokens]\nencryption_key_file = \"{}\"\n",
+            app.redis.url(),
+            app.sim.sim.base_url,
+            app.settings.tokens.encryption_key_file.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (video, _) = app.video("cli-input.mp4", 300_000);
+    let v = path_str(&video);
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let twice = app.dir.path().join("twice.json");
+    std::fs::write(
+        &twice,
+        format!(
+            r#"{{"id":"cli-twice","account":"main","video":"{v}","publish_at":"{later}","privacy_level":"SELF_ONLY","privacy_level":"PUBLIC_TO_EVERYONE"}}"#
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["enqueue", "--file", twice.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("`privacy_level` is given twice"), "{err}");
+    let latin1 = app.dir.path().join("latin1.json");
+    let mut bytes = format!(
+        r#"{{"id":"cli-latin1","account":"main","video":"{v}","publish_at":"{later}","privacy_level":"SELF_ONLY","title":"caf"#
+    )
+    .into_bytes();
+    bytes.extend_from_slice(b"\xe9\"}");
+    std::fs::write(&latin1, bytes).unwrap();
+    let (code, _, err) = run(&["enqueue", "--file", latin1.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is not valid UTF-8"), "{err}");
+    for id in ["cli-twice", "cli-latin1"] {
+        assert!(app.post(id).await.is_empty(), "{id} was recorded");
+    }
+    let flags = |title: &'static str| {
+        vec![
+            "enqueue",
+            "--id",
+            "cli-7",
+            "--account",
+            "main",
+            "--video",
+            v,
+            "--privacy-level",
+            "SELF_ONLY",
+            "--publish-at",
+            later.as_str(),
+            "--title",
+            title,
+        ]
+    };
+    let (code, out, err) = run(&flags("first"));
+    assert_eq!((code, out.trim()), (Some(0), "cli-7"), "{err}");
+    let (code, out, err) = run(&flags("first"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("already recorded; nothing changed"), "{out}");
+    let (code, _, err) = run(&flags("second"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("id exists with different content"), "{err}");
+    assert_eq!(app.post("cli-7").await["title"], "first");
+}
