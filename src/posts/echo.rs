@@ -17,12 +17,14 @@ pub const SHOWN_CHARS: usize = 120;
 pub const MAX_REASON_BYTES: usize = 2048;
 /// Bytes of one field name copied into a rejected entry.
 pub const MAX_ECHO_NAME_BYTES: usize = 128;
-/// Bytes of one value copied into a rejected entry: the largest `json` field that can be accepted.
-pub const MAX_ECHO_VALUE_BYTES: usize = super::submission::MAX_JSON_BYTES;
+/// Bytes of one value copied into a rejected entry: the largest flat value that can be accepted
+/// (a larger `json` field is cut too; the producer has its own copy).
+pub const MAX_ECHO_VALUE_BYTES: usize = 16 * 1024;
 /// Fields of the original entry copied into a rejected entry (a valid one has at most 15).
 pub const MAX_ECHO_FIELDS: usize = 32;
 /// Bytes of the copied fields of a rejected entry, names and values together.
-pub const MAX_ECHO_ENTRY_BYTES: usize = 128 * 1024;
+/// The rejected stream keeps about 100,000 entries, so this also bounds it (about 3.2 GB at worst).
+pub const MAX_ECHO_ENTRY_BYTES: usize = 32 * 1024;
 
 /// The marker put after a cut: how many bytes the whole value had.
 fn marker(total: usize) -> String {

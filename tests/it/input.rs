@@ -400,7 +400,7 @@ async fn a_ten_megabyte_value_is_echoed_only_within_bounds() {
     for entry in &raw {
         let total: usize = entry.iter().map(|(k, v)| k.len() + v.len()).sum();
         assert!(
-            total <= 128 * 1024 + 4096,
+            total <= 32 * 1024 + 4096,
             "a rejected entry of {total} bytes"
         );
         let reason = &entry.iter().find(|(k, _)| k == b"reason").unwrap().1;
