@@ -80,6 +80,32 @@ pub fn shown(s: &str) -> String {
     format!("{head:?}…[{} bytes in all]", s.len())
 }
 
+/// A reason as stored and logged: one line (any control character that reached it, say from a
+/// probed file's metadata, is escaped), at most [`MAX_REASON_BYTES`].
+pub fn reason(s: &str) -> String {
+    let one_line: String = if s.chars().any(char::is_control) {
+        s.chars()
+            .flat_map(|c| {
+                let esc: Vec<char> = if c.is_control() {
+                    c.escape_debug().collect()
+                } else {
+                    vec![c]
+                };
+                esc
+            })
+            .collect()
+    } else {
+        s.to_string()
+    };
+    cut(&one_line, MAX_REASON_BYTES).into_owned()
+}
+
+/// A producer's field name (or JSON key) as named inside a reason: its first 40 characters, with
+/// control characters escaped so a reason stays one line.
+pub fn name(s: &str) -> String {
+    s.chars().take(40).flat_map(char::escape_debug).collect()
+}
+
 /// The fields of a rejected entry, bounded as the module says. Fields past [`MAX_ECHO_FIELDS`] or
 /// past the byte budget are dropped and counted in a last `fields_dropped` field.
 pub fn bounded_fields(fields: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -124,6 +150,10 @@ mod tests {
         );
         assert!(s.len() < 300, "{}", s.len());
         assert_eq!(shown("a"), "\"a\"");
+        assert_eq!(name("a\nb"), "a\\nb");
+        assert_eq!(reason("bad\ncodec é"), "bad\\ncodec é");
+        assert!(reason(&"r".repeat(1 << 20)).len() <= MAX_REASON_BYTES);
+        assert_eq!(name(&"k".repeat(100)).len(), 40);
     }
 
     #[test]

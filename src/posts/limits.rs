@@ -33,7 +33,7 @@ pub fn fields_from_bytes(raw: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<(String, Stri
             Err(e) => {
                 return Err(format!(
                     "field `{}` is not valid UTF-8 ({}); send its text in UTF-8",
-                    echo::cut(&name, 40),
+                    echo::name(&name),
                     why(e, v)
                 ));
             }

@@ -82,7 +82,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
-                let shown: String = key.chars().take(40).collect();
+                let shown = super::echo::name(&key);
                 return Err(de::Error::custom(format!(
                     "key `{shown}` is given twice in one object; give it once"
                 )));

@@ -83,7 +83,7 @@ fn as_text(field: &str, v: &Value) -> Result<String, String> {
     // The value itself is not repeated: it can be as large as the whole field.
     Err(format!(
         "field `{}` must be a string, number or boolean, not {kind}",
-        echo::cut(field, 40)
+        echo::name(field)
     ))
 }
 
@@ -143,7 +143,7 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
     let mut seen = std::collections::HashMap::new();
     for (k, v) in pairs {
         if !FIELDS.contains(&k.as_str()) {
-            let shown: String = k.chars().take(40).collect();
+            let shown = echo::name(&k);
             return Err(format!(
                 "unknown field `{shown}`; the known fields are: {}",
                 FIELDS.join(", ")

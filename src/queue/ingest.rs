@@ -428,7 +428,7 @@ impl Ingest {
         let mut pipe = redis::pipe();
         pipe.atomic();
         if let Outcome::Rejected(reason) = &outcome {
-            let reason = echo::cut(reason, echo::MAX_REASON_BYTES);
+            let reason = echo::reason(reason);
             tracing::warn!(entry_id, reason = %reason, "Submission rejected.");
             pipe.cmd("XADD")
                 .arg(self.keys.rejected())
@@ -443,7 +443,7 @@ impl Ingest {
             for (k, v) in echo::bounded_fields(fields) {
                 pipe.arg(k).arg(v);
             }
-            pipe.arg("reason").arg(reason.as_ref());
+            pipe.arg("reason").arg(&reason);
             pipe.arg("entry_id").arg(entry_id);
             pipe.ignore();
         }

@@ -160,7 +160,8 @@ async fn a_json_field_with_a_repeated_key_is_rejected_and_nothing_is_posted_publ
 }
 
 /// Control characters are rejected in every field (the reason names the field and the character),
-/// except line feeds in a title, which TikTok shows as line breaks and which arrive as sent.
+/// except line feeds in a title, which TikTok shows as line breaks and which arrive as sent; a
+/// reason stays one line even when a field name holds a line feed.
 #[tokio::test]
 async fn control_characters_are_rejected_and_a_line_break_in_a_title_is_posted_as_sent() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
@@ -190,6 +191,8 @@ async fn control_characters_are_rejected_and_a_line_break_in_a_title_is_posted_a
             ("privacy_level", "SELF_ONLY\u{85}"),
         ])
         .await;
+    // A reason is one line, whatever the producer put in a name.
+    app.xadd(&[("forged\nreason: ok", "x")]).await;
     let lines = app
         .xadd(&[
             ("account", "main"),
@@ -205,7 +208,13 @@ async fn control_characters_are_rejected_and_a_line_break_in_a_title_is_posted_a
     }
     let rejected = app.rejected().await;
     let reasons = reasons(&rejected);
-    assert_eq!(reasons.len(), 3, "{reasons:#?}");
+    assert_eq!(reasons.len(), 4, "{reasons:#?}");
+    assert!(
+        reasons[3].contains("unknown field `forged\\nreason: ok`"),
+        "{}",
+        reasons[3]
+    );
+    assert!(reasons.iter().all(|r| !r.contains('\n')), "{reasons:#?}");
     for (reason, want) in reasons.iter().zip([
         "field `title` holds the control character U+0007",
         "field `title` holds the control character U+001B",
