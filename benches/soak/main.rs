@@ -7,7 +7,8 @@
 //! refreshes run all along and some calls meet an expired token), and a daily cap of direct posts per
 //! creator below the average an account gets (so `spam_risk_too_many_posts` comes back for busy
 //! accounts; `TP_SOAK_DAILY_CAP` overrides it). 500 accounts. A producer
-//! submits continuously with `XADD` (about one in eight submissions malformed in one of six ways), and
+//! submits continuously with `XADD` (about one in six submissions malformed in one of eight ways, among
+//! them a title that is not UTF-8 and a `json` field with a repeated key), and
 //! retries an `XADD` whose answer was lost, as a careful producer would (the `id` makes that safe).
 //! Daemon B is SIGKILLed and restarted every `TP_SOAK_KILL_SECS`, Redis is SIGKILLed and restarted
 //! every `TP_SOAK_REDIS_SECS`; daemon A lives throughout and its memory is watched.
@@ -138,7 +139,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// XADD until Redis answers (it may be restarting); the entry id.
-async fn xadd(client: &redis::Client, fields: &[(&str, String)]) -> String {
+async fn xadd(client: &redis::Client, fields: &[(&str, Vec<u8>)]) -> String {
     loop {
         if let Ok(mut c) = client.get_multiplexed_async_connection().await {
             let r: redis::RedisResult<String> = c.xadd("tiktok-poster:submit", "*", fields).await;
@@ -316,8 +317,23 @@ async fn run() -> usize {
                 f[2].1 = bad_video.to_string();
                 (f, Some("video breaks the policy"))
             }
+            6 => {
+                let json = format!(
+                    r#"{{"id":"{id}","account":"{account}","video":"{vpath}","privacy_level":"SELF_ONLY","privacy_level":"PUBLIC_TO_EVERYONE"}}"#
+                );
+                (vec![("json", json)], Some("repeated json key"))
+            }
+            // The title's bytes are replaced below with Latin-1, which is not UTF-8.
+            7 => (good(&id), Some("title not UTF-8")),
             _ => (good(&id), None),
         };
+        let mut fields: Vec<(&str, Vec<u8>)> = fields
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        if kind == 7 {
+            fields[3].1 = b"caf\xe9".to_vec();
+        }
         let entry = xadd(&client, &fields).await;
         match bad {
             Some(k) => malformed.push((entry, k)),

@@ -101,8 +101,7 @@ fn accounts_key_id(env: &Env) -> Result<String, CliError> {
 pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), CliError> {
     let sub = match &args.file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            let text = read_submission_file(path)?;
             parse_json(&text)
         }
         None => parse_fields(&args.fields()),
@@ -135,6 +134,12 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
         .create(&id, &sub, &extra)
         .await
         .context("recording the post")?;
+    if created == Created::Conflict {
+        return Err(CliError::Failure(anyhow::anyhow!(
+            "rejected: {}",
+            crate::queue::ingest::conflict_reason(&id)
+        )));
+    }
     if args.json {
         println!(
             "{}",
@@ -146,6 +151,34 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
         println!("{id}");
     }
     Ok(())
+}
+
+/// Reads an `enqueue --file` JSON file: at most a `json` field's size, and strict UTF-8 (what the
+/// file holds is what is posted).
+fn read_submission_file(path: &Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let max = crate::posts::submission::MAX_JSON_BYTES;
+    let cannot =
+        |e: std::io::Error| CliError::Usage(format!("cannot read {}: {e}", path.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > max {
+        return Err(CliError::Failure(anyhow::anyhow!(
+            "rejected: {} is larger than {max} bytes; a submission is one small JSON object",
+            path.display()
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        CliError::Failure(anyhow::anyhow!(
+            "rejected: {} is not valid UTF-8 (byte {at} does not continue a UTF-8 character); save it as UTF-8",
+            path.display()
+        ))
+    })
 }
 
 /// Reads `path` to its end on a blocking thread, with a progress bar on a terminal; its SHA-256.

@@ -3,6 +3,9 @@
 //!
 //! Knows Redis, not apalis and not TikTok's HTTP.
 
+pub mod echo;
+mod limits;
+mod strict_json;
 pub mod submission;
 
 use std::collections::HashMap;
@@ -226,8 +229,12 @@ impl std::fmt::Debug for Ledger {
 pub enum Created {
     /// A new post.
     New,
-    /// The id exists already: nothing was changed (the same id is never posted twice).
+    /// The id exists already with the same content: nothing was changed (the same id is never posted
+    /// twice, and a producer repeating itself is not an error).
     Duplicate,
+    /// The id exists already with different content: nothing was changed, and the caller rejects the
+    /// submission ("id exists with different content") instead of dropping it silently.
+    Conflict,
 }
 
 impl Ledger {
@@ -246,7 +253,8 @@ impl Ledger {
         self.conn.clone()
     }
 
-    /// Records a post and queues it for its due time, unless the id exists.
+    /// Records a post and queues it for its due time, unless the id exists (then says whether the
+    /// existing post has the same content).
     pub async fn create(
         &self,
         id: &str,
@@ -288,10 +296,19 @@ impl Ledger {
         }
         let mut conn = self.conn.clone();
         let n: i32 = script.invoke_async(&mut conn).await?;
-        Ok(if n == 1 {
-            Created::New
-        } else {
+        if n == 1 {
+            return Ok(Created::New);
+        }
+        // Posts are never deleted and their submission fields never change, so reading after the
+        // script is as good as reading inside it. A stored record that no longer parses is not the same.
+        let same = self
+            .get(id)
+            .await?
+            .is_none_or(|p| p.submission().is_ok_and(|s| s.same_content(sub)));
+        Ok(if same {
             Created::Duplicate
+        } else {
+            Created::Conflict
         })
     }
 

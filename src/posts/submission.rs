@@ -8,6 +8,8 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::limits::fields_from_bytes;
+use super::{echo, strict_json};
 use crate::tiktok::{PostInfo, PrivacyLevel, utf16_len};
 
 /// Fields a submission may carry.
@@ -31,6 +33,10 @@ pub const FIELDS: &[&str] = &[
 
 /// Largest value of one field, in bytes (a 2200-unit title is at most 8800 bytes).
 const MAX_FIELD_BYTES: usize = 16 * 1024;
+
+/// Largest `json` field (or `enqueue --file`), in bytes: a whole submission, with room for a title
+/// whose every character is written as a `\uXXXX` escape (Python's `json.dumps` does that).
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
 
 /// A checked submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,15 +72,30 @@ fn valid_account(s: &str) -> bool {
 }
 
 fn as_text(field: &str, v: &Value) -> Result<String, String> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        Value::Null => Ok(String::new()),
-        _ => Err(format!(
-            "field `{field}` must be a string, number or boolean, not {v}"
-        )),
-    }
+    let kind = match v {
+        Value::String(s) => return Ok(s.clone()),
+        Value::Number(n) => return Ok(n.to_string()),
+        Value::Bool(b) => return Ok(b.to_string()),
+        Value::Null => return Ok(String::new()),
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    // The value itself is not repeated: it can be as large as the whole field.
+    Err(format!(
+        "field `{}` must be a string, number or boolean, not {kind}",
+        echo::name(field)
+    ))
+}
+
+/// The first control character of `value` that `field` may not hold, with its character index. A
+/// title may hold line feeds (TikTok captions have line breaks); nothing else may hold any C0
+/// control (U+0000 to U+001F: tab and carriage return included), DEL or C1 control (U+007F to
+/// U+009F).
+fn forbidden_control(field: &str, value: &str) -> Option<(usize, char)> {
+    value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !(field == "title" && *c == '\n'))
 }
 
 /// Parses the fields of a stream entry (flat, or a single `json` field).
@@ -85,16 +106,20 @@ pub fn parse_fields(fields: &[(String, String)]) -> Result<Submission, String> {
         }
         return parse_json(&fields[0].1);
     }
-    let mut map = Vec::with_capacity(fields.len());
-    for (k, v) in fields {
-        map.push((k.clone(), v.clone()));
-    }
-    from_pairs(map)
+    from_pairs(fields.to_vec())
 }
 
-/// Parses a JSON object submission (the `json` field, or `enqueue --file`).
+/// Parses a JSON object submission (the `json` field, or `enqueue --file`). An object with the same
+/// key twice, at any depth, is refused, as the flat form refuses a repeated field.
 pub fn parse_json(text: &str) -> Result<Submission, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| {
+    if text.len() > MAX_JSON_BYTES {
+        return Err(format!(
+            "field `json` is {} bytes; at most {MAX_JSON_BYTES} are allowed",
+            text.len()
+        ));
+    }
+    let v: Value = strict_json::from_str(text).map_err(|e| {
+        let e = echo::cut(&e.to_string(), 300).into_owned();
         format!("field `json` is not valid JSON ({e}); give one JSON object such as {{\"account\":\"main\",…}}")
     })?;
     let Value::Object(obj) = v else {
@@ -118,7 +143,7 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
     let mut seen = std::collections::HashMap::new();
     for (k, v) in pairs {
         if !FIELDS.contains(&k.as_str()) {
-            let shown: String = k.chars().take(40).collect();
+            let shown = echo::name(&k);
             return Err(format!(
                 "unknown field `{shown}`; the known fields are: {}",
                 FIELDS.join(", ")
@@ -128,6 +153,17 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
             return Err(format!(
                 "field `{k}` is {} bytes; at most {MAX_FIELD_BYTES} are allowed",
                 v.len()
+            ));
+        }
+        if let Some((at, c)) = forbidden_control(&k, &v) {
+            let allowed = if k == "title" {
+                "a title may hold line breaks (\\n) but no other control character"
+            } else {
+                "remove it"
+            };
+            return Err(format!(
+                "field `{k}` holds the control character U+{:04X} at character {at}; {allowed}",
+                c as u32
             ));
         }
         if seen.insert(k.clone(), v).is_some() {
@@ -143,7 +179,10 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
         match get(k).as_deref() {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
-            Some(other) => Err(format!("field `{k}` is {other:?}; write true or false")),
+            Some(other) => Err(format!(
+                "field `{k}` is {}; write true or false",
+                echo::shown(other)
+            )),
         }
     };
     let id = get("id");
@@ -151,14 +190,16 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
         && !valid_id(id)
     {
         return Err(format!(
-            "field `id` {id:?} is not a valid id; use 1 to 128 characters from letters, digits and - _ . :"
+            "field `id` {} is not a valid id; use 1 to 128 characters from letters, digits and - _ . :",
+            echo::shown(id)
         ));
     }
     let account = get("account")
         .ok_or("field `account` is missing; name the account given at `accounts connect`")?;
     if !valid_account(&account) {
         return Err(format!(
-            "field `account` {account:?} is not a valid account name; use letters, digits and - _ ."
+            "field `account` {} is not a valid account name; use letters, digits and - _ .",
+            echo::shown(&account)
         ));
     }
     let video = get("video").map(PathBuf::from);
@@ -167,17 +208,22 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
         (None, None) => return Err("field `video` is missing; give the absolute path of a video file (or `video_url` for a URL TikTok downloads)".into()),
         (Some(_), Some(_)) => return Err("give either `video` or `video_url`, not both".into()),
         (Some(p), None) if !p.is_absolute() => {
-            return Err(format!("field `video` {:?} must be an absolute path (the daemon runs in another directory)", p.display()));
+            return Err(format!("field `video` {} must be an absolute path (the daemon runs in another directory)", echo::shown(&p.display().to_string())));
         }
         (None, Some(u)) if !u.starts_with("https://") => {
-            return Err(format!("field `video_url` {u:?} must be an https:// URL on a domain verified with TikTok"));
+            return Err(format!("field `video_url` {} must be an https:// URL on a domain verified with TikTok", echo::shown(u)));
         }
         _ => {}
     }
     let privacy = get("privacy_level").ok_or(
         "field `privacy_level` is missing; it is never defaulted: give PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR or SELF_ONLY",
     )?;
-    let privacy_level: PrivacyLevel = privacy.parse().map_err(|e: String| format!("field `{e}"))?;
+    let privacy_level: PrivacyLevel = privacy.parse().map_err(|_: String| {
+        format!(
+            "field `privacy_level` {} is not one of PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR, SELF_ONLY",
+            echo::shown(&privacy)
+        )
+    })?;
     let mut post = PostInfo::new(privacy_level);
     post.title = seen.get("title").cloned().filter(|t| !t.is_empty());
     if let Some(t) = &post.title {
@@ -201,7 +247,8 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
             .filter(|n| *n <= i32::MAX as u32)
             .ok_or_else(|| {
                 format!(
-                    "field `video_cover_timestamp_ms` {ts:?} must be a whole number of milliseconds"
+                    "field `video_cover_timestamp_ms` {} must be a whole number of milliseconds",
+                    echo::shown(&ts)
                 )
             })?;
         post.video_cover_timestamp_ms = Some(n);
@@ -211,7 +258,7 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
     let publish_at = match get("publish_at") {
         None => None,
         Some(s) => Some(DateTime::parse_from_rfc3339(&s).map_err(|e| {
-            format!("field `publish_at` {s:?} is not an RFC 3339 time with an offset ({e}); write e.g. 2026-12-01T18:00:00+01:00")
+            format!("field `publish_at` {} is not an RFC 3339 time with an offset ({e}); write e.g. 2026-12-01T18:00:00+01:00", echo::shown(&s))
         })?),
     };
     Ok(Submission {

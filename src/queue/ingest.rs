@@ -3,8 +3,13 @@
 //! acknowledges the entry, so a crash at any point loses nothing (the entry is read again and the
 //! idempotency key makes the second recording a no-op).
 //!
-//! Replies are parsed by hand from raw Redis values, lossily, so no entry (binary field names, huge
-//! values, deleted entries) can make the reply unreadable and stall the group.
+//! Replies are parsed by hand from raw Redis values, as bytes, so no entry (binary field names, huge
+//! values, deleted entries) can make the reply unreadable and stall the group. A name or value that is
+//! not UTF-8 is rejected, never decoded lossily (that would post replacement characters).
+//!
+//! An acknowledged entry is deleted from the submit stream in the same transaction (`XACK` then
+//! `XDEL`), so the stream holds only what is not handled yet. `XTRIM MINID` is not used: it would also
+//! drop older entries another consumer holds unacknowledged.
 
 use std::time::Duration;
 
@@ -15,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::Accounts;
 use crate::db::Keys;
 use crate::media::file;
+use crate::posts::echo;
+use crate::posts::submission::fields_from_bytes;
 use crate::posts::{Created, Ledger, Submission, parse_fields};
 
 mod redelivery;
@@ -22,22 +29,29 @@ pub use redelivery::{MAX_DELIVERIES, crashed_reason};
 
 /// The consumer group name.
 pub const GROUP: &str = "ingest";
+/// Rejected entries kept (each at most 32 KiB, see `posts::echo`): at most about 320 MiB.
+const REJECTED_KEPT: u64 = 10_000;
 /// Entries read per call.
 const BATCH: usize = 100;
 /// How long ingest waits before reading again an entry it could not check for a momentary shortage.
 const LATER_PAUSE: Duration = Duration::from_secs(1);
 
-/// One stream entry: its id and fields, lossily decoded.
-pub type Entry = (String, Vec<(String, String)>);
+/// One stream entry: its id and its fields as the producer's raw bytes.
+pub type Entry = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
-fn text(v: &Value) -> String {
+fn bytes(v: &Value) -> Vec<u8> {
     match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::VerbatimString { text, .. } => text.clone(),
-        Value::Int(i) => i.to_string(),
-        _ => String::new(),
+        Value::BulkString(b) => b.clone(),
+        Value::SimpleString(s) => s.clone().into_bytes(),
+        Value::VerbatimString { text, .. } => text.clone().into_bytes(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        _ => Vec::new(),
     }
+}
+
+/// An entry id (Redis makes them ASCII, so lossy decoding changes nothing).
+fn text(v: &Value) -> String {
+    String::from_utf8_lossy(&bytes(v)).into_owned()
 }
 
 fn items(v: &Value) -> Vec<&Value> {
@@ -64,7 +78,7 @@ fn parse_entries(v: &Value) -> Vec<Entry> {
                     items(f)
                         .chunks(2)
                         .filter(|c| c.len() == 2)
-                        .map(|c| (text(c[0]), text(c[1])))
+                        .map(|c| (bytes(c[0]), bytes(c[1])))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -150,8 +164,9 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Checks a submission against what only the daemon knows: the account exists, the file is there,
-/// inside `[video] allowed_dirs` once resolved. Returns extra ledger fields: the file's size,
+/// Checks a submission against what only the daemon knows: the clock (`publish_at` within a year),
+/// the account exists, the file is there, inside `[video] allowed_dirs` once resolved, and passes the
+/// probe (with the cover frame inside it). Returns extra ledger fields: the file's size,
 /// modification time and identity (device, inode, size, change time), to catch a change before and
 /// during upload.
 pub async fn check(
@@ -159,6 +174,7 @@ pub async fn check(
     accounts: &Accounts,
     video: &crate::config::VideoSettings,
 ) -> Result<Vec<(&'static str, String)>, Refusal> {
+    sub.check_schedule(chrono::Utc::now())?;
     match accounts.exists(&sub.account).await {
         Ok(true) => {}
         Ok(false) => {
@@ -241,6 +257,7 @@ pub async fn check(
         extra.push(("video_mtime_ms", mtime.to_string()));
         extra.push(("video_identity", identity.to_field()));
         if let Some(d) = info.duration_secs {
+            sub.check_cover((d * 1000.0).round() as u64)?;
             extra.push((
                 "video_duration_ms",
                 ((d * 1000.0).round() as u64).to_string(),
@@ -479,12 +496,12 @@ impl Ingest {
         Ok(parse_read(&v))
     }
 
-    /// Records or rejects one entry, then acknowledges it. A Redis error leaves it unacknowledged (it
-    /// is read again); nothing about the entry's content can make this fail.
+    /// Records or rejects one entry, then acknowledges and deletes it. A Redis error leaves it
+    /// unacknowledged (it is read again); nothing about the entry's content can make this fail.
     pub async fn handle(
         &mut self,
         entry_id: &str,
-        fields: &[(String, String)],
+        fields: &[(Vec<u8>, Vec<u8>)],
     ) -> redis::RedisResult<Outcome> {
         self.handle_as(entry_id, fields, None).await
     }
@@ -493,10 +510,14 @@ impl Ingest {
     async fn handle_as(
         &mut self,
         entry_id: &str,
-        fields: &[(String, String)],
+        fields: &[(Vec<u8>, Vec<u8>)],
         reason: Option<String>,
     ) -> redis::RedisResult<Outcome> {
-        let outcome = match reason.map_or_else(|| parse_fields(fields), Err) {
+        let parsed = match reason {
+            Some(reason) => Err(reason),
+            None => fields_from_bytes(fields).and_then(|f| parse_fields(&f)),
+        };
+        let outcome = match parsed {
             Err(reason) => Outcome::Rejected(reason),
             Ok(sub) => match check(&sub, &self.accounts, &self.video).await {
                 Err(Refusal::Later(reason)) => {
@@ -517,6 +538,7 @@ impl Ingest {
                             tracing::info!(post_id = %id, entry_id, "Submission repeats an existing post id; ignored.");
                             Outcome::Duplicate(id)
                         }
+                        Created::Conflict => Outcome::Rejected(conflict_reason(&id)),
                     }
                 }
             },
@@ -524,22 +546,23 @@ impl Ingest {
         let mut pipe = redis::pipe();
         pipe.atomic();
         if let Outcome::Rejected(reason) = &outcome {
+            let reason = echo::reason(reason);
             tracing::warn!(entry_id, reason = %reason, "Submission rejected.");
-            let mut rejected: Vec<(String, String)> = fields.to_vec();
-            rejected.push(("reason".into(), reason.clone()));
-            rejected.push(("entry_id".into(), entry_id.to_string()));
             pipe.cmd("XADD")
                 .arg(self.keys.rejected())
                 .arg("MAXLEN")
                 .arg("~")
-                .arg(100_000)
+                .arg(REJECTED_KEPT)
                 .arg("*");
             if fields.is_empty() {
                 pipe.arg("empty").arg("true");
             }
-            for (k, v) in &rejected {
+            // The original fields as sent (bytes, not text), each cut to a bound: see `posts::echo`.
+            for (k, v) in echo::bounded_fields(fields) {
                 pipe.arg(k).arg(v);
             }
+            pipe.arg("reason").arg(&reason);
+            pipe.arg("entry_id").arg(entry_id);
             pipe.ignore();
         }
         pipe.cmd("XACK")
@@ -547,9 +570,20 @@ impl Ingest {
             .arg(GROUP)
             .arg(entry_id)
             .ignore();
+        pipe.cmd("XDEL")
+            .arg(self.keys.submit())
+            .arg(entry_id)
+            .ignore();
         pipe.query_async::<()>(&mut self.conn).await?;
         Ok(outcome)
     }
+}
+
+/// The reason for a submission whose id names an existing post with other content.
+pub fn conflict_reason(id: &str) -> String {
+    format!(
+        "id exists with different content: post {id:?} was recorded earlier with other fields, and an id is never posted twice; give this post a new id"
+    )
 }
 
 #[cfg(test)]
@@ -557,7 +591,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replies_are_parsed_lossily_in_both_protocols() {
+    fn replies_are_parsed_as_bytes_in_both_protocols() {
         let b = |s: &[u8]| Value::BulkString(s.to_vec());
         let entry = Value::Array(vec![
             b(b"1-0"),
@@ -570,8 +604,8 @@ mod tests {
         let got = parse_read(&resp2);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, "1-0");
-        assert_eq!(got[0].1[0], ("account".to_string(), "main".to_string()));
-        assert_eq!(got[0].1[1].0, "\u{fffd}\u{fffd}");
+        assert_eq!(got[0].1[0], (b"account".to_vec(), b"main".to_vec()));
+        assert_eq!(got[0].1[1].0, vec![0xff, 0xfe], "bytes are kept as sent");
         let resp3 = Value::Map(vec![(b(b"ns:submit"), Value::Array(vec![entry]))]);
         assert_eq!(parse_read(&resp3).len(), 1);
         assert!(parse_read(&Value::Nil).is_empty());

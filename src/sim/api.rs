@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::state::{
-    Fault, Post, PostKind, PostSource, SimState, log_id, open_id_for, random_digits, random_token,
-    unix_ms,
+    Fault, MAX_PAD_BYTES, Post, PostKind, PostSource, SimState, log_id, open_id_for, random_digits,
+    random_token, unix_ms,
 };
 use super::{ConnKill, Sim};
 
@@ -205,12 +205,33 @@ fn background_fault(sim: &Sim, endpoint: &str) -> Option<Fault> {
     }
 }
 
-/// Finishes a handler: a `drop_after` fault cuts the connection instead of answering.
+/// Finishes a handler: a `drop_after` fault cuts the connection instead of answering; a `pad_bytes`
+/// fault streams whitespace after the answer.
 async fn finish(fault: &Option<Fault>, conn: &ConnKill, resp: Response) -> Response {
     if fault.as_ref().is_some_and(|f| f.drop_after) {
         return drop_connection(conn).await;
     }
-    resp
+    match fault.as_ref().and_then(|f| f.pad_bytes) {
+        Some(pad) => padded(resp, pad).await,
+        None => resp,
+    }
+}
+
+/// `resp` with `pad` bytes of spaces after its body, streamed in 64 KiB pieces without a length.
+async fn padded(resp: Response, pad: usize) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(head) = axum::body::to_bytes(body, 1 << 20).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "unreadable answer").into_response();
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    const PIECE: usize = 64 * 1024;
+    let spaces = Bytes::from(vec![b' '; PIECE]);
+    let pieces = (0..pad.div_ceil(PIECE)).map(move |i| {
+        let n = PIECE.min(pad - i * PIECE);
+        Ok::<_, std::convert::Infallible>(spaces.slice(..n))
+    });
+    let stream = futures_util::stream::iter(std::iter::once(Ok(head)).chain(pieces));
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 /// Checks the bearer token, its scope and the endpoint's per-token rate limit; returns the open_id.
@@ -1498,6 +1519,10 @@ async fn add_faults(State(sim): State<Sim>, body: Bytes) -> Response {
                 axum::Json(json!({"error": "times must be at least 1"})),
             )
                 .into_response();
+        }
+        if f.pad_bytes.is_some_and(|n| n == 0 || n > MAX_PAD_BYTES) {
+            let msg = format!("pad_bytes must be between 1 and {MAX_PAD_BYTES}");
+            return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": msg}))).into_response();
         }
     }
     let mut st = sim.lock();

@@ -142,10 +142,18 @@ pub struct Fault {
     /// For `status`: the post fails with this `fail_reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_reason: Option<String>,
+    /// Answer as usual, then send this many bytes of JSON whitespace after the answer, streamed
+    /// without a `Content-Length` (the body stays valid JSON; only a client's size cap can refuse it).
+    /// At most [`MAX_PAD_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_bytes: Option<usize>,
     /// How many calls this applies to (default 1).
     #[serde(default = "one")]
     pub times: u32,
 }
+
+/// The largest `pad_bytes` a fault may ask for: enough to pass any sane client cap many times over.
+pub const MAX_PAD_BYTES: usize = 64 << 20;
 
 fn one() -> u32 {
     1

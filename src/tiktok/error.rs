@@ -90,13 +90,32 @@ pub struct TikTokError {
     pub retry_after: Option<Duration>,
 }
 
+/// Bytes kept of TikTok's `message`: it is stored on the post and logged, and a body may be 1 MiB.
+const MAX_MESSAGE_BYTES: usize = 1024;
+/// Bytes kept of TikTok's `code` and `log_id` (real ones are under 64).
+const MAX_CODE_BYTES: usize = 128;
+
+/// `s` cut to at most `max` bytes on a character boundary, marked when cut.
+fn bounded(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let total = s.len();
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str(&format!("…[cut: {total} bytes in all]"));
+    }
+    s
+}
+
 impl TikTokError {
     pub(crate) fn new(op: impl Into<String>, kind: ErrorKind, code: impl Into<String>) -> Self {
         Self {
             op: op.into(),
             kind,
             http_status: None,
-            code: code.into(),
+            code: bounded(code.into(), MAX_CODE_BYTES),
             message: String::new(),
             log_id: None,
             retry_after: None,
@@ -109,12 +128,14 @@ impl TikTokError {
     }
 
     pub(crate) fn with_message(mut self, message: impl Into<String>) -> Self {
-        self.message = message.into();
+        self.message = bounded(message.into(), MAX_MESSAGE_BYTES);
         self
     }
 
     pub(crate) fn with_log_id(mut self, log_id: Option<String>) -> Self {
-        self.log_id = log_id.filter(|s| !s.is_empty());
+        self.log_id = log_id
+            .filter(|s| !s.is_empty())
+            .map(|s| bounded(s, MAX_CODE_BYTES));
         self
     }
 
@@ -417,6 +438,17 @@ mod tests {
         );
         assert_eq!(e("server_error", 500).disposition(), Disposition::Retry);
         assert_eq!(e("weird", 502).disposition(), Disposition::Retry);
+    }
+
+    #[test]
+    fn a_huge_message_code_or_log_id_from_tiktok_is_kept_bounded() {
+        let e = TikTokError::new("x", ErrorKind::Api, "c".repeat(1 << 20))
+            .with_message("é".repeat(1 << 19))
+            .with_log_id(Some("L".repeat(1 << 20)));
+        assert!(e.code.len() < 200 && e.code.ends_with("[cut: 1048576 bytes in all]"));
+        assert!(e.message.len() < 1100, "{}", e.message.len());
+        assert!(e.log_id.clone().unwrap().len() < 200);
+        assert!(e.to_string().len() < 2000);
     }
 
     #[test]

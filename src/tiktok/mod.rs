@@ -8,6 +8,7 @@
 //! It knows nothing of Redis, apalis or the post ledger. Tokens are passed in per call as
 //! [`secrecy::SecretString`]s and never logged or put into an error.
 
+mod body;
 mod chunk_body;
 pub mod error;
 pub mod oauth;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
+pub use body::MAX_BODY_BYTES;
 pub use error::{Disposition, ErrorKind, TikTokError};
 pub use oauth::{AuthorizeRequest, Pkce, TokenSet};
 pub use publish::{
@@ -154,10 +156,10 @@ impl Client {
             .map_err(|e| TikTokError::transport(op, e))?;
         let status = resp.status().as_u16();
         let retry_after = retry_after(resp.headers());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
+        let bytes = body::read_capped(op, resp).await.map_err(|mut e| {
+            e.retry_after = retry_after;
+            e
+        })?;
         let data = parse_envelope(op, status, &bytes).map_err(|mut e| {
             e.retry_after = retry_after;
             e

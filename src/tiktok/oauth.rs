@@ -187,10 +187,7 @@ impl Client {
             .await
             .map_err(|e| TikTokError::transport(op, e))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
+        let body = super::body::read_capped(op, resp).await?;
         if let Some(err) = flat_error(op, status, &body) {
             return Err(err);
         }
@@ -213,10 +210,7 @@ impl Client {
             .await
             .map_err(|e| TikTokError::transport(op, e))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
+        let body = super::body::read_capped(op, resp).await?;
         parse_token_response(op, status, &body)
     }
 }

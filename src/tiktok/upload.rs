@@ -384,8 +384,13 @@ impl Client {
             .get(CONTENT_RANGE)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_content_range);
-        // The body is undocumented; read it so the connection can be reused, and ignore it.
-        let body = resp.bytes().await.unwrap_or_default();
+        // The body is undocumented; read it (capped) so the connection can be reused. A body cut off
+        // midway is ignored like any other; one past the cap is an error naming it.
+        let body = match super::body::read_capped(op, resp).await {
+            Ok(b) => b,
+            Err(e) if e.code == "response_too_large" => return Err(e),
+            Err(_) => Vec::new(),
+        };
         match status {
             200 | 201 | 206 | 416 => Ok((status, range)),
             _ => {

@@ -4,6 +4,7 @@
 //! - `posting`: creator_info, inits, status, cancel, caps and rate limits, faults.
 //! - `upload`: chunked uploads, resumes after 416 and dropped connections, expiry.
 //! - `pipeline`: the daemon end to end with its own redis-server.
+//! - `input`: hostile submissions and oversized answers (rejected with a reason, echoed within bounds).
 //! - `cli`: the binary's commands and exit codes.
 //! - `files`: where videos may come from, a file changed during upload, transient read errors.
 //! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
@@ -20,6 +21,7 @@ mod files;
 mod flood;
 mod helpers;
 mod hostile_video;
+mod input;
 mod media;
 mod oauth;
 mod pipeline;

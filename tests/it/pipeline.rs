@@ -123,13 +123,14 @@ async fn the_same_id_three_times_in_both_forms_is_one_post() {
         ("privacy_level", "SELF_ONLY"),
     ])
     .await;
-    // Let ingest see the third copy: wait until the submit stream has nothing pending.
-    crate::helpers::wait_until(T, "the third copy to be acknowledged", || async {
+    // Let ingest see the third copy: wait until the submit stream has nothing pending. Handled
+    // entries are deleted from the stream, so it is empty then.
+    crate::helpers::wait_until(T, "the third copy to be acknowledged and deleted", || async {
         let mut conn = app.redis.conn().await;
         let pending: redis::Value = redis::cmd("XPENDING").arg("tiktok-poster:submit").arg("ingest").query_async(&mut conn).await.unwrap();
         let len: i64 = redis::cmd("XLEN").arg("tiktok-poster:submit").query_async(&mut conn).await.unwrap();
         let first_is_zero = matches!(&pending, redis::Value::Array(a) if matches!(a.first(), Some(redis::Value::Int(0))));
-        (len == 3 && first_is_zero).then_some(())
+        (len == 0 && first_is_zero).then_some(())
     })
     .await;
     assert_eq!(app.sim_posts_with(&sha).await.len(), 1);

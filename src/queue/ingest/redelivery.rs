@@ -49,7 +49,7 @@ impl Ingest {
     pub(super) async fn handle_redelivered(
         &mut self,
         entry_id: &str,
-        fields: &[(String, String)],
+        fields: &[(Vec<u8>, Vec<u8>)],
     ) -> redis::RedisResult<Outcome> {
         // Deliveries that ended in "later" (the host was short of descriptors or memory) are not
         // crashes: they do not count against the entry.
