@@ -7,8 +7,9 @@
 //! refreshes run all along and some calls meet an expired token), and a daily cap of direct posts per
 //! creator below the average an account gets (so `spam_risk_too_many_posts` comes back for busy
 //! accounts; `TP_SOAK_DAILY_CAP` overrides it). 500 accounts. A producer
-//! submits continuously with `XADD` (about one in six submissions malformed in one of eight ways, among
-//! them a title that is not UTF-8 and a `json` field with a repeated key), and
+//! submits continuously with `XADD` (one in eight submissions malformed in one of ten ways, among
+//! them a title that is not UTF-8, a `json` field with a repeated key, a video outside
+//! `[video] allowed_dirs` and a crafted fragmented MP4 with millions of samples), and
 //! retries an `XADD` whose answer was lost, as a careful producer would (the `id` makes that safe).
 //! Daemon B is SIGKILLed and restarted every `TP_SOAK_KILL_SECS`, Redis is SIGKILLed and restarted
 //! every `TP_SOAK_REDIS_SECS`; daemon A lives throughout and its memory is watched.
@@ -37,6 +38,8 @@ use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../../tests/it/crafted_mp4.rs"]
+mod crafted_mp4;
 use common::{Proc, connect_accounts, env_num, free_port, start_sim};
 
 const ACCOUNTS: usize = 500;
@@ -223,6 +226,16 @@ async fn run() -> usize {
     )
     .unwrap();
     let bad_video = bad_path.to_string_lossy().to_string();
+    // A good video, but outside the daemons' allowed directory.
+    let outside_dir = tempfile::tempdir().unwrap();
+    let outside = outside_dir.path().join("outside.mp4");
+    std::fs::copy(&video, &outside).unwrap();
+    let outside = outside.to_string_lossy().to_string();
+    // A crafted fragmented MP4 (millions of samples in its track runs), inside the allowed directory:
+    // it once made the probe hold ten times its size; now it is refused for its claimed duration.
+    let crafted = dir.path().join("crafted.mp4");
+    crafted_mp4::write_fragmented(&crafted, 16 << 20);
+    let crafted = crafted.to_string_lossy().to_string();
 
     let config = |name: &str| {
         let port = free_port();
@@ -277,7 +290,7 @@ async fn run() -> usize {
         n += 1;
         let account = format!("a{}", rand::rng().random_range(0..ACCOUNTS));
         let id = format!("soak-{n}");
-        let kind = rand::rng().random_range(0..48u32);
+        let kind = rand::rng().random_range(0..80u32);
         let good = |id: &str| {
             vec![
                 ("id", id.to_string()),
@@ -325,6 +338,16 @@ async fn run() -> usize {
             }
             // The title's bytes are replaced below with Latin-1, which is not UTF-8.
             7 => (good(&id), Some("title not UTF-8")),
+            8 => {
+                let mut f = good(&id);
+                f[2].1 = outside.clone();
+                (f, Some("video outside allowed_dirs"))
+            }
+            9 => {
+                let mut f = good(&id);
+                f[2].1 = crafted.clone();
+                (f, Some("crafted fragmented MP4"))
+            }
             _ => (good(&id), None),
         };
         let mut fields: Vec<(&str, Vec<u8>)> = fields
