@@ -250,9 +250,10 @@ async fn a_second_daemon_with_the_same_worker_id_answers_503_with_the_reason() {
         Duration::from_secs(10),
         "the second daemon to say why it waits",
         || async {
+            // Not "taking this daemon's worker identity", the step just before.
             healthz(port2)
                 .await
-                .filter(|(_, b)| b.contains("worker id"))
+                .filter(|(_, b)| b.contains("another daemon with this [worker] id"))
         },
     )
     .await;
