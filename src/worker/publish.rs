@@ -934,43 +934,37 @@ impl Job<'_> {
                 let msg = format!(
                     "account {name:?} must be connected again (`tiktok-poster accounts connect {name}`); the post waits and resumes after that"
                 );
-                let until = now + 5 * 60_000;
-                let _ = self
-                    .transition(
-                        state::DEFERRED,
-                        &[
-                            ("deferred_until_ms", until.to_string()),
-                            ("error_code", "reauth_required".into()),
-                            ("error_message", msg.clone()),
-                        ],
-                        &msg,
-                    )
-                    .await;
-                Next::At(until)
+                self.wait_for_account("reauth_required", &msg).await
             }
             Stop::Account(e) if e.wrong_key().is_some() => {
                 let (found, expected) = e.wrong_key().unwrap_or_default();
                 let msg = format!(
                     "the account's tokens were sealed with token key {found}, but the configured key is {expected}; configure the key that sealed them (tokens.encryption_key_file, or tokens.previous_key_file and `tiktok-poster keys rotate`) or connect the account again; the post waits"
                 );
-                let until = now + 5 * 60_000;
-                let _ = self
-                    .transition(
-                        state::DEFERRED,
-                        &[
-                            ("deferred_until_ms", until.to_string()),
-                            ("error_code", "token_key_mismatch".into()),
-                            ("error_message", msg.clone()),
-                        ],
-                        &msg,
-                    )
-                    .await;
-                Next::At(until)
+                self.wait_for_account("token_key_mismatch", &msg).await
             }
             Stop::Account(e) if e.is_transient() => self.retry_later(&e.to_string(), None).await,
             Stop::Account(e) => self.fail_now("account", &e.to_string(), None).await,
             Stop::TikTok(e) => self.on_tiktok(*e).await,
         }
+    }
+
+    /// The account cannot be used until the operator acts: the post waits (`deferred`) and looks
+    /// again in five minutes.
+    async fn wait_for_account(&self, code: &str, msg: &str) -> Next {
+        let until = now_ms() + 5 * 60_000;
+        let _ = self
+            .transition(
+                state::DEFERRED,
+                &[
+                    ("deferred_until_ms", until.to_string()),
+                    ("error_code", code.to_string()),
+                    ("error_message", msg.to_string()),
+                ],
+                msg,
+            )
+            .await;
+        Next::At(until)
     }
 
     async fn retry_later(&mut self, message: &str, at: Option<i64>) -> Next {

@@ -8,30 +8,16 @@ use redis::aio::ConnectionManager;
 
 use crate::db::{Keys, random_id};
 
+/// Takes a place in a sliding window for ARGV[3]. With ARGV[4] = `hold`, ARGV[3] is a holder (a post
+/// id) and a place it already holds is kept, not taken again: a post holds at most one budget slot
+/// however many attempts, hand-backs and restarts it goes through.
 const ACQUIRE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return 0
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
-"#;
-
-/// A budget slot held by one post: taking it again while it is held takes nothing, so a post holds at
-/// most one slot however many attempts, hand-backs and restarts it goes through.
-const HOLD: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+if ARGV[4] == 'hold' and redis.call('ZSCORE', KEYS[1], ARGV[3]) then
   return 0
 end
 if redis.call('ZCARD', KEYS[1]) < limit then
@@ -82,7 +68,6 @@ pub struct RateLimiter {
     conn: ConnectionManager,
     keys: Keys,
     script: redis::Script,
-    hold: redis::Script,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -98,7 +83,6 @@ impl RateLimiter {
             conn,
             keys,
             script: redis::Script::new(ACQUIRE),
-            hold: redis::Script::new(HOLD),
         }
     }
 
@@ -109,13 +93,25 @@ impl RateLimiter {
         account: &str,
         limit: Limit,
     ) -> redis::RedisResult<Option<Duration>> {
+        self.take(account, limit, &random_id(), "").await
+    }
+
+    /// Runs the window script for `member` (`mode` as in [`ACQUIRE`]); the wait when the window is full.
+    async fn take(
+        &self,
+        account: &str,
+        limit: Limit,
+        member: &str,
+        mode: &str,
+    ) -> redis::RedisResult<Option<Duration>> {
         let mut conn = self.conn.clone();
         let wait: i64 = self
             .script
             .key(self.keys.rate(account, limit.name))
             .arg(limit.limit)
             .arg(limit.window.as_millis() as u64)
-            .arg(random_id())
+            .arg(member)
+            .arg(mode)
             .invoke_async(&mut conn)
             .await?;
         Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
@@ -129,16 +125,7 @@ impl RateLimiter {
         limit: Limit,
         holder: &str,
     ) -> redis::RedisResult<Option<Duration>> {
-        let mut conn = self.conn.clone();
-        let wait: i64 = self
-            .hold
-            .key(self.keys.rate(account, limit.name))
-            .arg(limit.limit)
-            .arg(limit.window.as_millis() as u64)
-            .arg(holder)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
+        self.take(account, limit, holder, "hold").await
     }
 
     /// Gives back the slot `holder` holds (nothing when it holds none).

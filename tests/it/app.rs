@@ -382,6 +382,34 @@ impl TestApp {
         (id, sha)
     }
 
+    /// A configuration file for the binary's commands against this app (its Redis, simulator, client
+    /// and token key), videos allowed from `video_dirs` (the app's own directory when empty), plus
+    /// `extra` TOML sections; returns its path.
+    pub fn cli_config(&self, name: &str, video_dirs: &[&Path], extra: &str) -> PathBuf {
+        let dirs: Vec<String> = if video_dirs.is_empty() {
+            vec![format!("{:?}", self.dir.path().display().to_string())]
+        } else {
+            video_dirs
+                .iter()
+                .map(|d| format!("{:?}", d.display().to_string()))
+                .collect()
+        };
+        let cfg = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[redis]\nurl = \"{}\"\n[tiktok]\nclient_key = \"test-client-key\"\nclient_secret = \"test-secret\"\napi_base = \"{sim}\"\nauth_base = \"{sim}\"\nredirect_uri = \"{}\"\n[video]\nallowed_dirs = [{}]\n[tokens]\nencryption_key_file = \"{}\"\n{extra}",
+                self.redis.url(),
+                self.settings.tiktok.redirect_uri,
+                dirs.join(", "),
+                self.settings.tokens.encryption_key_file.display(),
+                sim = self.sim.sim.base_url,
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+
     pub fn video(&self, name: &str, size: u64) -> (PathBuf, String) {
         let p = self.dir.path().join(name);
         let sha = crate::helpers::make_video(&p, size);
@@ -397,4 +425,20 @@ impl Drop for TestApp {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// Runs the binary with `--config cfg` (blocking: only for commands that do not call the in-process
+/// simulator); its exit code, stdout and stderr.
+pub fn run_cli(cfg: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }

@@ -188,18 +188,7 @@ async fn an_account_is_rebound_to_another_tiktok_user_only_when_the_operator_ask
     assert_eq!(r.status().as_u16(), 400, "the confirmation is single-use");
 
     // The command line: refused without --replace, done with it.
-    let cfg = app.dir.path().join("cli.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[redis]\nurl = \"{}\"\n[tiktok]\nclient_key = \"test-client-key\"\nclient_secret = \"test-secret\"\napi_base = \"{sim}\"\nauth_base = \"{sim}\"\nredirect_uri = \"{}\"\n[tokens]\nencryption_key_file = \"{}\"\n",
-            app.redis.url(),
-            app.settings.tiktok.redirect_uri,
-            app.settings.tokens.encryption_key_file.display(),
-            sim = app.sim.sim.base_url,
-        ),
-    )
-    .unwrap();
+    let cfg = app.cli_config("cli", &[], "");
     for (args, user, ok) in [
         (&["accounts", "connect", "main"][..], "third", false),
         (

@@ -102,18 +102,7 @@ async fn videos_outside_the_allowed_dirs_are_rejected_at_submission_on_the_resol
     assert!(app.sim_posts_with(&outside_sha).await.is_empty());
 
     // `enqueue` runs the same check.
-    let cfg = app.dir.path().join("cli.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[redis]\nurl = \"{}\"\n[tiktok]\napi_base = \"{}\"\n[video]\nallowed_dirs = [\"{}\"]\n[tokens]\nencryption_key_file = \"{}\"\n",
-            app.redis.url(),
-            app.sim.sim.base_url,
-            t.allowed.display(),
-            app.settings.tokens.encryption_key_file.display()
-        ),
-    )
-    .unwrap();
+    let cfg = app.cli_config("cli", &[&t.allowed], "");
     let out = crate::cli::bin()
         .arg("--config")
         .arg(&cfg)

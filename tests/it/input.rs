@@ -509,31 +509,8 @@ async fn a_token_answer_past_the_body_cap_is_refused() {
 async fn enqueue_refuses_repeated_keys_bad_utf8_and_an_id_with_other_content() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     app.connect("main", false).await;
-    let cfg = app.dir.path().join("cli.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[redis]\nurl = \"{}\"\n[tiktok]\napi_base = \"{}\"\n[video]\nallowed_dirs = [\"{}\"]\n[tokens]\nencryption_key_file = \"{}\"\n",
-            app.redis.url(),
-            app.sim.sim.base_url,
-            app.dir.path().display(),
-            app.settings.tokens.encryption_key_file.display()
-        ),
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let cfg = app.cli_config("cli", &[], "");
+    let run = |args: &[&str]| crate::app::run_cli(&cfg, args);
     let (video, _) = app.video("cli-input.mp4", 300_000);
     let v = path_str(&video);
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();

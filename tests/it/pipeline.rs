@@ -471,31 +471,8 @@ async fn the_daily_budget_defers_posts_before_tiktoks_cap() {
 async fn the_post_commands_work_through_the_binary() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     app.connect("main", false).await;
-    let cfg = app.dir.path().join("cli.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[redis]\nurl = \"{}\"\n[tiktok]\napi_base = \"{}\"\n[video]\nallowed_dirs = [\"{}\"]\n[tokens]\nencryption_key_file = \"{}\"\n",
-            app.redis.url(),
-            app.sim.sim.base_url,
-            app.dir.path().display(),
-            app.settings.tokens.encryption_key_file.display()
-        ),
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let cfg = app.cli_config("cli", &[], "");
+    let run = |args: &[&str]| crate::app::run_cli(&cfg, args);
     let (video, sha) = app.video("cli.mp4", 400_000);
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let (code, out, err) = run(&[

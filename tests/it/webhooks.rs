@@ -50,23 +50,6 @@ async fn deliver_body(url: &str, body: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-/// A configuration for the binary's post commands against the app's Redis and simulator.
-fn cli_config(app: &TestApp) -> std::path::PathBuf {
-    let cfg = app.dir.path().join("cli.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[redis]\nurl = \"{}\"\n[tiktok]\napi_base = \"{}\"\nauth_base = \"{}\"\n[tokens]\nencryption_key_file = \"{}\"\n",
-            app.redis.url(),
-            app.sim.sim.base_url,
-            app.sim.sim.base_url,
-            app.settings.tokens.encryption_key_file.display()
-        ),
-    )
-    .unwrap();
-    cfg
-}
-
 /// Runs the binary (without blocking the runtime: the simulator it asks runs on it); its exit code,
 /// stdout and stderr.
 async fn run(cfg: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -139,7 +122,7 @@ async fn a_failure_webhook_about_a_superseded_attempt_settles_nothing_and_retry_
         !p.contains_key("error_code") && !p.contains_key("error_message"),
         "no error written onto a published post: {p:?}"
     );
-    let cfg = cli_config(&app);
+    let cfg = app.cli_config("cli", &[], "");
     let (code, _, err) = run(&cfg, &["retry", &id]).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("only failed posts"), "{err}");
@@ -159,7 +142,7 @@ async fn a_failure_webhook_about_a_superseded_attempt_settles_nothing_and_retry_
 async fn retry_asks_tiktok_and_refuses_a_post_that_may_be_live() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     app.connect("main", false).await;
-    let cfg = cli_config(&app);
+    let cfg = app.cli_config("cli", &[], "");
 
     // Live at TikTok, failed in the ledger (what the superseded-webhook bug left behind).
     let (live, live_sha) = app.submit("main", "live.mp4", 200_000).await;
