@@ -1,7 +1,7 @@
 //! When a probe must stop. A timeout around a blocking thread only stops the waiting, not the thread,
 //! so the probe itself reads through a [`TimedFile`] that refuses every read and seek once the
-//! [`Deadline`] has passed or was cancelled: whatever loop the file drives (ours, `mp4-atom`'s,
-//! `matroska-demuxer`'s), it ends at its next read.
+//! [`Deadline`] has passed or was cancelled: whatever loop the file drives (ours or `mp4-atom`'s),
+//! it ends at its next read.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};

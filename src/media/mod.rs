@@ -3,7 +3,9 @@
 //!
 //! MP4/MOV go through our own box walker (it seeks over media data, sums the sample tables and
 //! fragment runs as they stream past and keeps no per-sample list) and `mp4-atom` for the small rest
-//! of the movie metadata; WebM through `matroska-demuxer`. Truncated, corrupt, empty and non-video
+//! of the movie metadata; WebM through our own EBML walk (it reads element headers and the few small
+//! values it needs, seeks over CodecPrivate, Cues and frame data, and reads only block headers of a
+//! live recording's clusters). Truncated, corrupt, empty and non-video
 //! files give a typed [`ProbeError`], never a panic or a hang; only regular files are opened (a FIFO
 //! would block the open). Every read checks a [`Deadline`], so a probe that runs out of time stops
 //! its work instead of going on in the background; the daemon probes off the async runtime, behind
@@ -11,6 +13,7 @@
 
 mod boxes;
 mod deadline;
+mod ebml;
 pub mod file;
 mod fragments;
 mod mkv;

@@ -1,6 +1,6 @@
 //! One crafted file must not take the daemon down (issue 11, point 1, and the probe parts of point
-//! 12): bounded memory on a fragmented MP4 with millions of samples (`validate` and ingest, each a
-//! real process whose peak RSS is read), a probe timeout that stops the work, a FIFO refused at
+//! 12): bounded memory on a fragmented MP4 with millions of samples and on WebMs with huge frames,
+//! CodecPrivate and Cues (`validate` and ingest, each a real process whose peak RSS is read), a probe timeout that stops the work, a FIFO refused at
 //! once, inconsistent MP4s refused, and the crash-loop bounds of ingest and of the pre-upload probe.
 
 use std::process::{Command, Stdio};
@@ -11,6 +11,7 @@ use tiktok_poster::media::{self, Deadline};
 
 use crate::app::{TestApp, TestRedis, path_str};
 use crate::crafted_mp4::write_fragmented;
+use crate::crafted_webm::{Crafted, FRAMES, write_webm};
 use crate::helpers::{TestSim, fixture, wait_until};
 
 const MIB: u64 = 1 << 20;
@@ -28,11 +29,25 @@ fn validate_stays_under_64_mib_on_a_64_mb_fragmented_mp4_with_millions_of_sample
         bytes >= 64 * MIB && samples >= 8_000_000,
         "{bytes} {samples}"
     );
+    let (json, kib) = validate_peak_rss(&path);
+    let frames = &json[0]["info"]["video"]["frame_count"];
+    assert_eq!(
+        frames.as_u64(),
+        Some(samples),
+        "the probe counted every sample: {json}"
+    );
+    eprintln!("validate on {bytes} bytes, {samples} samples: peak RSS {kib} KiB");
+    assert!(kib < 64 * 1024, "validate peaked at {kib} KiB");
+}
+
+/// `validate --json` on `path` as a real process: its JSON answer and its peak RSS in KiB, from
+/// `wait4` through GNU time.
+fn validate_peak_rss(path: &std::path::Path) -> (serde_json::Value, u64) {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "PEAK_RSS_KIB %M"])
         .arg(env!("CARGO_BIN_EXE_tiktok-poster"))
         .args(["validate", "--json"])
-        .arg(&path)
+        .arg(path)
         .env_remove("TIKTOK_POSTER_CONFIG")
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
         .output()
@@ -45,14 +60,7 @@ fn validate_stays_under_64_mib_on_a_64_mb_fragmented_mp4_with_millions_of_sample
         .unwrap_or_else(|| panic!("no peak RSS in: {err}"));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{err}", String::from_utf8_lossy(&out.stdout)));
-    let frames = &json[0]["info"]["video"]["frame_count"];
-    assert_eq!(
-        frames.as_u64(),
-        Some(samples),
-        "the probe counted every sample: {json}"
-    );
-    eprintln!("validate on {bytes} bytes, {samples} samples: peak RSS {kib} KiB");
-    assert!(kib < 64 * 1024, "validate peaked at {kib} KiB");
+    (json, kib)
 }
 
 /// The daemon's ingest on the same kind of file, submitted through Redis: the real binary's peak
@@ -60,6 +68,19 @@ fn validate_stays_under_64_mib_on_a_64_mb_fragmented_mp4_with_millions_of_sample
 /// probe's reason, and the daemon is still up.
 #[tokio::test]
 async fn ingest_stays_under_64_mib_on_a_64_mb_fragmented_mp4_with_millions_of_samples() {
+    let (reason, kib) = ingest_peak_rss("frag64.mp4", |path| {
+        let (_, samples) = write_fragmented(path, 64 * MIB);
+        eprintln!("{samples} samples");
+    })
+    .await;
+    assert!(reason.contains("duration_too_long"), "{reason}");
+    assert!(kib < 64 * 1024, "the daemon peaked at {kib} KiB");
+}
+
+/// Starts the daemon, submits the file `write` makes (after the start) through Redis, and waits for
+/// its rejection: the reason and the daemon's peak RSS in KiB (VmHWM, read while it still runs),
+/// after checking the daemon is still up.
+async fn ingest_peak_rss(name: &str, write: impl FnOnce(&std::path::Path)) -> (String, u64) {
     let redis = TestRedis::start(false);
     let sim = TestSim::spawn(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
@@ -76,8 +97,8 @@ async fn ingest_stays_under_64_mib_on_a_64_mb_fragmented_mp4_with_millions_of_sa
     .await
     .unwrap();
     assert!(body.contains("is connected"), "{body}");
-    let path = dir.path().join("frag64.mp4");
-    let (_, samples) = write_fragmented(&path, 64 * MIB);
+    let path = dir.path().join(name);
+    write(&path);
     let mut conn = redis.conn().await;
     let _: String = conn
         .xadd(
@@ -111,7 +132,93 @@ async fn ingest_stays_under_64_mib_on_a_64_mb_fragmented_mp4_with_millions_of_sa
     assert!(daemon.try_wait().unwrap().is_none(), "the daemon died");
     let _ = daemon.kill();
     let _ = daemon.wait();
-    eprintln!("daemon ingesting {samples} samples: peak RSS {kib} KiB; reason: {reason}");
+    eprintln!("daemon ingesting {name}: peak RSS {kib} KiB; reason: {reason}");
+    (reason, kib)
+}
+
+/// `validate` on a live WebM (no Duration, no DefaultDuration: the probe reads the frames) whose
+/// first frame is 80 MB: the frames are counted and timed, and the peak RSS stays under 64 MiB; a
+/// deadline already passed stops the probe. The old probe (`matroska-demuxer`'s `next_frame`) read
+/// each frame whole into memory.
+#[test]
+fn validate_stays_under_64_mib_on_a_live_webm_with_an_80_mb_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.webm");
+    let crafted = Crafted {
+        live: true,
+        first_frame: 80 * MIB,
+        ..Crafted::default()
+    };
+    let bytes = write_webm(&path, crafted);
+    assert!(bytes > 80 * MIB, "{bytes}");
+    let (json, kib) = validate_peak_rss(&path);
+    eprintln!("validate on a live WebM with an 80 MB frame: peak RSS {kib} KiB; {json}");
+    let info = &json[0]["info"];
+    assert_eq!(info["video"]["frame_count"], FRAMES, "{json}");
+    let d = info["duration_secs"].as_f64().expect("a derived duration");
+    assert!((1.0..1.05).contains(&d), "{d}");
+    assert!(kib < 64 * 1024, "validate peaked at {kib} KiB");
+    // The deadline still stops the WebM probe.
+    let e = media::probe_until(&path, &Deadline::after(Duration::ZERO)).unwrap_err();
+    assert_eq!(e.code(), "probe_timeout", "{e}");
+}
+
+/// `validate` on WebMs with a hazard in their header: a 200 MB CodecPrivate, and a 16 MB Cues of
+/// 8 million empty cue points (the old demuxer listed every child of a master element, about 40
+/// bytes each, before parsing any). Each is described (the probe reads neither) with a peak RSS
+/// under 64 MiB; the old probe read the CodecPrivate whole and listed the cue points.
+#[test]
+fn validate_stays_under_64_mib_on_webms_with_a_200_mb_codec_private_or_a_16_mb_cues() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, crafted) in [
+        (
+            "private.webm",
+            Crafted {
+                codec_private: 200 * MIB,
+                ..Crafted::default()
+            },
+        ),
+        (
+            "cues.webm",
+            Crafted {
+                cue_points: 8 << 20,
+                ..Crafted::default()
+            },
+        ),
+    ] {
+        let path = dir.path().join(name);
+        write_webm(&path, crafted);
+        let (json, kib) = validate_peak_rss(&path);
+        eprintln!("validate on {name}: peak RSS {kib} KiB; {json}");
+        let info = &json[0]["info"];
+        assert_eq!(info["container"], "webm", "{name}: {json}");
+        let d = info["duration_secs"].as_f64();
+        assert!(
+            d.is_some_and(|d| (d - 1.023).abs() < 1e-6),
+            "{name}: {json}"
+        );
+        assert_eq!(info["video"]["codec"], "vp9", "{name}: {json}");
+        assert_eq!(info["width"], 720, "{name}: {json}");
+        assert!(kib < 64 * 1024, "validate on {name} peaked at {kib} KiB");
+    }
+}
+
+/// The daemon's ingest on a WebM with all three hazards (a 100 MB CodecPrivate, 8 million cue
+/// points, an 80 MB frame) and an 11-minute Duration: rejected for its duration, not for the
+/// hazards, with the daemon's peak RSS under 64 MiB and the daemon still up.
+#[tokio::test]
+async fn ingest_stays_under_64_mib_on_a_webm_with_a_huge_codec_private_cues_and_frame() {
+    let (reason, kib) = ingest_peak_rss("hazards.webm", |path| {
+        let crafted = Crafted {
+            codec_private: 100 * MIB,
+            cue_points: 8 << 20,
+            first_frame: 80 * MIB,
+            duration_ms: 660_000.0,
+            ..Crafted::default()
+        };
+        write_webm(path, crafted);
+    })
+    .await;
     assert!(reason.contains("duration_too_long"), "{reason}");
     assert!(kib < 64 * 1024, "the daemon peaked at {kib} KiB");
 }

@@ -14,6 +14,7 @@ mod app;
 mod browser;
 mod cli;
 mod crafted_mp4;
+mod crafted_webm;
 mod crash;
 mod exposure;
 mod faults;
