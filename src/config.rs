@@ -471,7 +471,7 @@ impl Settings {
                 "REDIS__URL",
                 format!(
                     "{:?} is not a redis:// , rediss:// or unix:// URL",
-                    self.redis.url
+                    crate::db::redact_url(&self.redis.url)
                 ),
             ),
         }

@@ -188,7 +188,18 @@ pub async fn complete(
         String::new()
     };
     let replace = fields.get("replace").is_some_and(|v| v == "1");
-    if let Ok(current) = accounts.info(&name).await
+    // Only a real "no such account" lets a grant through unchecked: a Redis error must not turn
+    // into a silent rebind to another TikTok user.
+    let current = match accounts.info(&name).await {
+        Ok(current) => Some(current),
+        Err(crate::accounts::AccountError::NotFound(_)) => None,
+        Err(e) => {
+            return Err(ConnectError::Failed(format!(
+                "cannot read account {name:?} to check which TikTok user it belongs to ({e}); try again"
+            )));
+        }
+    };
+    if let Some(current) = current
         && !current.open_id.is_empty()
         && current.open_id != tokens.open_id
         && !replace

@@ -158,7 +158,8 @@ redis.call('HINCRBY', KEYS[5], st, -1)
 redis.call('HINCRBY', KEYS[5], 'queued', 1)
 redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_ms', ARGV[2], 'attempts', '0', 'publish_id', '',
   'upload_url_sealed', '', 'upload_expires_ms', '', 'upload_done', '', 'init_started_ms', '',
-  'previous_publish_ids', prev, 'error_code', '', 'error_message', '', 'due_ms', ARGV[2])
+  'previous_publish_ids', prev, 'error_code', '', 'error_message', '', 'due_ms', ARGV[2],
+  'probes_unfinished', '')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', 'queued', 'at', ARGV[2], 'message', 'retry requested')

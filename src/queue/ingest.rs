@@ -116,6 +116,9 @@ pub struct Ingest {
     consumer: String,
     video: crate::config::VideoSettings,
     heartbeats: Option<std::sync::Arc<crate::health::Heartbeats>>,
+    /// Deliveries before this run of each pending entry, as first seen by this run (see
+    /// `redelivery`): re-reads within one run (after a Redis error) never count as crashes.
+    crashes_seen: std::collections::HashMap<String, u64>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -363,6 +366,7 @@ impl Ingest {
             consumer,
             video,
             heartbeats: None,
+            crashes_seen: std::collections::HashMap::new(),
         }
     }
 
@@ -572,6 +576,11 @@ impl Ingest {
             .ignore();
         pipe.cmd("XDEL")
             .arg(self.keys.submit())
+            .arg(entry_id)
+            .ignore();
+        // Settled: its count of deliveries left for later goes too (see `redelivery`).
+        pipe.cmd("HDEL")
+            .arg(self.keys.ingest_later())
             .arg(entry_id)
             .ignore();
         pipe.query_async::<()>(&mut self.conn).await?;

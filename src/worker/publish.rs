@@ -126,12 +126,9 @@ impl Stop {
     fn never_created_a_post(&self) -> bool {
         match self {
             Self::TikTok(e) => e.never_created_a_post(),
-            Self::Account(_)
-            | Self::Redis(_)
-            | Self::LeaseLost
-            | Self::Shutdown
-            | Self::LocalLater(_) => true,
-            Self::Settled(_) => false,
+            Self::Account(_) | Self::Redis(_) | Self::Shutdown | Self::LocalLater(_) => true,
+            // Another worker holds the post now and may be spending the slot at its own init.
+            Self::LeaseLost | Self::Settled(_) => false,
         }
     }
 }
@@ -340,17 +337,21 @@ impl Job<'_> {
     /// Takes one post from the account's daily budget (Direct Posts) or pending-draft budget (inbox),
     /// both rolling 24-hour windows kept in Redis for every worker; when it is used up the post is
     /// deferred until a slot frees, instead of meeting TikTok's own cap.
-    async fn budget(&self) -> Result<(), Stop> {
+    ///
+    /// Returns whether this attempt took the slot now (`false`: an earlier attempt of the post holds
+    /// it, and may have reached TikTok's init, so this attempt must never give it back).
+    async fn budget(&self) -> Result<bool, Stop> {
         let limit = self.budget_limit();
-        let Some(wait) = self
+        match self
             .ctx
             .rate
             .hold(&self.sub.account, limit, self.id())
             .await?
-        else {
-            return Ok(());
-        };
-        self.defer_for_budget(limit, wait).await
+        {
+            rate::Held::Taken => Ok(true),
+            rate::Held::Already => Ok(false),
+            rate::Held::Full(wait) => self.defer_for_budget(limit, wait).await.map(|()| false),
+        }
     }
 
     /// The budget a post of this kind is counted in.
@@ -493,7 +494,7 @@ impl Job<'_> {
         };
         // The budget is checked before any wait for the init rate window, and the slot it holds is
         // given back whenever this attempt stops before TikTok could have created a post.
-        self.budget().await?;
+        let took_budget = self.budget().await?;
         let before_init = async {
             self.slot(rate::INIT).await?;
             self.check_shutdown()?;
@@ -501,7 +502,9 @@ impl Job<'_> {
             self.set(&[("init_started_ms", now_ms().to_string())]).await
         };
         if let Err(stop) = before_init.await {
-            self.release_budget().await;
+            if took_budget && stop.never_created_a_post() {
+                self.release_budget().await;
+            }
             return Err(stop);
         }
         let post = self.sub.post.clone();
@@ -523,7 +526,7 @@ impl Job<'_> {
         let init = match init {
             Ok(init) => init,
             Err(stop) => {
-                if stop.never_created_a_post() {
+                if took_budget && stop.never_created_a_post() {
                     self.release_budget().await;
                 }
                 return Err(stop);

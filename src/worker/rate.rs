@@ -8,9 +8,10 @@ use redis::aio::ConnectionManager;
 
 use crate::db::{Keys, random_id};
 
-/// Takes a place in a sliding window for ARGV[3]. With ARGV[4] = `hold`, ARGV[3] is a holder (a post
-/// id) and a place it already holds is kept, not taken again: a post holds at most one budget slot
-/// however many attempts, hand-backs and restarts it goes through.
+/// Takes a place in a sliding window for ARGV[3]: 0 when taken, else the wait in ms. With ARGV[4] =
+/// `hold`, ARGV[3] is a holder (a post id) and a place it already holds is kept, not taken again
+/// (-1): a post holds at most one budget slot however many attempts, hand-backs and restarts it goes
+/// through.
 const ACQUIRE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -18,7 +19,7 @@ local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if ARGV[4] == 'hold' and redis.call('ZSCORE', KEYS[1], ARGV[3]) then
-  return 0
+  return -1
 end
 if redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
@@ -28,6 +29,17 @@ end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
 "#;
+
+/// What [`RateLimiter::hold`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The holder took a slot now.
+    Taken,
+    /// The holder already held one (an earlier attempt of the same post): nothing taken.
+    Already,
+    /// The window is full: nothing taken; it frees in this long.
+    Full(Duration),
+}
 
 /// A limit: `limit` calls per `window`.
 #[derive(Debug, Clone, Copy)]
@@ -93,39 +105,41 @@ impl RateLimiter {
         account: &str,
         limit: Limit,
     ) -> redis::RedisResult<Option<Duration>> {
-        self.take(account, limit, &random_id(), "").await
+        let wait = self.take(account, limit, &random_id(), "").await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
     }
 
-    /// Runs the window script for `member` (`mode` as in [`ACQUIRE`]); the wait when the window is full.
+    /// Runs the window script for `member` (`mode` as in [`ACQUIRE`]): its raw answer.
     async fn take(
         &self,
         account: &str,
         limit: Limit,
         member: &str,
         mode: &str,
-    ) -> redis::RedisResult<Option<Duration>> {
+    ) -> redis::RedisResult<i64> {
         let mut conn = self.conn.clone();
-        let wait: i64 = self
-            .script
+        self.script
             .key(self.keys.rate(account, limit.name))
             .arg(limit.limit)
             .arg(limit.window.as_millis() as u64)
             .arg(member)
             .arg(mode)
             .invoke_async(&mut conn)
-            .await?;
-        Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
+            .await
     }
 
-    /// Holds one slot of `limit` for `holder` (a post id); `Ok(None)` when held (now or already),
-    /// `Ok(Some(wait))` when the window is full (nothing taken).
+    /// Holds one slot of `limit` for `holder` (a post id).
     pub async fn hold(
         &self,
         account: &str,
         limit: Limit,
         holder: &str,
-    ) -> redis::RedisResult<Option<Duration>> {
-        self.take(account, limit, holder, "hold").await
+    ) -> redis::RedisResult<Held> {
+        Ok(match self.take(account, limit, holder, "hold").await? {
+            0 => Held::Taken,
+            w if w < 0 => Held::Already,
+            w => Held::Full(Duration::from_millis(w as u64)),
+        })
     }
 
     /// Gives back the slot `holder` holds (nothing when it holds none).

@@ -112,7 +112,7 @@ async fn an_init_tiktok_refused_gives_the_budget_slot_back() {
 /// However often a post asks (attempts, hand-backs, restarts), it holds one slot; a release frees it.
 #[tokio::test]
 async fn a_post_holds_at_most_one_budget_slot() {
-    use tiktok_poster::worker::rate::{Limit, RateLimiter};
+    use tiktok_poster::worker::rate::{Held, Limit, RateLimiter};
     let redis = crate::app::TestRedis::start(false);
     let conn = tiktok_poster::db::connect(&redis.url()).await.unwrap();
     let limiter = RateLimiter::new(conn, tiktok_poster::db::Keys::new("tiktok-poster"));
@@ -121,17 +121,32 @@ async fn a_post_holds_at_most_one_budget_slot() {
         limit: 2,
         window: Duration::from_secs(86_400),
     };
-    for _ in 0..5 {
-        assert_eq!(limiter.hold("acct", daily, "post-a").await.unwrap(), None);
+    assert_eq!(
+        limiter.hold("acct", daily, "post-a").await.unwrap(),
+        Held::Taken
+    );
+    // Later attempts of the same post take nothing, and are told so (they must never give the slot
+    // back: the first attempt may have reached TikTok's init).
+    for _ in 0..4 {
+        assert_eq!(
+            limiter.hold("acct", daily, "post-a").await.unwrap(),
+            Held::Already
+        );
     }
-    assert_eq!(limiter.hold("acct", daily, "post-b").await.unwrap(), None);
-    let wait = limiter.hold("acct", daily, "post-c").await.unwrap();
+    assert_eq!(
+        limiter.hold("acct", daily, "post-b").await.unwrap(),
+        Held::Taken
+    );
+    let full = limiter.hold("acct", daily, "post-c").await.unwrap();
     assert!(
-        wait.is_some_and(|w| w > Duration::from_secs(86_000)),
-        "{wait:?}"
+        matches!(full, Held::Full(w) if w > Duration::from_secs(86_000)),
+        "{full:?}"
     );
     limiter.release("acct", daily, "post-a").await.unwrap();
-    assert_eq!(limiter.hold("acct", daily, "post-c").await.unwrap(), None);
+    assert_eq!(
+        limiter.hold("acct", daily, "post-c").await.unwrap(),
+        Held::Taken
+    );
 }
 
 /// With another token key configured, the account shows `key_mismatch` (not `ok`) and a due post waits

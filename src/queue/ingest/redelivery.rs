@@ -59,7 +59,19 @@ impl Ingest {
             .query_async::<Option<u64>>(&mut self.conn)
             .await?
             .unwrap_or(0);
-        let n = deliveries(self, entry_id).await?.saturating_sub(later);
+        // Counted once per run, when this run first reads the entry back: a run that re-reads it
+        // after a Redis error (an outage, maxmemory) adds deliveries, but not crashes.
+        let n = match self.crashes_seen.get(entry_id) {
+            Some(n) => *n,
+            None => {
+                let n = deliveries(self, entry_id).await?.saturating_sub(later);
+                if self.crashes_seen.len() >= 10_000 {
+                    self.crashes_seen.clear();
+                }
+                self.crashes_seen.insert(entry_id.to_string(), n);
+                n
+            }
+        };
         if n > MAX_DELIVERIES {
             tracing::error!(
                 entry_id,
@@ -71,16 +83,11 @@ impl Ingest {
                 .await;
         }
         let outcome = self.handle(entry_id, fields).await?;
-        match outcome {
-            Outcome::Later(_) => self.note_later(entry_id).await?,
-            _ if later > 0 => {
-                redis::cmd("HDEL")
-                    .arg(self.keys.ingest_later())
-                    .arg(entry_id)
-                    .query_async::<()>(&mut self.conn)
-                    .await?
-            }
-            _ => {}
+        if !matches!(outcome, Outcome::Later(_)) {
+            self.crashes_seen.remove(entry_id);
+        }
+        if let Outcome::Later(_) = outcome {
+            self.note_later(entry_id).await?;
         }
         Ok(outcome)
     }
