@@ -302,13 +302,7 @@ async fn a_redis_restarted_empty_is_reported_until_acknowledged() {
 async fn a_redis_out_of_memory_is_told_as_such() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     let mut conn = app.redis.conn().await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    config_set(&mut conn, "maxmemory", "1").await;
     let body = crate::helpers::wait_until(T, "/healthz to say out of memory", || async {
         let (status, body) = healthz(&app).await;
         (status == 503
@@ -319,13 +313,7 @@ async fn a_redis_out_of_memory_is_told_as_such() {
     })
     .await;
     assert_eq!(body["ok"], false);
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    config_set(&mut conn, "maxmemory", "0").await;
     crate::helpers::wait_until(T, "/healthz to be ok again", || async {
         (healthz(&app).await.0 == 200).then_some(())
     })
@@ -362,13 +350,7 @@ async fn a_stalled_redis_gets_a_prompt_503() {
 async fn a_wrong_redis_password_is_a_configuration_error() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     let mut conn = app.redis.conn().await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("requirepass")
-        .arg("the-right-one")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    config_set(&mut conn, "requirepass", "the-right-one").await;
     let port = app.redis.port;
     for url in [
         format!("redis://:hunter2-wrong@127.0.0.1:{port}"),
@@ -575,4 +557,15 @@ fn the_readme_xpending_recipe_names_the_real_group() {
         .expect("README has an XPENDING recipe");
     let group = line.split_whitespace().last().unwrap();
     assert_eq!(group, tiktok_poster::queue::ingest::GROUP, "{line}");
+}
+
+/// `CONFIG SET key value` on the test's own Redis.
+async fn config_set(conn: &mut redis::aio::MultiplexedConnection, key: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
 }
