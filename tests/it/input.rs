@@ -387,6 +387,11 @@ async fn a_ten_megabyte_value_is_echoed_only_within_bounds() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     app.connect("main", false).await;
+    // Tracing caches per call site whether anyone listens. A call site that another test's thread
+    // registered while this thread-local subscriber was being installed can keep a stale "nobody
+    // listens" (seen once in CI: 4 rejected entries, 0 log lines). Every such registration has
+    // finished by now, so rebuilding the cache here makes the capture below see every event.
+    tracing::callsite::rebuild_interest_cache();
     let ten_mb = "x".repeat(10 << 20);
     // A nested value inside a small-looking JSON object, a 10 MB JSON field, a 10 MB flat field,
     // and 200 fields of 100 KB.
