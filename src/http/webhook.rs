@@ -207,7 +207,7 @@ fn post_event(
         }
         _ => {
             let reason = content["reason"].as_str().unwrap_or("").to_string();
-            if matches!(reason.as_str(), "internal" | "video_pull_failed") {
+            if crate::tiktok::publish::fail_reason_allows_retry(&reason) {
                 // Retryable: the worker's own status follow decides on a new attempt.
                 return ("", Vec::new(), false, String::new());
             }

@@ -294,6 +294,13 @@ fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(as_u64))
 }
 
+/// Whether a FAILED attempt with this `fail_reason` may be tried again with a new init: TikTok
+/// documents `internal` ("can be retried") and `video_pull_failed` (the pull timed out) as passing
+/// faults; every other reason is about the video, the caption or the account and fails the same again.
+pub fn fail_reason_allows_retry(reason: &str) -> bool {
+    matches!(reason, "internal" | "video_pull_failed")
+}
+
 /// `fail_reason` in words, for the post ledger and the operator.
 pub fn fail_reason_text(reason: &str) -> &'static str {
     match reason {

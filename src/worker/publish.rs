@@ -28,7 +28,7 @@ use crate::accounts::AccountError;
 use crate::db::now_ms;
 use crate::posts::{PostRecord, Submission, state};
 use crate::queue::Claim;
-use crate::tiktok::publish::{fail_reason_text, post_url};
+use crate::tiktok::publish::{fail_reason_allows_retry, fail_reason_text, post_url};
 use crate::tiktok::upload::{UploadRequest, content_type_for};
 use crate::tiktok::{
     Disposition, ErrorKind, PrivacyLevel, Source, StatusKind, TikTokError, UploadUrl,
@@ -849,7 +849,7 @@ impl Job<'_> {
                 }
                 StatusKind::Failed => {
                     let reason = s.fail_reason.clone().unwrap_or_default();
-                    if matches!(reason.as_str(), "internal" | "video_pull_failed") {
+                    if fail_reason_allows_retry(&reason) {
                         // TikTok confirmed this attempt failed and says trying again may work.
                         return self
                             .restart_attempt(&format!("TikTok failed the attempt ({reason})"))
