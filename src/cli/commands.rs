@@ -10,7 +10,7 @@ use super::{AccountsCommand, CliError, EnqueueArgs, load_settings};
 use crate::accounts::{Accounts, connect};
 use crate::config::{ConfigError, Settings};
 use crate::db::{Keys, now_ms, random_id};
-use crate::posts::{Created, Ledger, PostRecord, parse_fields, parse_json, state};
+use crate::posts::{Created, Ledger, PostRecord, State, parse_fields, parse_json, state};
 use crate::tiktok::Client;
 
 type CallbackState = (
@@ -255,11 +255,15 @@ pub async fn list(
     as_json: bool,
 ) -> Result<(), CliError> {
     if let Some(s) = only
-        && !state::ALL.contains(&s)
+        && State::parse(s).is_none()
     {
         return Err(CliError::Usage(format!(
             "--state {s:?} is not a state; use one of {}",
-            state::ALL.join(", ")
+            state::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let env = env(config).await?;

@@ -15,7 +15,7 @@ use anyhow::Context;
 use super::CliError;
 use super::commands::{accounts, env, report};
 use crate::db::now_ms;
-use crate::posts::{Ledger, PostRecord, state};
+use crate::posts::{Ledger, PostRecord, State};
 use crate::tiktok::{PublishStatus, StatusKind};
 
 /// `retry ID`.
@@ -31,7 +31,9 @@ pub async fn retry(config: Option<&Path>, id: &str, as_json: bool) -> Result<(),
     let r = match &post {
         // Missing, or not failed: the ledger's script says why it is refused.
         None => ledger.retry(id).await,
-        Some(p) if p.state() != state::FAILED || publish_id.is_empty() => ledger.retry(id).await,
+        Some(p) if p.current() != Some(State::Failed) || publish_id.is_empty() => {
+            ledger.retry(id).await
+        }
         Some(p) => match ask_tiktok(&env, p, &publish_id).await {
             Ok(status) => match may_be_live(p, &status, now_ms()) {
                 None => ledger.retry_confirmed(id, &publish_id).await,

@@ -146,8 +146,8 @@ async fn metrics_page(State(st): State<AppState>) -> Response {
     }
     if let Ok(counts) = st.ledger.state_counts().await {
         for state in crate::posts::state::ALL {
-            let n = counts.get(*state).copied().unwrap_or(0).max(0);
-            metrics::gauge!("tiktok_poster_posts", "state" => *state).set(n as f64);
+            let n = counts.get(state.as_str()).copied().unwrap_or(0).max(0);
+            metrics::gauge!("tiktok_poster_posts", "state" => state.as_str()).set(n as f64);
         }
     }
     if let Ok(list) = st.accounts.list().await {

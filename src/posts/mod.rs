@@ -1,61 +1,29 @@
 //! Posts: the submission format, the states, and the ledger (one Redis hash per post, the source of
 //! truth) with an event stream entry for every state change.
 //!
+//! A post is read as a typed [`PostRecord`] and written through [`Field`] (`record`), its state is a
+//! [`State`] (`state`); the Lua scripts below take the state names from `state::lua_prelude` rather
+//! than restating them, so Rust and Lua cannot disagree about which states are terminal.
+//!
 //! Knows Redis, not apalis and not TikTok's HTTP.
 
 pub mod echo;
 mod limits;
+mod record;
+pub mod state;
 mod strict_json;
 pub mod submission;
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::db::{Keys, now_ms};
+pub use record::{Field, Fields, PostRecord};
+pub use state::State;
 pub use submission::{Submission, parse_fields, parse_json};
-
-/// Post states, as stored in the `state` field.
-pub mod state {
-    /// Waiting for `publish_at`.
-    pub const SCHEDULED: &str = "scheduled";
-    /// Due, waiting for a worker.
-    pub const QUEUED: &str = "queued";
-    /// A worker is talking to TikTok (creator_info, init, upload).
-    pub const UPLOADING: &str = "uploading";
-    /// Uploaded; TikTok is processing it.
-    pub const PROCESSING: &str = "processing";
-    /// Live on TikTok.
-    pub const PUBLISHED: &str = "published";
-    /// Draft delivered to the creator's inbox.
-    pub const INBOX: &str = "inbox";
-    /// Waiting out a TikTok cap (see `deferred_until_ms`).
-    pub const DEFERRED: &str = "deferred";
-    /// Failed for good (see `error_code`, `error_message`).
-    pub const FAILED: &str = "failed";
-    /// Cancelled before it was sent.
-    pub const CANCELLED: &str = "cancelled";
-    /// The daemon could not settle whether TikTok published it; a person must check.
-    pub const UNCONFIRMED: &str = "unconfirmed";
-    /// Every state.
-    pub const ALL: &[&str] = &[
-        SCHEDULED,
-        QUEUED,
-        UPLOADING,
-        PROCESSING,
-        PUBLISHED,
-        INBOX,
-        DEFERRED,
-        FAILED,
-        CANCELLED,
-        UNCONFIRMED,
-    ];
-    /// True for states no worker moves on from.
-    pub fn is_terminal(s: &str) -> bool {
-        matches!(s, PUBLISHED | INBOX | FAILED | CANCELLED | UNCONFIRMED)
-    }
-}
 
 /// Creates a post unless the id exists; indexes it and queues it for its due time.
 const CREATE: &str = r#"
@@ -80,7 +48,7 @@ if old ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_ms', ARGV[3])
 if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
-if ARGV[2] == 'failed' or ARGV[2] == 'unconfirmed' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
+if DEAD[ARGV[2]] then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
 local ev = {'id', ARGV[1], 'state', ARGV[2], 'at', ARGV[3]}
 if ARGV[5] ~= '' then table.insert(ev, 'message'); table.insert(ev, ARGV[5]) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(ev))
@@ -96,7 +64,7 @@ const ADVANCE: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end
 if (redis.call('HGET', KEYS[1], 'publish_id') or '') ~= ARGV[5] or ARGV[5] == '' then return 3 end
-local terminal = st == 'published' or st == 'inbox' or st == 'failed' or st == 'cancelled' or st == 'unconfirmed'
+local terminal = TERMINAL[st]
 local change = ARGV[2] ~= '' and not terminal
 if #ARGV > 6 and (ARGV[6] == 'always' or change) then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 if change then
@@ -105,7 +73,7 @@ if change then
     redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
   end
   redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_ms', ARGV[3])
-  if ARGV[2] == 'failed' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
+  if ARGV[2] == S_FAILED then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', ARGV[2], 'at', ARGV[3], 'message', ARGV[4])
   return 2
 end
@@ -124,15 +92,15 @@ return 1
 const CANCEL: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 'missing' end
-if st ~= 'scheduled' and st ~= 'queued' and st ~= 'deferred' then return st end
+if not CANCELLABLE[st] then return st end
 if redis.call('HGET', KEYS[1], 'lease_owner') then return 'in_flight' end
 local pid = redis.call('HGET', KEYS[1], 'publish_id')
 if pid and pid ~= '' then return 'sent' end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[5], st, -1)
-redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'updated_ms', ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', 'cancelled', 'at', ARGV[2])
+redis.call('HINCRBY', KEYS[5], S_CANCELLED, 1)
+redis.call('HSET', KEYS[1], 'state', S_CANCELLED, 'updated_ms', ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', S_CANCELLED, 'at', ARGV[2])
 return 'ok'
 "#;
 
@@ -143,7 +111,7 @@ return 'ok'
 const RETRY: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 'missing' end
-if st ~= 'failed' then return st end
+if st ~= S_FAILED then return st end
 local prev = redis.call('HGET', KEYS[1], 'previous_publish_ids') or ''
 local pid = redis.call('HGET', KEYS[1], 'publish_id') or ''
 if pid ~= ARGV[3] then
@@ -155,60 +123,25 @@ if pid ~= '' then
   prev = prev .. pid
 end
 redis.call('HINCRBY', KEYS[5], st, -1)
-redis.call('HINCRBY', KEYS[5], 'queued', 1)
-redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_ms', ARGV[2], 'attempts', '0', 'publish_id', '',
+redis.call('HINCRBY', KEYS[5], S_QUEUED, 1)
+redis.call('HSET', KEYS[1], 'state', S_QUEUED, 'updated_ms', ARGV[2], 'attempts', '0', 'publish_id', '',
   'upload_url_sealed', '', 'upload_expires_ms', '', 'upload_done', '', 'init_started_ms', '',
   'previous_publish_ids', prev, 'error_code', '', 'error_message', '', 'due_ms', ARGV[2],
   'probes_unfinished', '')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', 'queued', 'at', ARGV[2], 'message', 'retry requested')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', S_QUEUED, 'at', ARGV[2], 'message', 'retry requested')
 return 'ok'
 "#;
 
-/// A post as stored.
-#[derive(Debug, Clone, Default)]
-pub struct PostRecord {
-    /// Every field of the hash.
-    pub fields: HashMap<String, String>,
-}
-
-impl PostRecord {
-    /// A field, if present and non-empty.
-    pub fn get(&self, k: &str) -> Option<&str> {
-        self.fields
-            .get(k)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-    }
-    /// A numeric field, 0 when absent.
-    pub fn num(&self, k: &str) -> i64 {
-        self.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
-    }
-    /// The state.
-    pub fn state(&self) -> &str {
-        self.get("state").unwrap_or("")
-    }
-    /// The submission the post was created from.
-    pub fn submission(&self) -> Result<Submission, String> {
-        let fields: Vec<(String, String)> = submission::FIELDS
-            .iter()
-            .filter_map(|k| self.fields.get(*k).map(|v| (k.to_string(), v.clone())))
-            .collect();
-        parse_fields(&fields)
-    }
-    /// The fields a producer reads, without internal ones (lease owner, sealed upload URL).
-    pub fn public_fields(&self) -> Vec<(&str, &str)> {
-        let mut v: Vec<(&str, &str)> = self
-            .fields
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "lease_owner" | "upload_url_sealed" | "claims"))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        v.sort();
-        v
-    }
-}
+/// The scripts, each built once; those naming a state start with [`state::lua_prelude`].
+static CREATE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CREATE));
+static TRANSITION_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(TRANSITION));
+static ADVANCE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(ADVANCE));
+static SET_FIELDS_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(SET_FIELDS));
+static CANCEL_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(CANCEL));
+static RETRY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(RETRY));
 
 /// The post ledger.
 #[derive(Clone)]
@@ -265,12 +198,11 @@ impl Ledger {
         let now = now_ms();
         let due = sub.publish_at.map(|t| t.timestamp_millis()).unwrap_or(now);
         let st = if due > now {
-            state::SCHEDULED
+            State::Scheduled
         } else {
-            state::QUEUED
+            State::Queued
         };
-        let create = redis::Script::new(CREATE);
-        let mut script = create.prepare_invoke();
+        let mut script = CREATE_SCRIPT.prepare_invoke();
         script
             .key(self.keys.post(id))
             .key(self.keys.posts())
@@ -280,15 +212,19 @@ impl Ledger {
             .arg(id)
             .arg(now)
             .arg(due)
-            .arg(st);
+            .arg(st.as_str());
         let mut fields: Vec<(String, String)> = sub.to_fields();
-        fields.retain(|(k, _)| k != "id");
-        fields.push(("id".into(), id.into()));
-        fields.push(("state".into(), st.into()));
-        fields.push(("created_ms".into(), now.to_string()));
-        fields.push(("updated_ms".into(), now.to_string()));
-        fields.push(("due_ms".into(), due.to_string()));
-        fields.push(("attempts".into(), "0".into()));
+        fields.retain(|(k, _)| k != Field::Id.as_str());
+        for (f, v) in [
+            (Field::Id, id.to_string()),
+            (Field::State, st.as_str().to_string()),
+            (Field::CreatedMs, now.to_string()),
+            (Field::UpdatedMs, now.to_string()),
+            (Field::DueMs, due.to_string()),
+            (Field::Attempts, "0".to_string()),
+        ] {
+            fields.push((f.as_str().to_string(), v));
+        }
         for (k, v) in extra {
             fields.push((k.to_string(), v.clone()));
         }
@@ -317,13 +253,13 @@ impl Ledger {
     pub async fn get(&self, id: &str) -> redis::RedisResult<Option<PostRecord>> {
         let mut conn = self.conn.clone();
         let fields: HashMap<String, String> = conn.hgetall(self.keys.post(id)).await?;
-        Ok((!fields.is_empty()).then_some(PostRecord { fields }))
+        Ok((!fields.is_empty()).then(|| PostRecord::from_hash(fields)))
     }
 
     /// Only a post's state (one field, for loops that look often).
     pub async fn state_of(&self, id: &str) -> redis::RedisResult<Option<String>> {
         let mut conn = self.conn.clone();
-        conn.hget(self.keys.post(id), "state").await
+        conn.hget(self.keys.post(id), Field::State.as_str()).await
     }
 
     /// Changes a post's state and fields and records an event. With `fence`, applies only while that
@@ -331,30 +267,29 @@ impl Ledger {
     pub async fn transition(
         &self,
         id: &str,
-        new_state: &str,
-        fields: &[(&str, String)],
+        new_state: State,
+        fields: &Fields,
         message: &str,
         fence: Option<&str>,
     ) -> redis::RedisResult<bool> {
-        let transition = redis::Script::new(TRANSITION);
-        let mut script = transition.prepare_invoke();
+        let mut script = TRANSITION_SCRIPT.prepare_invoke();
         script
             .key(self.keys.post(id))
             .key(self.keys.events())
             .key(self.keys.dead())
             .key(self.keys.state_counts())
             .arg(id)
-            .arg(new_state)
+            .arg(new_state.as_str())
             .arg(now_ms())
             .arg(fence.unwrap_or(""))
             .arg(message);
-        for (k, v) in fields {
-            script.arg(*k).arg(v);
+        for (k, v) in record::names(fields) {
+            script.arg(k).arg(v);
         }
         let mut conn = self.conn.clone();
         let n: i32 = script.invoke_async(&mut conn).await?;
         if n == 1 {
-            crate::telemetry_metrics::post_state(new_state);
+            crate::telemetry_metrics::post_state(new_state.as_str());
         }
         Ok(n == 1)
     }
@@ -364,14 +299,13 @@ impl Ledger {
     pub async fn set_fields(
         &self,
         id: &str,
-        fields: &[(&str, String)],
+        fields: &Fields,
         fence: Option<&str>,
     ) -> redis::RedisResult<bool> {
-        let script = redis::Script::new(SET_FIELDS);
-        let mut inv = script.prepare_invoke();
+        let mut inv = SET_FIELDS_SCRIPT.prepare_invoke();
         inv.key(self.keys.post(id)).arg(fence.unwrap_or(""));
-        for (k, v) in fields {
-            inv.arg(*k).arg(v);
+        for (k, v) in record::names(fields) {
+            inv.arg(k).arg(v);
         }
         let mut conn = self.conn.clone();
         let n: i32 = inv.invoke_async(&mut conn).await?;
@@ -392,8 +326,7 @@ impl Ledger {
         fields_always: bool,
         message: &str,
     ) -> redis::RedisResult<i32> {
-        let script = redis::Script::new(ADVANCE);
-        let mut inv = script.prepare_invoke();
+        let mut inv = ADVANCE_SCRIPT.prepare_invoke();
         inv.key(self.keys.post(id))
             .key(self.keys.events())
             .key(self.keys.dead())
@@ -427,7 +360,7 @@ impl Ledger {
 
     /// Cancels a post not yet sent. `Err` says why it cannot be cancelled.
     pub async fn cancel(&self, id: &str) -> Result<(), String> {
-        self.guarded(CANCEL, id, &[]).await.and_then(|r| match r.as_str() {
+        self.guarded(&CANCEL_SCRIPT, id, &[]).await.and_then(|r| match r.as_str() {
             "ok" => Ok(()),
             "missing" => Err(format!("no post {id:?}")),
             "in_flight" => Err(format!("post {id} is being sent right now; it can no longer be cancelled")),
@@ -446,7 +379,7 @@ impl Ledger {
     /// cannot be published (empty: the post has no attempt). Refused when the post's attempt is
     /// another one by now. `Err` says why it is refused.
     pub async fn retry_confirmed(&self, id: &str, publish_id: &str) -> Result<(), String> {
-        self.guarded(RETRY, id, &[publish_id]).await.and_then(|r| match r.as_str() {
+        self.guarded(&RETRY_SCRIPT, id, &[publish_id]).await.and_then(|r| match r.as_str() {
             "ok" => Ok(()),
             "missing" => Err(format!("no post {id:?}")),
             "unconfirmed" => Err(format!(
@@ -462,9 +395,13 @@ impl Ledger {
         })
     }
 
-    async fn guarded(&self, script: &str, id: &str, extra: &[&str]) -> Result<String, String> {
+    async fn guarded(
+        &self,
+        script: &redis::Script,
+        id: &str,
+        extra: &[&str],
+    ) -> Result<String, String> {
         let mut conn = self.conn.clone();
-        let script = redis::Script::new(script);
         let mut inv = script.prepare_invoke();
         inv.key(self.keys.post(id))
             .key(self.keys.due())

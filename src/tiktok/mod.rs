@@ -11,6 +11,7 @@
 mod body;
 mod chunk_body;
 pub mod error;
+pub mod limits;
 pub mod oauth;
 pub mod publish;
 pub mod upload;

@@ -178,6 +178,10 @@ async fn handle_task(
 }
 
 /// Exponential backoff with equal jitter: `base * 2^(attempt-1)`, capped, in `[d/2, d]`.
+///
+/// Not `backon`: this is the delay before a post's next attempt, which is a new claim (often by another
+/// worker, after a hand-back or a restart), with the attempt number kept in the ledger; `backon` drives
+/// a retry loop inside one call and cannot span claims.
 pub fn backoff(cfg: &WorkerConfig, attempt: u32) -> Duration {
     use rand::Rng;
     let exp = cfg

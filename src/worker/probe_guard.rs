@@ -4,11 +4,13 @@
 //! (`probes_unfinished`, set before the probe, cleared after it); past [`MAX_UNFINISHED_PROBES`]
 //! the post fails instead of being probed again.
 
+use crate::posts::Field;
+
 /// Probes of one post that may die unfinished before the post fails.
 pub const MAX_UNFINISHED_PROBES: i64 = 2;
 
 /// The post field counting unfinished probes.
-pub const FIELD: &str = "probes_unfinished";
+pub const FIELD: Field = Field::ProbesUnfinished;
 
 /// The failure message for a post whose probe never finished `n` times.
 pub fn reason(path: &std::path::Path, n: i64) -> String {

@@ -1,6 +1,6 @@
 //! Per-account rate limits shared by every worker through Redis: sliding windows kept in sorted sets,
-//! so the daemon rarely meets TikTok's own limits (6 inits, 20 creator_info, 30 status fetches per
-//! minute per token; a daily Direct Post budget).
+//! so the daemon rarely meets TikTok's own limits (their numbers are in `tiktok::limits`) or the
+//! operator's daily Direct Post budget. Only the window mechanics live here.
 
 use std::time::Duration;
 
@@ -41,38 +41,9 @@ pub enum Held {
     Full(Duration),
 }
 
-/// A limit: `limit` calls per `window`.
-#[derive(Debug, Clone, Copy)]
-pub struct Limit {
-    /// Name in the key.
-    pub name: &'static str,
-    /// Calls allowed per window.
-    pub limit: u32,
-    /// The window.
-    pub window: Duration,
-}
-
-/// TikTok's documented per-token limits (per account here).
-pub const INIT: Limit = Limit {
-    name: "init",
-    limit: 6,
-    window: Duration::from_secs(60),
-};
-/// `creator_info/query`.
-pub const CREATOR_INFO: Limit = Limit {
-    name: "creator_info",
-    limit: 20,
-    window: Duration::from_secs(60),
-};
-/// `status/fetch`.
-pub const STATUS: Limit = Limit {
-    name: "status",
-    limit: 30,
-    window: Duration::from_secs(60),
-};
-
-/// TikTok allows at most this many inbox drafts pending per creator in 24 hours.
-pub const PENDING_DRAFTS: u32 = 5;
+/// A limit: `limit` calls per `window` (TikTok's own are in `tiktok::limits`; the daily budget is
+/// the operator's).
+pub use crate::tiktok::limits::RateLimit as Limit;
 
 /// The shared limiter.
 #[derive(Clone)]
@@ -164,6 +135,8 @@ impl RateLimiter {
         limit: Limit,
         max_wait: Duration,
     ) -> redis::RedisResult<Option<Duration>> {
+        // Not `backon`: each wait is the window's own answer (when its oldest call ages out), not a
+        // growing backoff, and the loop ends as soon as a wait would be longer than `max_wait`.
         loop {
             match self.try_acquire(account, limit).await? {
                 None => return Ok(None),

@@ -84,15 +84,15 @@ pub async fn prepare(
     };
     let meta = tokio::fs::metadata(&resolved).await.map_err(io_refused)?;
     let now = FileIdentity::of(&meta);
-    let recorded = post.get("video_identity").and_then(FileIdentity::parse);
+    let recorded = post.video_identity().and_then(FileIdentity::parse);
     if let Some(recorded) = recorded {
         recorded
             .compare(&now, path)
             .map_err(|(code, message)| Refused::Fail { code, message })?;
     }
     // Posts recorded before identities were kept have the size and modification time only.
-    let size = post.num("video_size");
-    let mtime = post.num("video_mtime_ms");
+    let size = post.video_size();
+    let mtime = post.video_mtime_ms();
     let now_mtime = meta
         .modified()
         .ok()

@@ -1,0 +1,57 @@
+//! TikTok's limits, as numbers the rest of the daemon plans with: the per-minute rate limits of the
+//! Content Posting API, the cap on pending inbox drafts, and how long an upload URL lives.
+//!
+//! They are TikTok's, not ours, so they live with the client; the worker's rate limiter
+//! (`worker::rate`) only keeps Redis windows of whatever size it is given.
+
+use std::time::Duration;
+
+use super::TikTokError;
+
+/// A rate limit: `limit` calls per `window`, per access token (one token per account here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// The endpoint family, as named in the limiter's Redis key.
+    pub name: &'static str,
+    /// Calls allowed per window.
+    pub limit: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+/// `post/publish/video/init` and `post/publish/inbox/video/init`: TikTok documents 6 per minute per
+/// token.
+pub const INIT: RateLimit = RateLimit {
+    name: "init",
+    limit: 6,
+    window: Duration::from_secs(60),
+};
+
+/// `post/publish/creator_info/query`: 20 per minute per token.
+pub const CREATOR_INFO: RateLimit = RateLimit {
+    name: "creator_info",
+    limit: 20,
+    window: Duration::from_secs(60),
+};
+
+/// `post/publish/status/fetch`: 30 per minute per token.
+pub const STATUS: RateLimit = RateLimit {
+    name: "status",
+    limit: 30,
+    window: Duration::from_secs(60),
+};
+
+/// TikTok allows at most this many inbox drafts pending per creator in 24 hours.
+pub const PENDING_DRAFTS: u32 = 5;
+
+/// The window of TikTok's daily caps (Direct Posts, pending drafts): a rolling 24 hours.
+pub const DAILY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The `upload_url` lives one hour; we stop using it a little earlier.
+pub const UPLOAD_URL_LIFE: Duration = Duration::from_secs(55 * 60);
+
+/// True when an upload failed because its URL is dead (expired, or unknown to TikTok): TikTok never got
+/// the whole file, so that attempt cannot be published and a new init is safe.
+pub fn upload_url_dead(e: &TikTokError) -> bool {
+    e.code == "upload_url_expired" || e.code == "upload_not_found"
+}
