@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use super::State;
 use super::submission::{self, Submission, parse_fields};
 
-/// How a field's value is read.
+/// Declares the fields: the [`Field`] enum with the stored names, and one named reader per field on
+/// [`PostRecord`] (`text`: `Option<&str>`, empty is absent; `int`: `i64`, 0 when absent; `flag`: true
+/// for `1`; `raw`: no reader, see [`PostRecord::current`]).
 macro_rules! post_fields {
     ($( $(#[$doc:meta])* $variant:ident => $name:ident : $kind:ident ),* $(,)?) => {
         /// A field of the post hash, as stored.
