@@ -20,8 +20,6 @@ pub mod listeners;
 pub mod serve;
 pub mod webhook;
 
-pub use webhook::verify_signature;
-
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {

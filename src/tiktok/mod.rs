@@ -2,7 +2,8 @@
 //!
 //! It speaks OAuth v2 (authorize URL, code exchange, refresh, revoke: [`oauth`]), the Content Posting API
 //! (`creator_info`, Direct Post and inbox init, status fetch, cancel: [`publish`]) and the media transfer
-//! protocol (chunk planning and a streaming, resumable upload: [`upload`]). Every failure is a
+//! protocol (chunk planning and a streaming, resumable upload: [`upload`]), and reads its webhook
+//! deliveries (signature and event format: [`webhook`]). Every failure is a
 //! [`TikTokError`] carrying TikTok's code, message and `log_id` and its [`Disposition`].
 //!
 //! It knows nothing of Redis, apalis or the post ledger. Tokens are passed in per call as
@@ -14,6 +15,7 @@ pub mod error;
 pub mod oauth;
 pub mod publish;
 pub mod upload;
+pub mod webhook;
 
 use std::time::Duration;
 
