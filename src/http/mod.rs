@@ -130,8 +130,9 @@ async fn index(State(st): State<AppState>) -> Response {
     }
     let body = format!(
         "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Access token expires</th><th>Next refresh</th><th>Reconnect before</th></tr></thead><tbody>{rows}</tbody></table>\
-<h2>Connect an account</h2><form method=get action=/connect><label>Account name <input name=account required pattern=\"[A-Za-z0-9._-]{{1,64}}\"></label> \
-<button type=submit>Connect TikTok</button></form>"
+<h2>Connect an account</h2><form method=get action=/connect><label>Account name <input name=account required pattern=\"{pattern}\"></label> \
+<button type=submit>Connect TikTok</button></form>",
+        pattern = crate::accounts::NAME_PATTERN
     );
     page("TikTok accounts", &body).into_response()
 }
