@@ -107,7 +107,8 @@ impl Accounts {
             if got {
                 break;
             }
-            // Someone else refreshes; wait for them, then use what they stored.
+            // Someone else refreshes; wait for them, then use what they stored. Not a backoff (so not
+            // backon): a lock wait polling on a fixed cadence until the holder's result or the deadline.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let h = self.raw(name).await?;
             if h.get("refresh_sealed") != before.as_ref() {

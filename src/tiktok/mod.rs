@@ -19,7 +19,6 @@ pub mod webhook;
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -152,20 +151,12 @@ impl Client {
             req = req
                 .body(serde_json::to_vec(body).map_err(|e| TikTokError::local(op, e.to_string()))?);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
-        let status = resp.status().as_u16();
-        let retry_after = retry_after(resp.headers());
-        let bytes = body::read_capped(op, resp).await.map_err(|mut e| {
-            e.retry_after = retry_after;
+        let reply = body::send_and_read(op, req).await?;
+        let data = parse_envelope(op, reply.status, &reply.body).map_err(|mut e| {
+            e.retry_after = reply.retry_after;
             e
         })?;
-        let data = parse_envelope(op, status, &bytes).map_err(|mut e| {
-            e.retry_after = retry_after;
-            e
-        })?;
+        let status = reply.status;
         serde_json::from_value(data).map_err(|e| {
             TikTokError::new(op, ErrorKind::Decode, "decode")
                 .with_status(status)
@@ -180,15 +171,6 @@ fn join(base: &Url, path: &str) -> Url {
     let prefix = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!("{prefix}{path}"));
     url
-}
-
-/// Reads `Retry-After` given in seconds (the HTTP-date form is not used by TikTok's API).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
 }
 
 /// Unwraps `{"data": …, "error": {"code", "message", "log_id"}}`. Also accepts the general v2 error page's

@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::body::{Reply, send_and_read};
 use super::{Client, ErrorKind, TikTokError, join};
 
 /// The scopes a posting account needs: its identity (`user.info.basic`), Direct Post
@@ -257,16 +258,12 @@ impl Client {
             ),
             ("token", access_token.expose_secret().to_string()),
         ];
-        let resp = self
+        let req = self
             .api
             .post(self.api_url("/v2/oauth/revoke/"))
             .header(reqwest::header::CACHE_CONTROL, "no-cache")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
-        let status = resp.status().as_u16();
-        let body = super::body::read_capped(op, resp).await?;
+            .form(&form);
+        let Reply { status, body, .. } = send_and_read(op, req).await?;
         if let Some(err) = flat_error(op, status, &body) {
             return Err(err);
         }
@@ -280,16 +277,12 @@ impl Client {
     }
 
     async fn token_call(&self, op: &str, form: &[(&str, String)]) -> Result<TokenSet, TikTokError> {
-        let resp = self
+        let req = self
             .api
             .post(self.api_url("/v2/oauth/token/"))
             .header(reqwest::header::CACHE_CONTROL, "no-cache")
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
-        let status = resp.status().as_u16();
-        let body = super::body::read_capped(op, resp).await?;
+            .form(form);
+        let Reply { status, body, .. } = send_and_read(op, req).await?;
         parse_token_response(op, status, &body)
     }
 }
