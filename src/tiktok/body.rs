@@ -133,4 +133,19 @@ mod tests {
         );
         assert!(shown.contains("1 MiB"), "{shown}");
     }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_the_date_form_ignored() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                reqwest::header::RETRY_AFTER,
+                HeaderValue::from_str(v).unwrap(),
+            );
+            retry_after(&h)
+        };
+        assert_eq!(with(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
 }
