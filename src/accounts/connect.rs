@@ -13,6 +13,7 @@ use url::Url;
 use super::{AccountInfo, Accounts};
 use crate::config::{AppType, Settings};
 use crate::db::{Keys, now_ms, random_id};
+use crate::tiktok::oauth::Callback;
 use crate::tiktok::{AuthorizeRequest, Pkce};
 
 /// How long a connect link stays valid.
@@ -62,15 +63,6 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 "#;
 
-/// True for names posts can refer to.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
 /// Starts a connect: stores a fresh state and returns TikTok's authorize URL. `extra` is passed on
 /// (the simulator reads `sim_*` parameters to choose the simulated creator). With `replace`, the
 /// account may end up connected to another TikTok user than the one it has.
@@ -82,11 +74,7 @@ pub async fn begin(
     extra: Vec<(String, String)>,
     replace: bool,
 ) -> Result<Url, ConnectError> {
-    if !valid_name(name) {
-        return Err(ConnectError::Failed(format!(
-            "account name {name:?} is not valid; use 1 to 64 letters, digits, - _ ."
-        )));
-    }
+    super::check_name(name).map_err(ConnectError::Failed)?;
     let state = random_id();
     let pkce = (settings.tiktok.app_type == AppType::Desktop).then(Pkce::generate);
     let verifier = pkce
@@ -126,27 +114,11 @@ pub async fn complete(
     settings: &Settings,
     query: &[(String, String)],
 ) -> Result<AccountInfo, ConnectError> {
-    let get = |k: &str| {
-        query
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    if let Some(error) = get("error") {
-        let desc = get("error_description").unwrap_or_default();
-        let words = match error.as_str() {
-            "access_denied" => "the TikTok user declined to connect the app",
-            "invalid_scope" => {
-                "TikTok refused the requested scopes; check [tiktok] scopes and the app's products"
-            }
-            "invalid_request" => {
-                "TikTok refused the request (often a redirect_uri that is not registered for the app)"
-            }
-            _ => "TikTok refused the connection",
-        };
-        return Err(format!("{words} ({error}: {desc})").into());
+    let callback = Callback::parse(query);
+    if let Some(refusal) = callback.refusal() {
+        return Err(refusal.into());
     }
-    let (Some(code), Some(state)) = (get("code"), get("state")) else {
+    let Callback::Granted { code, state } = callback else {
         return Err(ConnectError::Failed(
             "the callback has no code or state; start again from the Connect TikTok button".into(),
         ));
@@ -177,7 +149,7 @@ pub async fn complete(
         .exchange_code(&code, &settings.tiktok.redirect_uri, verifier.as_ref())
         .await
         .map_err(|e| format!("exchanging the authorization code failed: {e}"))?;
-    let username = if tokens.scopes.iter().any(|s| s == "video.publish") {
+    let username = if tokens.can_publish() {
         accounts
             .client()
             .creator_info(&tokens.access_token)

@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, STATE_OK};
 use crate::config::Settings;
 use crate::db::{Keys, now_ms};
 use crate::queue::JobStore;
@@ -19,8 +19,6 @@ mod connect_pages;
 pub mod listeners;
 pub mod serve;
 pub mod webhook;
-
-pub use webhook::verify_signature;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -111,7 +109,7 @@ async fn index(State(st): State<AppState>) -> Response {
     };
     let mut rows = String::new();
     for a in &accounts {
-        let state_class = if a.state == "ok" { "ok" } else { "bad" };
+        let state_class = if a.state == STATE_OK { "ok" } else { "bad" };
         let warn = if a.refresh_expires_ms - now_ms() < 7 * 86_400_000 {
             " class=bad"
         } else {
@@ -132,8 +130,9 @@ async fn index(State(st): State<AppState>) -> Response {
     }
     let body = format!(
         "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Access token expires</th><th>Next refresh</th><th>Reconnect before</th></tr></thead><tbody>{rows}</tbody></table>\
-<h2>Connect an account</h2><form method=get action=/connect><label>Account name <input name=account required pattern=\"[A-Za-z0-9._-]{{1,64}}\"></label> \
-<button type=submit>Connect TikTok</button></form>"
+<h2>Connect an account</h2><form method=get action=/connect><label>Account name <input name=account required pattern=\"{pattern}\"></label> \
+<button type=submit>Connect TikTok</button></form>",
+        pattern = crate::accounts::NAME_PATTERN
     );
     page("TikTok accounts", &body).into_response()
 }
@@ -153,7 +152,7 @@ async fn metrics_page(State(st): State<AppState>) -> Response {
     if let Ok(list) = st.accounts.list().await {
         let now = now_ms();
         let warn_ms = st.settings.tokens.reconnect_warning_days as i64 * 86_400_000;
-        let ok: Vec<_> = list.iter().filter(|a| a.state == "ok").collect();
+        let ok: Vec<_> = list.iter().filter(|a| a.state == STATE_OK).collect();
         metrics::gauge!("tiktok_poster_accounts").set(list.len() as f64);
         metrics::gauge!("tiktok_poster_accounts_reauth_required")
             .set((list.len() - ok.len()) as f64);
@@ -218,7 +217,7 @@ async fn healthz(State(st): State<AppState>) -> Response {
             Vec::new(),
         ),
     };
-    let reauth = accounts.iter().filter(|a| a.state != "ok").count();
+    let reauth = accounts.iter().filter(|a| a.state != STATE_OK).count();
     let lag_ms = oldest
         .first()
         .map(|(_, at)| (now_ms() - *at as i64).max(0))

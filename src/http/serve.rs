@@ -115,6 +115,8 @@ async fn accept_loop(
                     if quiet(&mut last_error_log) {
                         tracing::warn!(listener = name, %error, "Cannot accept an HTTP connection (out of descriptors?); pausing briefly.");
                     }
+                    // Not a backoff (so not backon): the accept loop runs forever, pausing a fixed
+                    // moment so a descriptor shortage does not spin it.
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}

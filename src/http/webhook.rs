@@ -13,48 +13,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use redis::AsyncCommands;
-use serde_json::Value;
 
 use super::AppState;
+use crate::tiktok::publish::{fail_reason_allows_retry, fail_reason_text};
+use crate::tiktok::webhook::{SIGNATURE_HEADER, WebhookEvent, parse_event, verify_signature};
 
 /// How long a handled delivery is remembered (TikTok retries for up to 72 hours).
 const SEEN_TTL_SECS: u64 = 72 * 3600;
-
-/// Webhook timestamps further than this from now are refused (replays).
-const WEBHOOK_TOLERANCE_SECS: i64 = 300;
-
-/// Verifies `TikTok-Signature: t=<unix>,s=<hex>` = HMAC-SHA256(client_secret, "<t>.<body>"), in constant
-/// time, and refuses stale timestamps. Returns why not.
-pub fn verify_signature(
-    secret: &[u8],
-    header: &str,
-    body: &[u8],
-    now_secs: i64,
-) -> Result<(), &'static str> {
-    use hmac::Mac;
-    let mut t = None;
-    let mut sig = None;
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", v)) => t = v.trim().parse::<i64>().ok(),
-            Some(("s", v)) => sig = hex::decode(v.trim()).ok(),
-            _ => {}
-        }
-    }
-    let (Some(t), Some(sig)) = (t, sig) else {
-        return Err("malformed TikTok-Signature header");
-    };
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| "bad key")?;
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| "signature does not match")?;
-    if (now_secs - t).abs() > WEBHOOK_TOLERANCE_SECS {
-        return Err("stale timestamp");
-    }
-    Ok(())
-}
 
 /// The handler.
 pub async fn webhook(
@@ -70,7 +35,7 @@ pub async fn webhook(
         .map(|s| s.expose().to_string())
         .unwrap_or_default();
     let header = headers
-        .get("tiktok-signature")
+        .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if secret.is_empty() {
@@ -97,8 +62,9 @@ pub async fn webhook(
         Ok(false) => {}
         Err(error) => return not_recorded(&error.into()),
     }
-    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
-        return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
+    let event = match parse_event(&body) {
+        Ok(event) => event,
+        Err(not_json) => return (StatusCode::BAD_REQUEST, not_json.to_string()).into_response(),
     };
     if let Err(error) = apply(&st, &event).await {
         return not_recorded(&error);
@@ -122,50 +88,35 @@ fn not_recorded(error: &anyhow::Error) -> Response {
 }
 
 /// Applies one verified event. `Err` only when it could not be recorded (Redis).
-async fn apply(st: &AppState, v: &Value) -> anyhow::Result<()> {
-    let event = v["event"].as_str().unwrap_or("");
-    let open_id = v["user_openid"].as_str().unwrap_or("");
-    let content: Value = v["content"]
-        .as_str()
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or_else(|| v["content"].clone());
-    match event {
-        "authorization.removed" => {
-            if let Some(name) = st.accounts.by_open_id(open_id).await? {
-                let reason = content["reason"].as_i64().unwrap_or(0);
-                let why = format!(
-                    "TikTok reported the authorization removed (reason {reason}); connect the account again"
-                );
-                st.accounts.mark_reauth(&name, &why).await?;
-                tracing::warn!(account = %name, reason, "Authorization removed at TikTok; the account must be connected again.");
-            }
+async fn apply(st: &AppState, event: &WebhookEvent) -> anyhow::Result<()> {
+    if let WebhookEvent::AuthorizationRemoved { open_id, reason } = event {
+        if let Some(name) = st.accounts.by_open_id(open_id).await? {
+            let why = format!(
+                "TikTok reported the authorization removed (reason {reason}); connect the account again"
+            );
+            st.accounts.mark_reauth(&name, &why).await?;
+            tracing::warn!(account = %name, reason, "Authorization removed at TikTok; the account must be connected again.");
         }
-        "post.publish.complete"
-        | "post.publish.publicly_available"
-        | "post.publish.inbox_delivered"
-        | "post.publish.failed" => {
-            let publish_id = content["publish_id"].as_str().unwrap_or("");
-            if publish_id.is_empty() {
-                return Ok(());
-            }
-            let mut conn = st.accounts.conn.clone();
-            let post: Option<String> = conn.hget(st.keys.publish_ids(), publish_id).await?;
-            let Some(post) = post else { return Ok(()) };
-            let draft = st
-                .ledger
-                .get(&post)
-                .await?
-                .is_some_and(|p| p.get("draft") == Some("true"));
-            let (to, fields, always, msg) = post_event(event, &content, draft);
-            let n = st
-                .ledger
-                .advance(&post, publish_id, to, &fields, always, &msg)
-                .await?;
-            if n == 3 {
-                tracing::info!(post_id = %post, publish_id, event, "Webhook about an earlier attempt of the post ignored.");
-            }
-        }
-        _ => {}
+        return Ok(());
+    }
+    let Some(publish_id) = event.publish_id() else {
+        return Ok(());
+    };
+    let mut conn = st.accounts.conn.clone();
+    let post: Option<String> = conn.hget(st.keys.publish_ids(), publish_id).await?;
+    let Some(post) = post else { return Ok(()) };
+    let draft = st
+        .ledger
+        .get(&post)
+        .await?
+        .is_some_and(|p| p.get("draft") == Some("true"));
+    let (to, fields, always, msg) = post_event(event, draft);
+    let n = st
+        .ledger
+        .advance(&post, publish_id, to, &fields, always, &msg)
+        .await?;
+    if n == 3 {
+        tracing::info!(post_id = %post, publish_id, event = event.name(), "Webhook about an earlier attempt of the post ignored.");
     }
     Ok(())
 }
@@ -173,28 +124,24 @@ async fn apply(st: &AppState, v: &Value) -> anyhow::Result<()> {
 /// What a post event means for the post: the state (empty: none), the fields, whether the fields are
 /// written even when the state does not change, and the event message.
 fn post_event(
-    event: &str,
-    content: &Value,
+    event: &WebhookEvent,
     draft: bool,
 ) -> (&'static str, Vec<(&'static str, String)>, bool, String) {
     match event {
-        "post.publish.complete" => (
+        WebhookEvent::PublishComplete { .. } => (
             if draft { "inbox" } else { "published" },
             Vec::new(),
             true,
             "webhook: publish complete".into(),
         ),
-        "post.publish.inbox_delivered" => (
+        WebhookEvent::InboxDelivered { .. } => (
             "inbox",
             Vec::new(),
             true,
             "webhook: delivered to the inbox".into(),
         ),
-        "post.publish.publicly_available" => {
-            let id = content["post_id"]
-                .as_u64()
-                .or_else(|| content["post_id"].as_str().and_then(|s| s.parse().ok()));
-            let fields = id
+        WebhookEvent::PubliclyAvailable { post_id, .. } => {
+            let fields = post_id
                 .map(|id| ("post_id", id.to_string()))
                 .into_iter()
                 .collect();
@@ -205,13 +152,12 @@ fn post_event(
                 "webhook: publicly available".into(),
             )
         }
-        _ => {
-            let reason = content["reason"].as_str().unwrap_or("").to_string();
-            if crate::tiktok::publish::fail_reason_allows_retry(&reason) {
+        WebhookEvent::Failed { reason, .. } => {
+            if fail_reason_allows_retry(reason) {
                 // Retryable: the worker's own status follow decides on a new attempt.
                 return ("", Vec::new(), false, String::new());
             }
-            let text = crate::tiktok::publish::fail_reason_text(&reason);
+            let text = fail_reason_text(reason);
             let fields = vec![
                 ("error_code", reason.clone()),
                 (
@@ -223,45 +169,8 @@ fn post_event(
             // its record clean.
             ("failed", fields, false, format!("webhook: {reason}"))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use hmac::Mac;
-
-    use super::verify_signature;
-
-    fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
-        mac.update(format!("{t}.").as_bytes());
-        mac.update(body);
-        format!("t={t},s={}", hex::encode(mac.finalize().into_bytes()))
-    }
-
-    #[test]
-    fn signatures_are_checked_in_full_and_stale_ones_refused() {
-        let body = br#"{"event":"authorization.removed"}"#;
-        let now = 1_800_000_000;
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"secret", now, body), body, now),
-            Ok(())
-        );
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"other", now, body), body, now),
-            Err("signature does not match")
-        );
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"secret", now, body), b"{}", now),
-            Err("signature does not match")
-        );
-        assert_eq!(
-            verify_signature(b"secret", &sign(b"secret", now - 301, body), body, now),
-            Err("stale timestamp")
-        );
-        assert_eq!(
-            verify_signature(b"secret", "garbage", body, now),
-            Err("malformed TikTok-Signature header")
-        );
+        WebhookEvent::AuthorizationRemoved { .. } | WebhookEvent::Ignored => {
+            ("", Vec::new(), false, String::new())
+        }
     }
 }

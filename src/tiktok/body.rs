@@ -1,6 +1,14 @@
 //! Reading a response body with a size cap: TikTok's answers are a few KiB, so a body past
 //! [`MAX_BODY_BYTES`] is something else answering (a captive portal, a broken proxy, an attack) and
 //! is refused with an error naming the cap, after reading at most the cap.
+//!
+//! [`send_and_read`] is the one way an API call (posting or OAuth) goes out and comes back: send,
+//! map a transport failure to a [`TikTokError`], keep the status and `Retry-After`, read the capped
+//! body. What the body means is the caller's (the posting envelope, the OAuth grant).
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue};
 
 use super::{ErrorKind, TikTokError};
 
@@ -19,6 +27,49 @@ fn too_large(op: &str, status: u16, declared: Option<u64>) -> TikTokError {
         .with_message(format!(
             "the response body is larger than the client's cap of {MAX_BODY_BYTES} bytes (1 MiB; {size}); TikTok's answers are a few KiB, so check what answers at the configured api_base"
         ))
+}
+
+/// An answer to an API call, read.
+pub(crate) struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Retry-After` header, in seconds, when present.
+    pub retry_after: Option<Duration>,
+    /// The body, at most [`MAX_BODY_BYTES`].
+    pub body: Vec<u8>,
+}
+
+/// Sends `req` (within the client's whole-request deadline) and reads the answer. A transport failure
+/// and a body that cannot be read or is too large are errors; any status is a [`Reply`]. An error
+/// while reading the body carries the response's `Retry-After`.
+pub(crate) async fn send_and_read(
+    op: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<Reply, TikTokError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| TikTokError::transport(op, e))?;
+    let status = resp.status().as_u16();
+    let retry_after = retry_after(resp.headers());
+    let body = read_capped(op, resp).await.map_err(|mut e| {
+        e.retry_after = retry_after;
+        e
+    })?;
+    Ok(Reply {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// Reads `Retry-After` given in seconds (the HTTP-date form is not used by TikTok's API).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// Reads `resp`'s body, at most [`MAX_BODY_BYTES`] of it; a longer body is an error and the rest is
@@ -81,5 +132,20 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("1 MiB"), "{shown}");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_the_date_form_ignored() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                reqwest::header::RETRY_AFTER,
+                HeaderValue::from_str(v).unwrap(),
+            );
+            retry_after(&h)
+        };
+        assert_eq!(with(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 }

@@ -208,6 +208,12 @@ impl TikTokError {
         self.code == "invalid_param" || self.code == "invalid_params"
     }
 
+    /// True when the upload host no longer knows the `upload_url` (expired after its hour, or
+    /// unknown): TikTok never got the whole file, so the attempt is dead and only a new init helps.
+    pub fn is_upload_url_gone(&self) -> bool {
+        self.code == "upload_url_expired" || self.code == "upload_not_found"
+    }
+
     /// What to do about this error: decided here, and only here, from TikTok's code and the HTTP status
     /// (`tiktok-api.md` sections 7 and 11).
     pub fn disposition(&self) -> Disposition {
@@ -422,6 +428,19 @@ mod tests {
         assert_eq!(
             e.disposition(),
             Disposition::RetryAfter(Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn a_dead_upload_url_is_recognised_by_its_code() {
+        for code in ["upload_url_expired", "upload_not_found"] {
+            assert!(
+                TikTokError::new("upload chunk 1/1", ErrorKind::Upload, code).is_upload_url_gone()
+            );
+        }
+        assert!(
+            !TikTokError::new("upload chunk 1/1", ErrorKind::Upload, "http_500")
+                .is_upload_url_gone()
         );
     }
 

@@ -2,7 +2,8 @@
 //!
 //! It speaks OAuth v2 (authorize URL, code exchange, refresh, revoke: [`oauth`]), the Content Posting API
 //! (`creator_info`, Direct Post and inbox init, status fetch, cancel: [`publish`]) and the media transfer
-//! protocol (chunk planning and a streaming, resumable upload: [`upload`]). Every failure is a
+//! protocol (chunk planning and a streaming, resumable upload: [`upload`]), and reads its webhook
+//! deliveries (signature and event format: [`webhook`]). Every failure is a
 //! [`TikTokError`] carrying TikTok's code, message and `log_id` and its [`Disposition`].
 //!
 //! It knows nothing of Redis, apalis or the post ledger. Tokens are passed in per call as
@@ -15,10 +16,10 @@ pub mod limits;
 pub mod oauth;
 pub mod publish;
 pub mod upload;
+pub mod webhook;
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -151,20 +152,12 @@ impl Client {
             req = req
                 .body(serde_json::to_vec(body).map_err(|e| TikTokError::local(op, e.to_string()))?);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
-        let status = resp.status().as_u16();
-        let retry_after = retry_after(resp.headers());
-        let bytes = body::read_capped(op, resp).await.map_err(|mut e| {
-            e.retry_after = retry_after;
+        let reply = body::send_and_read(op, req).await?;
+        let data = parse_envelope(op, reply.status, &reply.body).map_err(|mut e| {
+            e.retry_after = reply.retry_after;
             e
         })?;
-        let data = parse_envelope(op, status, &bytes).map_err(|mut e| {
-            e.retry_after = retry_after;
-            e
-        })?;
+        let status = reply.status;
         serde_json::from_value(data).map_err(|e| {
             TikTokError::new(op, ErrorKind::Decode, "decode")
                 .with_status(status)
@@ -179,15 +172,6 @@ fn join(base: &Url, path: &str) -> Url {
     let prefix = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!("{prefix}{path}"));
     url
-}
-
-/// Reads `Retry-After` given in seconds (the HTTP-date form is not used by TikTok's API).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
 }
 
 /// Unwraps `{"data": …, "error": {"code", "message", "log_id"}}`. Also accepts the general v2 error page's

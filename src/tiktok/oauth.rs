@@ -13,7 +13,80 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::body::{Reply, send_and_read};
 use super::{Client, ErrorKind, TikTokError, join};
+
+/// The scopes a posting account needs: its identity (`user.info.basic`), Direct Post
+/// (`video.publish`) and inbox drafts (`video.upload`). The configuration's default list.
+pub const REQUIRED_SCOPES: [&str; 3] = ["user.info.basic", PUBLISH_SCOPE, "video.upload"];
+
+/// The scope that allows Direct Post, and with it the `creator_info` query that names the creator.
+pub const PUBLISH_SCOPE: &str = "video.publish";
+
+/// The query parameter of the authorize URL (and of the callback) that carries the CSRF state.
+pub const STATE_PARAM: &str = "state";
+
+/// What TikTok's redirect back to the app (the OAuth callback) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callback {
+    /// The user approved: the code to exchange and the state to match.
+    Granted {
+        /// The authorization code.
+        code: String,
+        /// The state given on the authorize URL.
+        state: String,
+    },
+    /// TikTok (or the user) refused; [`Callback::refusal`] puts it in words.
+    Refused {
+        /// TikTok's `error`.
+        error: String,
+        /// TikTok's `error_description` (empty when absent).
+        description: String,
+    },
+    /// Neither a code and state nor an error: not a callback TikTok made.
+    Incomplete,
+}
+
+impl Callback {
+    /// Reads the callback's query parameters.
+    pub fn parse(query: &[(String, String)]) -> Self {
+        let get = |k: &str| {
+            query
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(error) = get("error") {
+            return Self::Refused {
+                error,
+                description: get("error_description").unwrap_or_default(),
+            };
+        }
+        match (get("code"), get(STATE_PARAM)) {
+            (Some(code), Some(state)) => Self::Granted { code, state },
+            _ => Self::Incomplete,
+        }
+    }
+
+    /// A refusal in words for the operator, with TikTok's code and description; `None` unless
+    /// [`Callback::Refused`].
+    pub fn refusal(&self) -> Option<String> {
+        let Self::Refused { error, description } = self else {
+            return None;
+        };
+        let words = match error.as_str() {
+            "access_denied" => "the TikTok user declined to connect the app",
+            "invalid_scope" => {
+                "TikTok refused the requested scopes; check [tiktok] scopes and the app's products"
+            }
+            "invalid_request" => {
+                "TikTok refused the request (often a redirect_uri that is not registered for the app)"
+            }
+            _ => "TikTok refused the connection",
+        };
+        Some(format!("{words} ({error}: {description})"))
+    }
+}
 
 /// PKCE for a desktop app, with TikTok's non-standard challenge: the lowercase **hex** SHA-256 of the
 /// verifier (not RFC 7636's base64url), method `S256`.
@@ -95,6 +168,13 @@ pub struct TokenSet {
     pub token_type: String,
 }
 
+impl TokenSet {
+    /// True when the grant includes Direct Post ([`PUBLISH_SCOPE`]), and with it `creator_info`.
+    pub fn can_publish(&self) -> bool {
+        self.scopes.iter().any(|s| s == PUBLISH_SCOPE)
+    }
+}
+
 impl fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSet")
@@ -118,7 +198,7 @@ impl Client {
             q.append_pair("client_key", &self.cfg.client_key)
                 .append_pair("scope", &req.scopes.join(","))
                 .append_pair("redirect_uri", &req.redirect_uri)
-                .append_pair("state", &req.state)
+                .append_pair(STATE_PARAM, &req.state)
                 .append_pair("response_type", "code");
             if let Some(challenge) = &req.pkce_challenge {
                 q.append_pair("code_challenge", challenge)
@@ -178,16 +258,12 @@ impl Client {
             ),
             ("token", access_token.expose_secret().to_string()),
         ];
-        let resp = self
+        let req = self
             .api
             .post(self.api_url("/v2/oauth/revoke/"))
             .header(reqwest::header::CACHE_CONTROL, "no-cache")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
-        let status = resp.status().as_u16();
-        let body = super::body::read_capped(op, resp).await?;
+            .form(&form);
+        let Reply { status, body, .. } = send_and_read(op, req).await?;
         if let Some(err) = flat_error(op, status, &body) {
             return Err(err);
         }
@@ -201,16 +277,12 @@ impl Client {
     }
 
     async fn token_call(&self, op: &str, form: &[(&str, String)]) -> Result<TokenSet, TikTokError> {
-        let resp = self
+        let req = self
             .api
             .post(self.api_url("/v2/oauth/token/"))
             .header(reqwest::header::CACHE_CONTROL, "no-cache")
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| TikTokError::transport(op, e))?;
-        let status = resp.status().as_u16();
-        let body = super::body::read_capped(op, resp).await?;
+            .form(form);
+        let Reply { status, body, .. } = send_and_read(op, req).await?;
         parse_token_response(op, status, &body)
     }
 }
@@ -362,10 +434,39 @@ mod tests {
         .unwrap();
         assert_eq!(t.expires_in, Duration::from_secs(7200));
         assert_eq!(t.scopes, vec!["user.info.basic", "video.publish"]);
+        assert!(t.can_publish());
         let dbg = format!("{t:?}");
         assert!(
             !dbg.contains("SECRET1") && !dbg.contains("SECRET2"),
             "{dbg}"
         );
+    }
+
+    #[test]
+    fn a_callback_is_a_grant_a_refusal_in_words_or_incomplete() {
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            Callback::parse(&q(&[("code", "c"), ("state", "s")])),
+            Callback::Granted {
+                code: "c".into(),
+                state: "s".into()
+            }
+        );
+        let refused = Callback::parse(&q(&[
+            ("error", "access_denied"),
+            ("error_description", "no"),
+            ("code", "c"),
+        ]));
+        assert_eq!(
+            refused.refusal().as_deref(),
+            Some("the TikTok user declined to connect the app (access_denied: no)")
+        );
+        assert_eq!(Callback::parse(&q(&[("code", "c")])), Callback::Incomplete);
+        assert_eq!(Callback::Incomplete.refusal(), None);
     }
 }

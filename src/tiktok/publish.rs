@@ -241,6 +241,18 @@ impl StatusKind {
             other => Self::Other(other.to_string()),
         }
     }
+
+    /// TikTok's spelling of the status (for messages that quote it).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::ProcessingUpload => "PROCESSING_UPLOAD",
+            Self::ProcessingDownload => "PROCESSING_DOWNLOAD",
+            Self::SendToUserInbox => "SEND_TO_USER_INBOX",
+            Self::PublishComplete => "PUBLISH_COMPLETE",
+            Self::Failed => "FAILED",
+            Self::Other(s) => s,
+        }
+    }
 }
 
 /// A status fetch result.
@@ -501,5 +513,19 @@ mod tests {
                 .unwrap_err()
                 .contains("PUBLIC_TO_EVERYONE")
         );
+    }
+
+    #[test]
+    fn status_names_read_back_in_tiktok_spelling() {
+        for name in [
+            "PROCESSING_UPLOAD",
+            "PROCESSING_DOWNLOAD",
+            "SEND_TO_USER_INBOX",
+            "PUBLISH_COMPLETE",
+            "FAILED",
+            "SOMETHING_NEW",
+        ] {
+            assert_eq!(StatusKind::parse(name).as_str(), name);
+        }
     }
 }

@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::Retryable;
 use rand::Rng;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
@@ -257,21 +258,22 @@ impl Client {
             let op = format!("upload chunk {}/{}", index + 1, plan.total_chunk_count);
             out.requests += 1;
             out.bytes_sent += len;
-            let result = self.put_chunk(&op, &req, start, len).await;
-            let (status, range) = match result {
-                Ok(r) => r,
-                Err(e)
-                    if e.disposition().is_retryable()
-                        && failures < self.cfg.upload_chunk_retries =>
-                {
+            // A 5xx or a dropped connection sends the same chunk again after a backoff. The budget of
+            // retries is shared by every chunk since the last one the server confirmed (206), so
+            // the schedule continues from `failures`.
+            let backoff = (failures + 1..=self.cfg.upload_chunk_retries)
+                .map(chunk_backoff as fn(u32) -> Duration);
+            let (status, range) = (|| self.put_chunk(&op, &req, start, len))
+                .retry(backoff)
+                .when(|e: &TikTokError| e.disposition().is_retryable())
+                .notify(|e: &TikTokError, _| {
                     failures += 1;
                     out.retries += 1;
+                    out.requests += 1;
+                    out.bytes_sent += len;
                     tracing::warn!(chunk = index + 1, attempt = failures, error = %e, "Chunk upload failed; sending it again.");
-                    tokio::time::sleep(chunk_backoff(failures)).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
+                })
+                .await?;
             // Where the server says it is, read both ways.
             let reported = range.and_then(|(end, _)| end).and_then(|b| {
                 [b + 1, b]
