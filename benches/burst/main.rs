@@ -22,7 +22,9 @@ use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{Proc, connect_accounts, env_num, free_port, redis_conn, start_redis, start_sim};
+use common::{
+    GOOD_MP4, Proc, TestRedis, bench_client, connect_accounts, env_num, free_port, start_sim,
+};
 
 fn pct(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
@@ -45,12 +47,13 @@ async fn run() {
     let concurrency: usize = env_num("TP_BURST_CONCURRENCY", 64);
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_tiktok-poster");
-    let (_redis, redis_url) = start_redis(dir.path());
+    let redis = TestRedis::start(false);
+    let redis_url = redis.url();
     let (_sim, sim_base) = start_sim(&["--publish-delay-ms", "0"]);
-    let mut conn = redis_conn(&redis_url).await;
+    let mut conn = redis.conn().await;
     let key_path = dir.path().join("token.key");
     let started = Instant::now();
-    connect_accounts(&redis_url, &sim_base, &key_path, n, "burst").await;
+    connect_accounts(&bench_client(&sim_base), &redis_url, &key_path, n, "burst").await;
     let http = reqwest::Client::new();
     println!(
         "connected {n} accounts in {:.1} s",
@@ -82,11 +85,7 @@ async fn run() {
     );
     // A real video: every submission is probed.
     let video = dir.path().join("tiny.mp4");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/video/good.mp4"),
-        &video,
-    )
-    .unwrap();
+    std::fs::copy(GOOD_MP4, &video).unwrap();
 
     // All due at one instant, far enough ahead that every submission is recorded first.
     let due = chrono::Utc::now() + chrono::Duration::seconds(8 + (n as i64) / 2000);

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{Proc, connect_accounts, env_num, free_port, redis_conn, start_redis, start_sim};
+use common::{Proc, TestRedis, bench_client, connect_accounts, env_num, free_port, start_sim};
 
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -41,12 +41,13 @@ async fn run() {
     let lifetimes: u64 = env_num("TP_REFRESH_LIFETIMES", 2);
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_tiktok-poster");
-    let (_redis, redis_url) = start_redis(dir.path());
+    let redis = TestRedis::start(false);
+    let redis_url = redis.url();
     let (_sim, sim_base) = start_sim(&["--token-ttl", &ttl.to_string()]);
-    let mut conn = redis_conn(&redis_url).await;
+    let mut conn = redis.conn().await;
     let key_path = dir.path().join("token.key");
     let started = Instant::now();
-    connect_accounts(&redis_url, &sim_base, &key_path, n, "r").await;
+    connect_accounts(&bench_client(&sim_base), &redis_url, &key_path, n, "r").await;
     let http = reqwest::Client::new();
     println!(
         "connected {n} accounts in {:.1} s; tokens live {ttl} s",

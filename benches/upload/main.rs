@@ -47,7 +47,7 @@ fn child() {
     let token = SecretString::from(std::env::var("TP_BENCH_TOKEN").expect("TP_BENCH_TOKEN"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let secs = rt.block_on(async {
-        let client = common::sim_client(&base);
+        let client = common::bench_client(&base);
         let size = std::fs::metadata(&file).expect("file").len();
         let plan = ChunkPlan::for_size(size).expect("plan");
         let init = client
@@ -163,7 +163,7 @@ async fn parent() {
         "--daily-post-cap",
         "100000",
     ]);
-    let client = common::sim_client(&base);
+    let client = common::bench_client(&base);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

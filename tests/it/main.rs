@@ -20,7 +20,6 @@ mod exposure;
 mod faults;
 mod files;
 mod flood;
-mod helpers;
 mod hostile_video;
 mod input;
 mod media;
@@ -29,3 +28,6 @@ mod pipeline;
 mod posting;
 mod upload;
 mod webhooks;
+
+#[path = "../support/mod.rs"]
+mod support;
