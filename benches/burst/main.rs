@@ -18,7 +18,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -155,17 +154,10 @@ async fn run() {
         start.push(num("first_claim_ms") - due_ms);
         published_at.push(num("published_ms"));
     }
-    let posts: Value = http
-        .get(format!("{sim_base}/_sim/posts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let posts = common::sim_posts(&http, &sim_base).await;
     let mut per_id: HashMap<String, usize> = HashMap::new();
     let mut init_lag = Vec::new();
-    for p in posts["posts"].as_array().unwrap() {
+    for p in &posts {
         let title = p["post_info"]["title"].as_str().unwrap_or("").to_string();
         *per_id.entry(title).or_default() += 1;
         init_lag.push(p["created_unix_ms"].as_i64().unwrap_or(0) - due_ms);

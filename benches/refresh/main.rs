@@ -96,14 +96,7 @@ async fn run() {
         expired_seen += exp.iter().filter(|e| e.is_some_and(|e| e <= now)).count() as u64;
         samples += 1;
         if minute_start.elapsed() >= Duration::from_secs(60) || t0.elapsed() >= total {
-            let stats: Value = http
-                .get(format!("{sim_base}/_sim/stats"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let stats: Value = common::sim_stats(&http, &sim_base).await;
             let r = stats["refreshes"].as_u64().unwrap_or(0);
             let secs = minute_start.elapsed().as_secs_f64();
             per_minute.push(((r - last_refreshes) as f64 * 60.0 / secs).round() as u64);
@@ -118,14 +111,7 @@ async fn run() {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(pid) - ticks0) as f64 / 100.0 / elapsed * 100.0;
-    let stats: Value = http
-        .get(format!("{sim_base}/_sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = common::sim_stats(&http, &sim_base).await;
     // The first minute has no refreshes by design (every token is fresh); the spread is judged on the
     // minutes after it.
     let steady: Vec<u64> = per_minute.iter().skip(1).copied().collect();

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use redis::AsyncCommands;
-use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -350,15 +349,7 @@ async fn run() -> usize {
     let rss_end = rss_kib(daemon_a.0.id());
 
     // The simulator's own record.
-    let sim_posts: Vec<Value> = reqwest::get(format!("{sim_base}/_sim/posts"))
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["posts"]
-        .as_array()
-        .cloned()
-        .expect("the simulator lists its posts");
+    let sim_posts = common::sim_posts(&reqwest::Client::new(), &sim_base).await;
     let mut live: HashMap<String, u32> = HashMap::new();
     for p in &sim_posts {
         if p["status"] == "PUBLISH_COMPLETE"
@@ -442,12 +433,7 @@ async fn run() -> usize {
             growth * 100.0
         ));
     }
-    let stats: Value = reqwest::get(format!("{sim_base}/_sim/stats"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = common::sim_stats(&reqwest::Client::new(), &sim_base).await;
     let mut counts: Vec<_> = counts.into_iter().collect();
     counts.sort();
     println!("soak: accepted {} -> {counts:?}", accepted.len());

@@ -15,7 +15,6 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 use tiktok_poster::tiktok::upload::UploadRequest;
 use tiktok_poster::tiktok::{AuthorizeRequest, ChunkPlan, Client, PostInfo, PrivacyLevel, Source};
 use url::Url;
@@ -476,20 +475,10 @@ fn curl_command(url: &str, plan: ChunkPlan, chunks: &[(PathBuf, u64, u64)]) -> C
 }
 
 async fn check_sha(http: &reqwest::Client, base: &str, publish_id: &str, sha: &str) {
-    let v: Value = http
-        .get(format!("{base}/_sim/posts"))
-        .send()
+    let post = common::sim_posts(http, base)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let post = v["posts"]
-        .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
         .find(|p| p["publish_id"] == publish_id)
-        .unwrap()
-        .clone();
+        .unwrap();
     assert_eq!(post["sha256"], sha, "the simulator received the exact file");
 }

@@ -133,12 +133,8 @@ impl TestApp {
 
     /// Connects a simulated creator as account `name` through the daemon's Connect page.
     pub async fn connect(&self, name: &str, private: bool) {
-        let url = format!(
-            "{}/connect?account={name}&sim_username={name}_creator&sim_private={private}",
-            self.base
-        );
-        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
-        assert!(body.contains("is connected"), "connect page said: {body}");
+        crate::support::connect_via_daemon(&self.base, name, &format!("{name}_creator"), private)
+            .await;
     }
 
     pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {

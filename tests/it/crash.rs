@@ -453,17 +453,8 @@ pub(crate) async fn start_connected(
 ) -> std::process::Child {
     let base = format!("http://127.0.0.1:{port}");
     let daemon = start(config, log);
-    let http = reqwest::Client::new();
     wait_healthy(port).await;
-    let body = http
-        .get(format!("{base}/connect?account=main&sim_username={user}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(body.contains("is connected"), "{body}");
+    crate::support::connect_via_daemon(&base, "main", user, false).await;
     daemon
 }
 

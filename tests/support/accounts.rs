@@ -94,6 +94,15 @@ pub async fn connect(
         .map_err(|e| format!("code exchange failed: {e}"))
 }
 
+/// Connects simulated creator `username` as account `account` through the Connect page of the daemon
+/// at `base` (its callback does the code exchange and stores the grant), as a user would.
+pub async fn connect_via_daemon(base: &str, account: &str, username: &str, private: bool) {
+    let url =
+        format!("{base}/connect?account={account}&sim_username={username}&sim_private={private}");
+    let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(body.contains("is connected"), "connect page said: {body}");
+}
+
 /// Connects `n` simulated creators `{user_prefix}0`… as accounts `a0`…, 32 at a time, stored sealed
 /// under a new key at `key_path`, as `accounts connect` would. Each is retried (up to 50 times): a
 /// simulator with background faults fails some OAuth calls on purpose.

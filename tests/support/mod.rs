@@ -20,9 +20,11 @@ mod sim;
 mod video;
 mod wait;
 
-pub use accounts::{REDIRECT, auth_request, authorize, connect, connect_accounts, param};
+pub use accounts::{
+    REDIRECT, auth_request, authorize, connect, connect_accounts, connect_via_daemon, param,
+};
 pub use redis_server::TestRedis;
-pub use sim::{TestSim, sim_client, start_sim};
+pub use sim::{TestSim, sim_client, sim_posts, sim_stats, start_sim};
 pub use video::{GOOD_MP4, fixture, make_video, sha256_file};
 pub use wait::{wait_healthy, wait_until};
 

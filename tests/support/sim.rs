@@ -54,6 +54,33 @@ pub fn start_sim(flags: &[&str]) -> (Proc, String) {
     (Proc(sim), base)
 }
 
+/// The simulator's own record of its posts (`GET /_sim/posts`), as TikTok would see them.
+pub async fn sim_posts(http: &reqwest::Client, base_url: &str) -> Vec<Value> {
+    let v: Value = http
+        .get(format!("{base_url}/_sim/posts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["posts"]
+        .as_array()
+        .cloned()
+        .expect("the simulator lists its posts")
+}
+
+/// The simulator's counters (`GET /_sim/stats`): requests, errors, refreshes, bytes received.
+pub async fn sim_stats(http: &reqwest::Client, base_url: &str) -> Value {
+    http.get(format!("{base_url}/_sim/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A running simulator, a client for it, and a plain HTTP client for the inspection endpoints.
 pub struct TestSim {
     pub sim: SimHandle,
@@ -100,16 +127,7 @@ impl TestSim {
     }
 
     pub async fn posts(&self) -> Vec<Value> {
-        let v: Value = self
-            .http
-            .get(self.url("/_sim/posts"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["posts"].as_array().cloned().unwrap_or_default()
+        sim_posts(&self.http, &self.sim.base_url).await
     }
 
     pub async fn post(&self, publish_id: &str) -> Value {
@@ -121,14 +139,7 @@ impl TestSim {
     }
 
     pub async fn stats(&self) -> Value {
-        self.http
-            .get(self.url("/_sim/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        sim_stats(&self.http, &self.sim.base_url).await
     }
 
     pub async fn fault(&self, fault: Value) {
