@@ -8,6 +8,10 @@
 //! - `cli`: the binary's commands and exit codes.
 //! - `files`: where videos may come from, a file changed during upload, transient read errors.
 //! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
+//!
+//! The harness (a `redis-server` of the test's own, the simulator, connected accounts, videos,
+//! `wait_until`, free ports) is `tests/support/`, shared with the benchmarks; `app` builds the daemon
+//! under test on it.
 
 mod accounts;
 mod app;
