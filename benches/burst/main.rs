@@ -18,11 +18,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{Proc, connect_accounts, env_num, free_port, redis_conn, start_redis, start_sim};
+use common::{
+    GOOD_MP4, Proc, TestRedis, bench_client, connect_accounts, env_num, free_port, start_sim,
+};
 
 fn pct(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
@@ -45,12 +46,13 @@ async fn run() {
     let concurrency: usize = env_num("TP_BURST_CONCURRENCY", 64);
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_tiktok-poster");
-    let (_redis, redis_url) = start_redis(dir.path());
+    let redis = TestRedis::start(false);
+    let redis_url = redis.url();
     let (_sim, sim_base) = start_sim(&["--publish-delay-ms", "0"]);
-    let mut conn = redis_conn(&redis_url).await;
+    let mut conn = redis.conn().await;
     let key_path = dir.path().join("token.key");
     let started = Instant::now();
-    connect_accounts(&redis_url, &sim_base, &key_path, n, "burst").await;
+    connect_accounts(&bench_client(&sim_base), &redis_url, &key_path, n, "burst").await;
     let http = reqwest::Client::new();
     println!(
         "connected {n} accounts in {:.1} s",
@@ -82,11 +84,7 @@ async fn run() {
     );
     // A real video: every submission is probed.
     let video = dir.path().join("tiny.mp4");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/video/good.mp4"),
-        &video,
-    )
-    .unwrap();
+    std::fs::copy(GOOD_MP4, &video).unwrap();
 
     // All due at one instant, far enough ahead that every submission is recorded first.
     let due = chrono::Utc::now() + chrono::Duration::seconds(8 + (n as i64) / 2000);
@@ -156,17 +154,10 @@ async fn run() {
         start.push(num("first_claim_ms") - due_ms);
         published_at.push(num("published_ms"));
     }
-    let posts: Value = http
-        .get(format!("{sim_base}/_sim/posts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let posts = common::sim_posts(&http, &sim_base).await;
     let mut per_id: HashMap<String, usize> = HashMap::new();
     let mut init_lag = Vec::new();
-    for p in posts["posts"].as_array().unwrap() {
+    for p in &posts {
         let title = p["post_info"]["title"].as_str().unwrap_or("").to_string();
         *per_id.entry(title).or_default() += 1;
         init_lag.push(p["created_unix_ms"].as_i64().unwrap_or(0) - due_ms);

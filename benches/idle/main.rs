@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{Proc, connect_accounts, env_num, free_port, start_redis, start_sim};
+use common::{Proc, TestRedis, bench_client, connect_accounts, env_num, free_port, start_sim};
 
 fn main() {
     if !common::run_by_cargo_bench() {
@@ -51,10 +51,11 @@ async fn run() {
     let window = env_num("TP_IDLE_SECS", 60u64);
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_tiktok-poster");
-    let (_redis, redis_url) = start_redis(dir.path());
+    let redis = TestRedis::start(false);
+    let redis_url = redis.url();
     let (_sim, sim_base) = start_sim(&[]);
     let key_path = dir.path().join("token.key");
-    connect_accounts(&redis_url, &sim_base, &key_path, 1, "idle").await;
+    connect_accounts(&bench_client(&sim_base), &redis_url, &key_path, 1, "idle").await;
     let port = free_port();
     let config = dir.path().join("config.toml");
     std::fs::write(

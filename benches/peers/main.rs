@@ -34,7 +34,7 @@ use tiktok_poster::worker::Next;
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{Proc, env_num, start_redis};
+use common::{TestRedis, env_num};
 
 const NS: &str = "peers";
 
@@ -342,19 +342,14 @@ impl RedisInfo {
     }
 }
 
-fn fresh_redis(dir: &Path) -> (Proc, RedisInfo) {
-    let (p, url) = start_redis(dir);
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let conn = loop {
-        if let Ok(c) = client.get_connection() {
-            break c;
-        }
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let port = url.rsplit(':').next().unwrap().parse().unwrap();
-    (p, RedisInfo { port, conn })
+fn fresh_redis() -> (TestRedis, RedisInfo) {
+    let redis = TestRedis::start(false);
+    let conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let port = redis.port;
+    (redis, RedisInfo { port, conn })
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -411,7 +406,6 @@ fn parent() {
         node_dir,
         node,
     };
-    let dir = tempfile::tempdir().unwrap();
     let order = |round: usize| -> Vec<Side> {
         let mut s = sides.clone();
         if round % 2 == 1 {
@@ -434,7 +428,7 @@ fn parent() {
         let mut cpu_per_job: [Vec<f64>; 2] = Default::default();
         let mut calls_per_job: [Vec<f64>; 2] = Default::default();
         for round in 0..rounds {
-            let (_redis, mut info) = fresh_redis(dir.path());
+            let (_redis, mut info) = fresh_redis();
             for side in order(round) {
                 info.reset();
                 run_to_end(
@@ -486,7 +480,7 @@ fn parent() {
     let mut p99: [Vec<f64>; 2] = Default::default();
     let mut max: [Vec<f64>; 2] = Default::default();
     for round in 0..rounds {
-        let (_redis, mut info) = fresh_redis(dir.path());
+        let (_redis, mut info) = fresh_redis();
         for side in order(round) {
             info.reset();
             let t = (now_ms() + 5000) as u64;
@@ -538,7 +532,7 @@ fn parent() {
     // 3. Kill and restart.
     let mut back: [Vec<f64>; 2] = Default::default();
     for round in 0..rounds.min(2) {
-        let (_redis, mut info) = fresh_redis(dir.path());
+        let (_redis, mut info) = fresh_redis();
         for side in order(round) {
             info.reset();
             let mut victim = env.spawn(side, "victim", &[], info.port);
@@ -575,7 +569,7 @@ fn parent() {
     let mut rss: [Vec<f64>; 2] = Default::default();
     let mut cpu: [Vec<f64>; 2] = Default::default();
     for round in 0..rounds.min(2) {
-        let (_redis, mut info) = fresh_redis(dir.path());
+        let (_redis, mut info) = fresh_redis();
         for side in order(round) {
             info.reset();
             let mut w = env.spawn(side, "idle", &[50], info.port);

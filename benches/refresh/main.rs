@@ -16,7 +16,7 @@ use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{Proc, connect_accounts, env_num, free_port, redis_conn, start_redis, start_sim};
+use common::{Proc, TestRedis, bench_client, connect_accounts, env_num, free_port, start_sim};
 
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -41,12 +41,13 @@ async fn run() {
     let lifetimes: u64 = env_num("TP_REFRESH_LIFETIMES", 2);
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_tiktok-poster");
-    let (_redis, redis_url) = start_redis(dir.path());
+    let redis = TestRedis::start(false);
+    let redis_url = redis.url();
     let (_sim, sim_base) = start_sim(&["--token-ttl", &ttl.to_string()]);
-    let mut conn = redis_conn(&redis_url).await;
+    let mut conn = redis.conn().await;
     let key_path = dir.path().join("token.key");
     let started = Instant::now();
-    connect_accounts(&redis_url, &sim_base, &key_path, n, "r").await;
+    connect_accounts(&bench_client(&sim_base), &redis_url, &key_path, n, "r").await;
     let http = reqwest::Client::new();
     println!(
         "connected {n} accounts in {:.1} s; tokens live {ttl} s",
@@ -95,14 +96,7 @@ async fn run() {
         expired_seen += exp.iter().filter(|e| e.is_some_and(|e| e <= now)).count() as u64;
         samples += 1;
         if minute_start.elapsed() >= Duration::from_secs(60) || t0.elapsed() >= total {
-            let stats: Value = http
-                .get(format!("{sim_base}/_sim/stats"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let stats: Value = common::sim_stats(&http, &sim_base).await;
             let r = stats["refreshes"].as_u64().unwrap_or(0);
             let secs = minute_start.elapsed().as_secs_f64();
             per_minute.push(((r - last_refreshes) as f64 * 60.0 / secs).round() as u64);
@@ -117,14 +111,7 @@ async fn run() {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(pid) - ticks0) as f64 / 100.0 / elapsed * 100.0;
-    let stats: Value = http
-        .get(format!("{sim_base}/_sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = common::sim_stats(&http, &sim_base).await;
     // The first minute has no refreshes by design (every token is fresh); the spread is judged on the
     // minutes after it.
     let steady: Vec<u64> = per_minute.iter().skip(1).copied().collect();

@@ -28,19 +28,20 @@
 //! `TP_SOAK_REDIS_SECS` (default 300; 60 when under 5 minutes).
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use redis::AsyncCommands;
-use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../../tests/it/crafted_mp4.rs"]
 mod crafted_mp4;
-use common::{Proc, connect_accounts, env_num, free_port, start_sim};
+use common::{
+    GOOD_MP4, Proc, TestRedis, bench_client, connect_accounts, env_num, free_port, start_sim,
+};
 
 const ACCOUNTS: usize = 500;
 
@@ -55,69 +56,6 @@ fn main() {
         std::process::exit(1);
     }
     println!("soak: no invariant violation");
-}
-
-struct Redis {
-    port: u16,
-    dir: PathBuf,
-    proc: Option<Proc>,
-}
-
-impl Redis {
-    fn start(dir: &Path) -> Self {
-        let mut r = Self {
-            port: free_port(),
-            dir: dir.to_path_buf(),
-            proc: None,
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .args(["--maxmemory-policy", "noeviction"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.proc = Some(Proc(child));
-        // Wait until it answers (after loading the AOF).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                use std::io::{Read, Write};
-                let _ = s.write_all(b"PING\r\n");
-                let mut buf = [0u8; 64];
-                if let Ok(n) = s.read(&mut buf)
-                    && buf[..n].starts_with(b"+PONG")
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not come back");
-    }
-
-    fn kill_and_restart(&mut self) {
-        drop(self.proc.take()); // SIGKILL and wait
-        self.spawn();
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
 }
 
 fn start_daemon(bin: &str, config: &Path, log: &Path) -> Proc {
@@ -187,7 +125,8 @@ async fn run() -> usize {
     let cap_arg = cap.to_string();
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_tiktok-poster");
-    let mut redis = Redis::start(dir.path());
+    // Append-only with fsync always: a SIGKILLed Redis comes back with every acknowledged write.
+    let mut redis = TestRedis::start(true);
     let (_sim, sim_base) = start_sim(&[
         "--fault-5xx-rate",
         "0.03",
@@ -204,17 +143,20 @@ async fn run() -> usize {
     ]);
     let key_path = dir.path().join("token.key");
     // Connecting talks to the simulator's OAuth endpoints, which fail now and then on purpose.
-    connect_accounts(&redis.url(), &sim_base, &key_path, ACCOUNTS, "soak").await;
+    connect_accounts(
+        &bench_client(&sim_base),
+        &redis.url(),
+        &key_path,
+        ACCOUNTS,
+        "soak",
+    )
+    .await;
     println!(
         "soak: {ACCOUNTS} accounts connected; running {secs} s at {rate}/s, daemon B killed every {kill_every} s, Redis every {redis_every} s, daily cap {cap} per creator"
     );
 
     let video = dir.path().join("v.mp4");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/video/good.mp4"),
-        &video,
-    )
-    .unwrap();
+    std::fs::copy(GOOD_MP4, &video).unwrap();
     // Inside the daemons' allowed directory, so it is refused for its frame rate, not its place.
     let bad_path = dir.path().join("fps15.mp4");
     std::fs::copy(
@@ -280,7 +222,7 @@ async fn run() -> usize {
             next_kill += Duration::from_secs(kill_every);
         }
         if el >= next_redis {
-            redis.kill_and_restart();
+            redis.restart();
             redis_restarts += 1;
             next_redis += Duration::from_secs(redis_every);
         }
@@ -407,15 +349,7 @@ async fn run() -> usize {
     let rss_end = rss_kib(daemon_a.0.id());
 
     // The simulator's own record.
-    let sim_posts: Vec<Value> = reqwest::get(format!("{sim_base}/_sim/posts"))
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["posts"]
-        .as_array()
-        .cloned()
-        .expect("the simulator lists its posts");
+    let sim_posts = common::sim_posts(&reqwest::Client::new(), &sim_base).await;
     let mut live: HashMap<String, u32> = HashMap::new();
     for p in &sim_posts {
         if p["status"] == "PUBLISH_COMPLETE"
@@ -499,12 +433,7 @@ async fn run() -> usize {
             growth * 100.0
         ));
     }
-    let stats: Value = reqwest::get(format!("{sim_base}/_sim/stats"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = common::sim_stats(&reqwest::Client::new(), &sim_base).await;
     let mut counts: Vec<_> = counts.into_iter().collect();
     counts.sort();
     println!("soak: accepted {} -> {counts:?}", accepted.len());

@@ -15,7 +15,6 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 use tiktok_poster::tiktok::upload::UploadRequest;
 use tiktok_poster::tiktok::{AuthorizeRequest, ChunkPlan, Client, PostInfo, PrivacyLevel, Source};
 use url::Url;
@@ -47,7 +46,7 @@ fn child() {
     let token = SecretString::from(std::env::var("TP_BENCH_TOKEN").expect("TP_BENCH_TOKEN"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let secs = rt.block_on(async {
-        let client = common::sim_client(&base);
+        let client = common::bench_client(&base);
         let size = std::fs::metadata(&file).expect("file").len();
         let plan = ChunkPlan::for_size(size).expect("plan");
         let init = client
@@ -163,7 +162,7 @@ async fn parent() {
         "--daily-post-cap",
         "100000",
     ]);
-    let client = common::sim_client(&base);
+    let client = common::bench_client(&base);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -476,20 +475,10 @@ fn curl_command(url: &str, plan: ChunkPlan, chunks: &[(PathBuf, u64, u64)]) -> C
 }
 
 async fn check_sha(http: &reqwest::Client, base: &str, publish_id: &str, sha: &str) {
-    let v: Value = http
-        .get(format!("{base}/_sim/posts"))
-        .send()
+    let post = common::sim_posts(http, base)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let post = v["posts"]
-        .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
         .find(|p| p["publish_id"] == publish_id)
-        .unwrap()
-        .clone();
+        .unwrap();
     assert_eq!(post["sha256"], sha, "the simulator received the exact file");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use crate::app::{TestApp, path_str};
-use crate::helpers::wait_until;
+use crate::support::wait_until;
 
 /// A forged or replayed `state` is refused with a 4xx and a page that says what to do.
 #[tokio::test]
@@ -447,11 +447,7 @@ fn cli_config(app: &TestApp, redirect: &str) -> std::path::PathBuf {
 async fn accounts_connect_waits_for_the_callback_and_remove_revokes() {
     use tokio::io::AsyncBufReadExt;
     let app = TestApp::spawn(|_| {}, |_| {}).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     for (name, redirect) in [
         ("headless", format!("http://127.0.0.1:{port}/cb")),
         ("viadaemon", app.settings.tiktok.redirect_uri.clone()),

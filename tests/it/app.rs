@@ -1,9 +1,8 @@
 //! The daemon under test: its own `redis-server` on a free port, the simulator on port 0, and
 //! `tiktok-poster run` in-process with settings built in code and millisecond timings.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -12,144 +11,7 @@ use tiktok_poster::config::Settings;
 use tiktok_poster::sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestSim, wait_until};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `redis-server` of the test's own, in a temporary directory; killed on drop.
-pub struct TestRedis {
-    child: Option<Child>,
-    pub port: u16,
-    dir: tempfile::TempDir,
-    appendonly: bool,
-    /// Extra `redis-server` arguments (an ACL file, say).
-    extra: Vec<String>,
-    /// `user:password@` for every connection, when the server has ACL users.
-    auth: String,
-}
-
-impl TestRedis {
-    pub fn start(appendonly: bool) -> Self {
-        Self::start_with(appendonly, Vec::new(), "")
-    }
-
-    /// A server with extra arguments, reached as `auth` (`user:password@`, or empty).
-    pub fn start_with(appendonly: bool, extra: Vec<String>, auth: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = Self {
-            child: None,
-            port: free_port(),
-            dir,
-            appendonly,
-            extra,
-            auth: auth.to_string(),
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
-            .args([
-                "--appendfsync",
-                "always",
-                "--maxmemory-policy",
-                "noeviction",
-                "--enable-debug-command",
-                "yes",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (apt-get install redis-server)");
-        self.child = Some(child);
-        let url = self.url();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let ok = redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok();
-            if ok {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://{}127.0.0.1:{}", self.auth, self.port)
-    }
-
-    /// Kills the server (SIGKILL) and starts it again on the same port and directory.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    /// Kills the server and starts it again on the same port with nothing on disk: a Redis that came
-    /// back empty.
-    pub fn restart_empty(&mut self) {
-        self.kill();
-        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                std::fs::remove_dir_all(&path).unwrap();
-            } else {
-                std::fs::remove_file(&path).unwrap();
-            }
-        }
-        self.spawn();
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// A connection for the test's own checks; patient enough to wait out a `DEBUG SLEEP`.
-    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(10)))
-            .set_response_timeout(Some(Duration::from_secs(10)));
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use crate::support::{TestRedis, TestSim, free_port, wait_healthy};
 
 /// A running daemon with its Redis and simulator.
 pub struct TestApp {
@@ -201,12 +63,12 @@ impl TestApp {
         s.worker.status_interval_ms = 50;
         s.worker.shutdown_grace_secs = 5;
         s.tokens.refresh_check_ms = 100;
-        // Test videos are a real 1.2 s MP4 padded to the size a test needs (helpers::make_video), so
+        // Test videos are a real 1.2 s MP4 padded to the size a test needs (support::make_video), so
         // their overall bitrate is far above the brief's 20 Mbps; the `api` policy has no bitrate
         // rule. tests/it/media.rs covers the `brief` policy at submission.
         s.video.policy = tiktok_poster::media::Policy::Api;
         // Videos come from the test's own directory and the fixtures, nowhere else.
-        s.video.allowed_dirs = vec![dir.path().to_path_buf(), crate::helpers::fixture("")];
+        s.video.allowed_dirs = vec![dir.path().to_path_buf(), crate::support::fixture("")];
         tweak(&mut s);
         s.validate().unwrap();
         let mut app = Self {
@@ -237,23 +99,10 @@ impl TestApp {
         s.worker.id = id.to_string();
         let token = CancellationToken::new();
         let task = tokio::spawn(tiktok_poster::daemon::run(s, token.clone()));
-        let http = reqwest::Client::new();
-        let url = format!("http://127.0.0.1:{port}/healthz");
-        wait_until(
+        wait_healthy(
+            &format!("http://127.0.0.1:{port}/healthz"),
             Duration::from_secs(10),
             "a sibling daemon's /healthz",
-            || {
-                let http = http.clone();
-                let url = url.clone();
-                async move {
-                    http.get(&url)
-                        .send()
-                        .await
-                        .ok()
-                        .filter(|r| r.status().is_success())
-                        .map(|_| ())
-                }
-            },
         )
         .await;
         (token, task)
@@ -266,20 +115,11 @@ impl TestApp {
             self.shutdown.clone(),
         ));
         self.task = Some(task);
-        let http = reqwest::Client::new();
-        let url = format!("{}/healthz", self.base);
-        wait_until(Duration::from_secs(10), "the daemon's /healthz", || {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                http.get(&url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
+        wait_healthy(
+            &format!("{}/healthz", self.base),
+            Duration::from_secs(10),
+            "the daemon's /healthz",
+        )
         .await;
     }
 
@@ -293,12 +133,8 @@ impl TestApp {
 
     /// Connects a simulated creator as account `name` through the daemon's Connect page.
     pub async fn connect(&self, name: &str, private: bool) {
-        let url = format!(
-            "{}/connect?account={name}&sim_username={name}_creator&sim_private={private}",
-            self.base
-        );
-        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
-        assert!(body.contains("is connected"), "connect page said: {body}");
+        crate::support::connect_via_daemon(&self.base, name, &format!("{name}_creator"), private)
+            .await;
     }
 
     pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
@@ -412,7 +248,7 @@ impl TestApp {
 
     pub fn video(&self, name: &str, size: u64) -> (PathBuf, String) {
         let p = self.dir.path().join(name);
-        let sha = crate::helpers::make_video(&p, size);
+        let sha = crate::support::make_video(&p, size);
         (p, sha)
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use rand::Rng;
 use redis::AsyncCommands;
 
-use crate::app::{TestRedis, path_str};
-use crate::helpers::{TestSim, wait_until};
+use crate::app::path_str;
+use crate::support::{TestRedis, TestSim, wait_until};
 
 pub(crate) fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
@@ -55,7 +55,7 @@ async fn sigkill_at_random_points_of_50_publishes_loses_and_doubles_nothing() {
     let mut ids = Vec::new();
     for i in 0..50 {
         let path = dir.path().join(format!("v{i}.mp4"));
-        shas.push(crate::helpers::make_video(&path, 300_000 + i * 1000));
+        shas.push(crate::support::make_video(&path, 300_000 + i * 1000));
         let id = format!("crash-{i}");
         let account = format!("acct{}", i % 10);
         let _: String = conn
@@ -160,11 +160,7 @@ pub(crate) fn write_config_named(
     if !key.exists() {
         tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let config = dir.path().join(format!("config{name}.toml"));
     let log = dir.path().join(format!("daemon{name}.log"));
     std::fs::write(
@@ -182,7 +178,7 @@ redirect_uri = "http://127.0.0.1:{port}/oauth/callback"
 request_timeout_secs = 5
 [http]
 listen = "127.0.0.1:{port}"
-# Padded test videos (helpers::make_video) are far above the brief's bitrate ceiling.
+# Padded test videos (support::make_video) are far above the brief's bitrate ceiling.
 [video]
 policy = "api"
 allowed_dirs = ["{dir}"]
@@ -422,15 +418,11 @@ async fn the_daemon_talks_to_systemd_readiness_watchdog_and_stopping() {
 /// being uploaded (it has a publish_id). Returns the video's sha256 and the claim holding the post.
 /// Waits until the daemon on `port` answers `/healthz` with a success.
 pub(crate) async fn wait_healthy(port: u16) {
-    let http = reqwest::Client::new();
-    wait_until(Duration::from_secs(15), "the daemon to come up", || async {
-        http.get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
+    crate::support::wait_healthy(
+        &format!("http://127.0.0.1:{port}/healthz"),
+        Duration::from_secs(15),
+        "the daemon to come up",
+    )
     .await;
 }
 
@@ -461,17 +453,8 @@ pub(crate) async fn start_connected(
 ) -> std::process::Child {
     let base = format!("http://127.0.0.1:{port}");
     let daemon = start(config, log);
-    let http = reqwest::Client::new();
     wait_healthy(port).await;
-    let body = http
-        .get(format!("{base}/connect?account=main&sim_username={user}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(body.contains("is connected"), "{body}");
+    crate::support::connect_via_daemon(&base, "main", user, false).await;
     daemon
 }
 
@@ -484,7 +467,7 @@ pub(crate) async fn submit_slow_upload(
     sim.fault(serde_json::json!({"endpoint": "upload", "delay_ms": 400, "times": 20}))
         .await;
     let path = dir.path().join(format!("{id}.mp4"));
-    let sha = crate::helpers::make_video(&path, 90_000_000);
+    let sha = crate::support::make_video(&path, 90_000_000);
     let mut conn = redis.conn().await;
     let _: String = conn
         .xadd(

@@ -7,15 +7,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 
 use crate::app::TestApp;
-use crate::helpers::wait_until;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{free_port, wait_until};
 
 /// With `[http] webhook_listen`, `/webhooks/tiktok` is served there and nowhere else, and nothing
 /// else is served there.
@@ -76,8 +68,8 @@ async fn webhooks_get_their_own_listener_which_serves_nothing_else() {
 /// A main listener that is not on loopback is warned about at start.
 #[tokio::test]
 async fn a_main_listener_off_loopback_is_warned_about() {
-    let redis = crate::app::TestRedis::start(false);
-    let sim = crate::helpers::TestSim::spawn(|_| {}).await;
+    let redis = crate::support::TestRedis::start(false);
+    let sim = crate::support::TestSim::spawn(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let (config, log, port) = crate::flood::write_config(dir.path(), "open", &redis, &sim, "");
     let text = std::fs::read_to_string(&config).unwrap();

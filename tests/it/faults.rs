@@ -67,7 +67,7 @@ async fn a_post_handed_back_before_init_gives_its_budget_slot_back() {
                 .0,
         );
     }
-    crate::helpers::wait_until(
+    crate::support::wait_until(
         T,
         "every post to be handed back for the init window",
         || async {
@@ -113,7 +113,7 @@ async fn an_init_tiktok_refused_gives_the_budget_slot_back() {
 #[tokio::test]
 async fn a_post_holds_at_most_one_budget_slot() {
     use tiktok_poster::worker::rate::{Held, Limit, RateLimiter};
-    let redis = crate::app::TestRedis::start(false);
+    let redis = crate::support::TestRedis::start(false);
     let conn = tiktok_poster::db::connect(&redis.url()).await.unwrap();
     let limiter = RateLimiter::new(conn, tiktok_poster::db::Keys::new("tiktok-poster"));
     let daily = Limit {
@@ -271,7 +271,7 @@ async fn a_redis_restarted_empty_is_reported_until_acknowledged() {
     let (id, _) = app.submit("main", "before-loss.mp4", 300_000).await;
     app.wait_state(&id, &["published"], T).await;
     app.redis.restart_empty();
-    let (_, body) = crate::helpers::wait_until(T, "/healthz to report the loss", || async {
+    let (_, body) = crate::support::wait_until(T, "/healthz to report the loss", || async {
         let (status, body) = healthz(&app).await;
         (status == 503
             && body["problem"]
@@ -291,7 +291,7 @@ async fn a_redis_restarted_empty_is_reported_until_acknowledged() {
     let (code, out, err) = cli(&app, &app.redis.url(), "", &["redis-loss-ack"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("acknowledged"), "{out}");
-    crate::helpers::wait_until(T, "/healthz to be ok after the acknowledgement", || async {
+    crate::support::wait_until(T, "/healthz to be ok after the acknowledgement", || async {
         (healthz(&app).await.0 == 200).then_some(())
     })
     .await;
@@ -303,7 +303,7 @@ async fn a_redis_out_of_memory_is_told_as_such() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     let mut conn = app.redis.conn().await;
     config_set(&mut conn, "maxmemory", "1").await;
-    let body = crate::helpers::wait_until(T, "/healthz to say out of memory", || async {
+    let body = crate::support::wait_until(T, "/healthz to say out of memory", || async {
         let (status, body) = healthz(&app).await;
         (status == 503
             && body["problem"]
@@ -314,7 +314,7 @@ async fn a_redis_out_of_memory_is_told_as_such() {
     .await;
     assert_eq!(body["ok"], false);
     config_set(&mut conn, "maxmemory", "0").await;
-    crate::helpers::wait_until(T, "/healthz to be ok again", || async {
+    crate::support::wait_until(T, "/healthz to be ok again", || async {
         (healthz(&app).await.0 == 200).then_some(())
     })
     .await;
@@ -461,7 +461,7 @@ async fn the_shipped_acl_file_runs_the_daemon_and_confines_the_producer() {
     .replace("CHANGE-ME", "producer-pw");
     let acl_file = dir.path().join("users.acl");
     std::fs::write(&acl_file, acl).unwrap();
-    let redis = crate::app::TestRedis::start_with(
+    let redis = crate::support::TestRedis::start_with(
         true,
         vec!["--aclfile".into(), acl_file.display().to_string()],
         "tiktok-poster:daemon-pw@",

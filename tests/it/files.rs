@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::app::{TestApp, TestRedis, path_str};
-use crate::helpers::{TestSim, make_video, sha256_file, wait_until};
+use crate::app::{TestApp, path_str};
+use crate::support::{TestRedis, TestSim, make_video, sha256_file, wait_until};
 
 const T: Duration = Duration::from_secs(30);
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::app::{TestRedis, path_str};
-use crate::helpers::{TestSim, wait_until};
+use crate::app::path_str;
+use crate::support::{TestRedis, TestSim, wait_until};
 
 /// A configuration for the binary; returns its path, its log's path and the main listener's port.
 pub fn write_config(
@@ -23,11 +23,7 @@ pub fn write_config(
     if !key.exists() {
         tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let config = dir.join(format!("{name}.toml"));
     let log = dir.join(format!("{name}.log"));
     std::fs::write(
@@ -153,7 +149,7 @@ async fn a_flood_of_idle_connections_leaves_healthz_and_posting_working() {
         }
         let flooded = tokio::time::Instant::now();
         let video = dir.path().join(format!("{name}.mp4"));
-        let sha = crate::helpers::make_video(&video, 300_000);
+        let sha = crate::support::make_video(&video, 300_000);
         let id = format!("{name}-post");
         let _: String = conn
             .xadd(
@@ -230,11 +226,7 @@ async fn a_second_daemon_with_the_same_worker_id_answers_503_with_the_reason() {
     .await;
     // The same worker id, another port.
     let text = std::fs::read_to_string(&config).unwrap();
-    let port2 = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port2 = crate::support::free_port();
     let config2 = dir.path().join("same2.toml");
     std::fs::write(
         &config2,

@@ -9,10 +9,10 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use tiktok_poster::media::{self, Deadline};
 
-use crate::app::{TestApp, TestRedis, path_str};
+use crate::app::{TestApp, path_str};
 use crate::crafted_mp4::write_fragmented;
 use crate::crafted_webm::{Crafted, FRAMES, write_webm};
-use crate::helpers::{TestSim, fixture, wait_until};
+use crate::support::{TestRedis, TestSim, fixture, wait_until};
 
 const MIB: u64 = 1 << 20;
 const T: Duration = Duration::from_secs(30);

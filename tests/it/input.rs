@@ -26,7 +26,7 @@ async fn sentinel(app: &TestApp, name: &str) -> String {
         ])
         .await;
     assert!(id.contains('-'));
-    crate::helpers::wait_until(T, "the sentinel post to be recorded", || async {
+    crate::support::wait_until(T, "the sentinel post to be recorded", || async {
         app.post(name).await.contains_key("state").then_some(())
     })
     .await;
@@ -492,15 +492,15 @@ async fn a_tiktok_answer_past_the_body_cap_is_an_error_naming_it() {
 /// The OAuth token endpoint is capped the same way: a padded answer to a code exchange is refused.
 #[tokio::test]
 async fn a_token_answer_past_the_body_cap_is_refused() {
-    let sim = crate::helpers::TestSim::spawn(|_| {}).await;
-    let req = crate::helpers::auth_request("capped", false);
+    let sim = crate::support::TestSim::spawn(|_| {}).await;
+    let req = crate::support::auth_request("capped", false);
     let q = sim.authorize(&req).await;
-    let code = crate::helpers::param(&q, "code").unwrap();
+    let code = crate::support::param(&q, "code").unwrap();
     sim.fault(json!({"endpoint": "token", "pad_bytes": 2 << 20}))
         .await;
     let e = sim
         .client
-        .exchange_code(&code, crate::helpers::REDIRECT, None)
+        .exchange_code(&code, crate::support::REDIRECT, None)
         .await
         .unwrap_err();
     assert_eq!(e.code, "response_too_large", "{e}");

@@ -8,6 +8,10 @@
 //! - `cli`: the binary's commands and exit codes.
 //! - `files`: where videos may come from, a file changed during upload, transient read errors.
 //! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
+//!
+//! The harness (a `redis-server` of the test's own, the simulator, connected accounts, videos,
+//! `wait_until`, free ports) is `tests/support/`, shared with the benchmarks; `app` builds the daemon
+//! under test on it.
 
 mod accounts;
 mod app;
@@ -20,7 +24,6 @@ mod exposure;
 mod faults;
 mod files;
 mod flood;
-mod helpers;
 mod hostile_video;
 mod input;
 mod media;
@@ -29,3 +32,6 @@ mod pipeline;
 mod posting;
 mod upload;
 mod webhooks;
+
+#[path = "../support/mod.rs"]
+mod support;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tiktok_poster::media::{self, Policy};
 
 use crate::app::{TestApp, path_str};
-use crate::helpers::fixture;
+use crate::support::fixture;
 
 /// The codes each policy reports for a file: the broken rules, or the probe error.
 fn codes(path: &Path, policy: Policy) -> Vec<&'static str> {
@@ -376,7 +376,7 @@ async fn a_video_that_breaks_the_policy_is_rejected_at_submission_with_every_rea
     ])
     .await;
     let good = fixture("good.mp4");
-    let sha = crate::helpers::sha256_file(&good);
+    let sha = crate::support::sha256_file(&good);
     app.xadd(&[
         ("id", "fine"),
         ("account", "main"),

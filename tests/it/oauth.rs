@@ -3,7 +3,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tiktok_poster::tiktok::{Disposition, ErrorKind, Pkce};
 
-use crate::helpers::{REDIRECT, TestSim, auth_request, param};
+use crate::support::{REDIRECT, TestSim, auth_request, param};
 
 /// The authorize page redirects with code, state and scopes; the code buys TikTok-shaped tokens.
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn an_expired_access_token_asks_for_a_refresh() {
     assert_eq!(tokens.expires_in, Duration::from_secs(1));
     t.client.creator_info(&tokens.access_token).await.unwrap();
     // Only the clock can expire a token; wait for it without spending the rate limit.
-    crate::helpers::wait_until(
+    crate::support::wait_until(
         Duration::from_secs(5),
         "the token's second to pass",
         || async { (issued.elapsed() > Duration::from_millis(1100)).then_some(()) },

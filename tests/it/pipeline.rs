@@ -28,7 +28,7 @@ async fn a_post_submitted_with_xadd_is_published_with_the_exact_bytes() {
     assert_eq!(sims.len(), 1, "published exactly once");
     assert_eq!(sims[0]["status"], "PUBLISH_COMPLETE");
     assert_eq!(sims[0]["post_info"]["title"], "my cat #cat");
-    crate::helpers::wait_until(T, "the claim to be released", || async {
+    crate::support::wait_until(T, "the claim to be released", || async {
         (!app.post(&entry).await.contains_key("lease_owner")).then_some(())
     })
     .await;
@@ -71,7 +71,7 @@ async fn bad_submissions_are_rejected_with_a_reason_and_later_posts_go_through()
         ])
         .await;
     app.wait_state(&good, &["published"], T).await;
-    let rejected = crate::helpers::wait_until(T, "six rejections", || async {
+    let rejected = crate::support::wait_until(T, "six rejections", || async {
         let r = app.rejected().await;
         (r.len() >= 6).then_some(r)
     })
@@ -125,7 +125,7 @@ async fn the_same_id_three_times_in_both_forms_is_one_post() {
     .await;
     // Let ingest see the third copy: wait until the submit stream has nothing pending. Handled
     // entries are deleted from the stream, so it is empty then.
-    crate::helpers::wait_until(T, "the third copy to be acknowledged and deleted", || async {
+    crate::support::wait_until(T, "the third copy to be acknowledged and deleted", || async {
         let mut conn = app.redis.conn().await;
         let pending: redis::Value = redis::cmd("XPENDING").arg("tiktok-poster:submit").arg("ingest").query_async(&mut conn).await.unwrap();
         let len: i64 = redis::cmd("XLEN").arg("tiktok-poster:submit").query_async(&mut conn).await.unwrap();
@@ -153,7 +153,7 @@ async fn a_scheduled_post_is_sent_on_time() {
             ("publish_at", &at),
         ])
         .await;
-    crate::helpers::wait_until(T, "the post to be recorded", || async {
+    crate::support::wait_until(T, "the post to be recorded", || async {
         app.post(&id)
             .await
             .get("state")
@@ -241,7 +241,7 @@ async fn transient_faults_end_in_exactly_one_published_post() {
     );
     // By now the 2-second token has expired: the next post needs a refresh first.
     let (video2, sha2) = app.video("after-expiry.mp4", 1_000_000);
-    crate::helpers::wait_until(T, "the first token's two seconds to pass", || async {
+    crate::support::wait_until(T, "the first token's two seconds to pass", || async {
         (connected.elapsed() > Duration::from_millis(2100)).then_some(())
     })
     .await;
@@ -278,7 +278,7 @@ async fn a_revoked_account_makes_posts_wait_until_it_is_reconnected() {
     app.sim
         .fault(json!({"endpoint": "token", "error": "invalid_grant", "times": 100}))
         .await;
-    crate::helpers::wait_until(T, "the access token's second to pass", || async {
+    crate::support::wait_until(T, "the access token's second to pass", || async {
         (connected.elapsed() > Duration::from_millis(1100)).then_some(())
     })
     .await;
@@ -338,7 +338,7 @@ async fn a_redis_restart_mid_flight_loses_and_doubles_nothing() {
         shas.push(sha);
     }
     // Wait until something is in flight at TikTok, then restart Redis.
-    crate::helpers::wait_until(T, "a post to be in flight", || async {
+    crate::support::wait_until(T, "a post to be in flight", || async {
         for id in &ids {
             if app
                 .post(id)
@@ -404,7 +404,7 @@ async fn a_stop_mid_upload_resumes_from_the_publish_id_without_a_second_init() {
         .fault(json!({"endpoint": "upload", "delay_ms": 300, "times": 3}))
         .await;
     let (id, sha) = app.submit("main", "long.mp4", 90_000_000).await;
-    crate::helpers::wait_until(T, "the upload to start", || async {
+    crate::support::wait_until(T, "the upload to start", || async {
         app.post(&id)
             .await
             .get("publish_id")
@@ -559,7 +559,7 @@ async fn the_public_post_id_and_url_are_recorded_when_they_appear() {
         !post.contains_key("post_id"),
         "moderation is not over yet: {post:?}"
     );
-    let post = crate::helpers::wait_until(T, "the public id", || async {
+    let post = crate::support::wait_until(T, "the public id", || async {
         let p = app.post(&id).await;
         p.contains_key("post_id").then_some(p)
     })
@@ -760,7 +760,7 @@ async fn redis_eviction_is_refused_stalls_are_survived_and_a_late_redis_is_waite
 /// The shipped Redis ACL example lets a producer add to the submit stream and nothing else.
 #[tokio::test]
 async fn the_producer_acl_allows_only_xadd_to_the_submit_stream() {
-    let redis = crate::app::TestRedis::start(false);
+    let redis = crate::support::TestRedis::start(false);
     let mut admin = redis.conn().await;
     let acl = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -865,7 +865,7 @@ async fn healthz_and_metrics_change_as_a_post_flows() {
 
     app.wait_state("flow", &["published"], T).await;
     assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
-    crate::helpers::wait_until(T, "the queue to empty", || async {
+    crate::support::wait_until(T, "the queue to empty", || async {
         let h = health(get("/healthz").await);
         (h["queue"]["due_or_scheduled"] == 0 && h["queue"]["leased"] == 0).then_some(())
     })

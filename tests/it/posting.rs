@@ -6,7 +6,7 @@ use tiktok_poster::tiktok::{
     error::DAILY_WINDOW as DAILY_WINDOW_FOR_TESTS,
 };
 
-use crate::helpers::{TestSim, wait_until};
+use crate::support::{TestSim, wait_until};
 
 fn file_source(size: u64) -> Source {
     Source::FileUpload(ChunkPlan::for_size(size).unwrap())
@@ -36,7 +36,7 @@ async fn a_direct_post_publishes_with_a_post_id() {
     let tok = t.connect("direct", false).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.mp4");
-    let sha = crate::helpers::make_video(&path, 3_000_000);
+    let sha = crate::support::make_video(&path, 3_000_000);
     let plan = ChunkPlan::for_size(3_000_000).unwrap();
     let mut post = PostInfo::new(PrivacyLevel::PublicToEveryone);
     post.title = Some("my cat #cat 😺".into());
@@ -123,7 +123,7 @@ async fn private_posts_have_no_public_id_and_drafts_land_in_the_inbox() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.mov");
-    crate::helpers::make_video(&path, 100_000);
+    crate::support::make_video(&path, 100_000);
     let plan = ChunkPlan::for_size(100_000).unwrap();
     let draft = t
         .client

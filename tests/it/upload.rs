@@ -6,7 +6,7 @@ use tiktok_poster::tiktok::{
     ChunkPlan, Disposition, InitResponse, PostInfo, PrivacyLevel, Source, TokenSet, UploadUrl,
 };
 
-use crate::helpers::{TestSim, make_video};
+use crate::support::{TestSim, make_video};
 
 async fn init(t: &TestSim, tok: &TokenSet, plan: ChunkPlan) -> InitResponse {
     t.client
@@ -213,10 +213,7 @@ async fn a_file_that_changed_since_planning_is_refused() {
 #[tokio::test]
 async fn transport_errors_never_show_the_upload_url() {
     let t = TestSim::spawn(|_| {}).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port()));
     let url = UploadUrl::new(format!(
         "http://{closed}/upload/?upload_id=1&upload_token=SECRET-TOKEN"
     ));

@@ -88,7 +88,7 @@ async fn a_failure_webhook_about_a_superseded_attempt_settles_nothing_and_retry_
         .fault(serde_json::json!({"endpoint": "status", "fail_reason": "internal"}))
         .await;
     let (id, sha) = app.submit("main", "superseded.mp4", 200_000).await;
-    let post = crate::helpers::wait_until(T, "a second attempt being processed", || async {
+    let post = crate::support::wait_until(T, "a second attempt being processed", || async {
         let p = app.post(&id).await;
         (p.get("state").map(String::as_str) == Some("processing")
             && p.get("previous_publish_ids").is_some_and(|v| !v.is_empty()))
@@ -212,7 +212,7 @@ async fn a_webhook_that_cannot_be_recorded_gets_5xx_and_is_applied_when_sent_aga
         "answered {code} {text} with Redis down"
     );
     app.redis.restart();
-    let (code, text) = crate::helpers::wait_until(T, "the webhook to be recorded", || async {
+    let (code, text) = crate::support::wait_until(T, "the webhook to be recorded", || async {
         let (code, text) = deliver_body(&url, &body).await;
         (code == 200).then_some((code, text))
     })
