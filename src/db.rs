@@ -6,6 +6,8 @@
 
 use redis::aio::ConnectionManager;
 
+pub mod startup;
+
 /// Key names under one namespace.
 #[derive(Debug, Clone)]
 pub struct Keys {

@@ -12,6 +12,7 @@
 
 pub mod connect;
 pub mod crypto;
+pub mod refresher;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::Next;
 use super::store::{Claim, Claimed, JobStore};
-use crate::worker::Next;
 
 /// Claims held by this worker, each with the token cancelled when its lease is found lost.
 pub type Held = Arc<Mutex<HashMap<String, (Claim, CancellationToken)>>>;
