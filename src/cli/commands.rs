@@ -522,20 +522,13 @@ pub async fn validate(
     if let Some(p) = policy {
         video.policy = p;
     }
-    let timeout = std::time::Duration::from_secs(video.probe_timeout_secs.max(1));
     let bar = crate::cli::progress::bar(files.len() as u64, "probing");
     let mut results = Vec::new();
     for path in files {
         bar.set_message(path.display().to_string());
-        let (info, violations) = match media::probe_async(path.clone(), timeout).await {
-            Ok(info) => {
-                let v = media::validate(&info, video.policy, None);
-                (Some(info), v)
-            }
-            Err(e) => (None, vec![media::probe_violation(&e)]),
-        };
+        let checked = media::check(path, &video, None).await;
         bar.inc(1);
-        results.push((path, info, violations));
+        results.push((path, checked.info, checked.violations));
     }
     bar.finish_and_clear();
     let failed = results.iter().filter(|r| !r.2.is_empty()).count();

@@ -249,13 +249,15 @@ pub async fn check(
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let info = check_video(&resolved, video, None).await.map_err(|r| {
-            if r.transient {
-                Refusal::Later(r.message)
-            } else {
-                Refusal::Rejected(r.message)
-            }
-        })?;
+        let info = crate::media::check_video(&resolved, video, None)
+            .await
+            .map_err(|r| {
+                if r.transient {
+                    Refusal::Later(r.message)
+                } else {
+                    Refusal::Rejected(r.message)
+                }
+            })?;
         extra.push(("video_size", meta.len().to_string()));
         extra.push(("video_mtime_ms", mtime.to_string()));
         extra.push(("video_identity", identity.to_field()));
@@ -269,60 +271,6 @@ pub async fn check(
         extra.push(("video_summary", summary(&info)));
     }
     Ok(extra)
-}
-
-/// A video that fails the policy: every broken rule, and one sentence naming them all.
-#[derive(Debug)]
-pub struct VideoRejected {
-    pub violations: Vec<crate::media::Violation>,
-    pub message: String,
-    /// The file could not be read for a momentary shortage (descriptors, memory): try again later.
-    pub transient: bool,
-}
-
-impl VideoRejected {
-    /// The first broken rule's code.
-    pub fn code(&self) -> &'static str {
-        self.violations.first().map_or("video_rejected", |v| v.code)
-    }
-}
-
-/// Probes `path` and checks it against the policy (and the creator's longest allowed duration when
-/// known).
-pub async fn check_video(
-    path: &std::path::Path,
-    video: &crate::config::VideoSettings,
-    creator_max_secs: Option<u64>,
-) -> Result<crate::media::VideoInfo, VideoRejected> {
-    let timeout = std::time::Duration::from_secs(video.probe_timeout_secs.max(1));
-    let mut transient = false;
-    let (info, problems) = match crate::media::probe_async(path.to_path_buf(), timeout).await {
-        Ok(info) => {
-            let v = crate::media::validate(&info, video.policy, creator_max_secs);
-            (Some(info), v)
-        }
-        Err(e) => {
-            transient = matches!(&e, crate::media::ProbeError::Io(io) if file::is_transient(io));
-            (None, vec![crate::media::probe_violation(&e)])
-        }
-    };
-    match info {
-        Some(info) if problems.is_empty() => Ok(info),
-        _ => Err(VideoRejected {
-            message: format!(
-                "video {} fails the {} video policy: {}",
-                path.display(),
-                video.policy.as_str(),
-                problems
-                    .iter()
-                    .map(|v| format!("[{}] {}", v.code, v.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            violations: problems,
-            transient,
-        }),
-    }
 }
 
 /// One line describing a probed video, kept on the post.
