@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod ingest;
 pub mod media;
 pub mod posts;
 pub mod queue;

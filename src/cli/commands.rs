@@ -109,10 +109,10 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
     .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
     let env = env(config).await?;
     let accounts = accounts(&env)?;
-    let mut extra = crate::queue::ingest::check(&sub, &accounts, &env.settings.video)
+    let mut extra = crate::ingest::check(&sub, &accounts, &env.settings.video)
         .await
         .map_err(|e| match e {
-            crate::queue::ingest::Refusal::Rejected(r) => {
+            crate::ingest::Refusal::Rejected(r) => {
                 CliError::Failure(anyhow::anyhow!("rejected: {r}"))
             }
             later => CliError::Failure(anyhow::anyhow!("not recorded: {later}")),
@@ -137,7 +137,7 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
     if created == Created::Conflict {
         return Err(CliError::Failure(anyhow::anyhow!(
             "rejected: {}",
-            crate::queue::ingest::conflict_reason(&id)
+            crate::ingest::conflict_reason(&id)
         )));
     }
     if args.json {

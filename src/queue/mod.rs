@@ -5,7 +5,6 @@
 
 pub mod backend;
 pub mod identity;
-pub mod ingest;
 pub mod reconcile;
 pub mod store;
 
