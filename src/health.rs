@@ -156,6 +156,7 @@ pub async fn watch_redis(
 ) {
     let watch = &beats.redis;
     let mut last_problem: Option<String> = None;
+    // A probe every second, not a backoff: it measures Redis, so it must keep its cadence.
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use redis::Value;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
@@ -126,7 +127,9 @@ impl Ingest {
 
     /// Runs until `shutdown`; never returns early on a Redis error (it waits and retries).
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        // The loop goes on for the daemon's life, so backon's retry (which wraps one operation) does
+        // not fit; its delay sequence does: 100 ms doubling to 5 s while Redis is away.
+        let mut backoff = redis_backoff();
         let mut last_autoclaim = tokio::time::Instant::now() - Duration::from_secs(3600);
         let mut logged_down = false;
         while !shutdown.is_cancelled() {
@@ -186,7 +189,7 @@ impl Ingest {
                         tracing::info!("Ingest reconnected to Redis.");
                         logged_down = false;
                     }
-                    backoff = Duration::from_millis(100);
+                    backoff = redis_backoff();
                     if later {
                         // An entry waits for the host to recover (it stays pending and is read
                         // first next round); give it a moment instead of spinning on it.
@@ -203,9 +206,8 @@ impl Ingest {
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(5))) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -318,6 +320,15 @@ impl Ingest {
         pipe.query_async::<()>(&mut self.conn).await?;
         Ok(outcome)
     }
+}
+
+/// Delays between rounds while Redis is away: 100 ms doubling to 5 s, without end.
+fn redis_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .build()
 }
 
 /// The reason for a submission whose id names an existing post with other content.
