@@ -1,10 +1,30 @@
 //! Liveness of the daemon's main loops, for systemd's watchdog: each loop beats as it goes round (even
-//! while it waits for Redis); the watchdog is pinged only while every loop has beaten recently.
+//! while it waits for Redis); the watchdog is pinged only while every loop has beaten recently. Also
+//! the host's passing shortages: [`is_transient`] tells an I/O error that only says the host is short
+//! of descriptors or memory for a moment (used by the video checks and the TikTok client's upload).
 
+use std::io;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::db::now_ms;
+
+// Linux's numbers (the daemon runs under systemd). std names none of the descriptor errors, so they
+// are matched by number; `WouldBlock` and `OutOfMemory` are matched by kind too.
+const EAGAIN: i32 = 11;
+const ENOMEM: i32 = 12;
+const ENFILE: i32 = 23;
+const EMFILE: i32 = 24;
+
+/// True for an error that says the host is short of something for a moment (descriptors, memory,
+/// a resource temporarily unavailable), not that the file is bad: the read is tried again later.
+pub fn is_transient(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(EAGAIN | ENOMEM | ENFILE | EMFILE))
+        || matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::OutOfMemory | io::ErrorKind::Interrupted
+        )
+}
 
 /// Last beat of each main loop (ms since the epoch).
 #[derive(Debug, Default)]
@@ -136,6 +156,7 @@ pub async fn watch_redis(
 ) {
     let watch = &beats.redis;
     let mut last_problem: Option<String> = None;
+    // A probe every second, not a backoff: it measures Redis, so it must keep its cadence.
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -197,5 +218,23 @@ pub async fn watch_redis(
             last_problem = problem.clone();
         }
         watch.set_problem(problem);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_and_memory_shortages_are_transient_and_the_rest_is_not() {
+        for n in [EAGAIN, ENOMEM, ENFILE, EMFILE] {
+            assert!(is_transient(&io::Error::from_raw_os_error(n)), "errno {n}");
+        }
+        for n in [2, 13, 21, 5] {
+            // ENOENT, EACCES, EISDIR, EIO
+            assert!(!is_transient(&io::Error::from_raw_os_error(n)), "errno {n}");
+        }
+        assert!(is_transient(&io::Error::from(io::ErrorKind::WouldBlock)));
+        assert!(!is_transient(&io::Error::from(io::ErrorKind::NotFound)));
     }
 }

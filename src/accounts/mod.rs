@@ -13,6 +13,7 @@ pub mod connect;
 pub mod crypto;
 mod name;
 mod refresh;
+pub mod refresher;
 mod store;
 
 use std::collections::HashMap;

@@ -1,4 +1,6 @@
-//! The commands that talk to Redis: enqueue, status, list, cancel, retry, accounts.
+//! The commands that work on posts in Redis (enqueue, status, list, cancel; retry is in `retry`),
+//! the Redis-side maintenance ones (keys rotate, redis-loss-ack), and the environment they share.
+//! `accounts …` is in `accounts`, `validate` in `validate`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -6,19 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::{AccountsCommand, CliError, EnqueueArgs, load_settings};
-use crate::accounts::{Accounts, connect};
+use super::{CliError, EnqueueArgs, load_settings};
+use crate::accounts::Accounts;
 use crate::config::{ConfigError, Settings};
-use crate::db::{Keys, now_ms, random_id};
+use crate::db::{Keys, random_id};
 use crate::posts::{Created, Ledger, PostRecord, State, parse_fields, parse_json, state};
 use crate::tiktok::Client;
-
-type CallbackState = (
-    Accounts,
-    Keys,
-    std::sync::Arc<Settings>,
-    tokio::sync::mpsc::Sender<Result<String, String>>,
-);
 
 pub(super) struct Env {
     pub(super) settings: Settings,
@@ -109,10 +104,10 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
     .map_err(|e| CliError::Failure(anyhow::anyhow!("rejected: {e}")))?;
     let env = env(config).await?;
     let accounts = accounts(&env)?;
-    let mut extra = crate::queue::ingest::check(&sub, &accounts, &env.settings.video)
+    let mut extra = crate::ingest::check(&sub, &accounts, &env.settings.video)
         .await
         .map_err(|e| match e {
-            crate::queue::ingest::Refusal::Rejected(r) => {
+            crate::ingest::Refusal::Rejected(r) => {
                 CliError::Failure(anyhow::anyhow!("rejected: {r}"))
             }
             later => CliError::Failure(anyhow::anyhow!("not recorded: {later}")),
@@ -137,7 +132,7 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
     if created == Created::Conflict {
         return Err(CliError::Failure(anyhow::anyhow!(
             "rejected: {}",
-            crate::queue::ingest::conflict_reason(&id)
+            crate::ingest::conflict_reason(&id)
         )));
     }
     if args.json {
@@ -322,292 +317,6 @@ pub(super) fn report(
             return Err(CliError::Failure(anyhow::anyhow!(e)));
         }
         (Err(e), false) => return Err(CliError::Failure(anyhow::anyhow!(e))),
-    }
-    Ok(())
-}
-
-/// `accounts …`.
-pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result<(), CliError> {
-    let env = env(config).await?;
-    let accounts = accounts(&env)?;
-    match cmd {
-        AccountsCommand::List { json } => {
-            let list = accounts.list().await.context("listing accounts")?;
-            if json {
-                println!("{}", serde_json::to_string(&list).unwrap_or_default());
-            } else {
-                println!(
-                    "{:<20} {:<20} {:<16} {:<26} RECONNECT BEFORE",
-                    "NAME", "TIKTOK USER", "STATE", "ACCESS TOKEN EXPIRES"
-                );
-                for a in list {
-                    let t = |ms: i64| {
-                        chrono::DateTime::from_timestamp_millis(ms)
-                            .map(|t| t.to_rfc3339())
-                            .unwrap_or_default()
-                    };
-                    let soon = if a.refresh_expires_ms - now_ms() < 7 * 86_400_000 {
-                        " (soon!)"
-                    } else {
-                        ""
-                    };
-                    println!(
-                        "{:<20} @{:<19} {:<16} {:<26} {}{soon}",
-                        a.name,
-                        a.username,
-                        a.state,
-                        t(a.access_expires_ms),
-                        t(a.refresh_expires_ms)
-                    );
-                }
-            }
-        }
-        AccountsCommand::Refresh { name } => {
-            accounts
-                .force_refresh(&name)
-                .await
-                .map_err(|e| CliError::Failure(e.into()))?;
-            println!("{name}: token refreshed");
-        }
-        AccountsCommand::Remove { name } => {
-            accounts
-                .remove(&name)
-                .await
-                .map_err(|e| CliError::Failure(e.into()))?;
-            println!("{name}: revoked and removed");
-        }
-        AccountsCommand::Connect { name, replace } => {
-            let started = now_ms();
-            let url = connect::begin(
-                &accounts,
-                &env.keys,
-                &env.settings,
-                &name,
-                Vec::new(),
-                replace,
-            )
-            .await
-            .map_err(|e| CliError::Failure(anyhow::anyhow!(e)))?;
-            println!("Open this URL in a browser and approve the app:\n\n  {url}\n");
-            println!(
-                "Waiting for TikTok to send the browser back to {} ...",
-                env.settings.tiktok.redirect_uri
-            );
-            let state = url
-                .query_pairs()
-                .find(|(k, _)| k == "state")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            wait_for_callback(&env, &accounts, &name, started, &state).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Serves the callback itself when nothing listens on the redirect address; otherwise (the daemon runs
-/// there) waits until the account shows up connected.
-async fn wait_for_callback(
-    env: &Env,
-    accounts: &Accounts,
-    name: &str,
-    started: i64,
-    state: &str,
-) -> Result<(), CliError> {
-    let redirect = url::Url::parse(&env.settings.tiktok.redirect_uri)
-        .map_err(|e| CliError::Failure(e.into()))?;
-    let addr = format!(
-        "{}:{}",
-        redirect.host_str().unwrap_or("127.0.0.1"),
-        redirect.port_or_known_default().unwrap_or(80)
-    );
-    if let Ok(listener) = tokio::net::TcpListener::bind(&addr).await {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, String>>(1);
-        let state = (
-            accounts.clone(),
-            env.keys.clone(),
-            std::sync::Arc::new(env.settings.clone()),
-            tx,
-        );
-        let app = axum::Router::new()
-            .route(
-                redirect.path(),
-                axum::routing::get(
-                    |axum::extract::State((accounts, keys, settings, tx)): axum::extract::State<
-                        CallbackState,
-                    >,
-                     axum::extract::RawQuery(q): axum::extract::RawQuery| async move {
-                        let query: Vec<(String, String)> =
-                            url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-                                .into_owned()
-                                .collect();
-                        let r = connect::complete(&accounts, &keys, &settings, &query)
-                            .await
-                            .map(|a| a.username)
-                            .map_err(|e| e.to_string());
-                        let page = match &r {
-                            Ok(u) => {
-                                format!("Connected to TikTok user @{u}. You can close this page.")
-                            }
-                            Err(e) => format!("Connection failed: {e}"),
-                        };
-                        let _ = tx.send(r).await;
-                        page
-                    },
-                ),
-            )
-            .with_state(state);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let r = tokio::time::timeout(Duration::from_secs(connect::STATE_TTL_SECS), rx.recv()).await;
-        server.abort();
-        return match r {
-            Ok(Some(Ok(user))) => {
-                println!("{name}: connected to TikTok user @{user}");
-                Ok(())
-            }
-            Ok(Some(Err(e))) => Err(CliError::Failure(anyhow::anyhow!(e))),
-            _ => Err(CliError::Failure(anyhow::anyhow!(
-                "no callback arrived within 5 minutes; run the command again"
-            ))),
-        };
-    }
-    // The daemon owns the redirect address: it completes the flow; watch the account record.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(connect::STATE_TTL_SECS);
-    let mut used_at: Option<tokio::time::Instant> = None;
-    while tokio::time::Instant::now() < deadline {
-        // The daemon took the state but did not connect the account (after a moment to write it):
-        // it refused, and its page says why.
-        if used_at.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
-            return Err(CliError::Failure(anyhow::anyhow!(
-                "the daemon refused to connect {name}; its page in the browser says why (an account connected to a different TikTok user needs --replace)"
-            )));
-        }
-        if used_at.is_none()
-            && let Ok(false) = redis::cmd("EXISTS")
-                .arg(env.keys.oauth_state(state))
-                .query_async::<bool>(&mut env.conn.clone())
-                .await
-        {
-            used_at = Some(tokio::time::Instant::now());
-        }
-        if let Ok(info) = accounts.info(name).await
-            && let Ok(raw) = redis::cmd("HGET")
-                .arg(env.keys.account(name))
-                .arg("connected_ms")
-                .query_async::<Option<i64>>(&mut env.conn.clone())
-                .await
-            && raw.unwrap_or(0) >= started
-        {
-            println!("{name}: connected to TikTok user @{}", info.username);
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(CliError::Failure(anyhow::anyhow!(
-        "no callback arrived within 5 minutes; run the command again"
-    )))
-}
-
-/// `validate FILE...`: probes each file, prints a table (or JSON), exits 1 when any fails.
-pub async fn validate(
-    config: Option<&Path>,
-    files: &[std::path::PathBuf],
-    as_json: bool,
-    policy: Option<crate::media::Policy>,
-) -> Result<(), CliError> {
-    use crate::media;
-    // The flag wins; then the configuration, when there is one that loads; then `brief`.
-    let settings = match config {
-        Some(_) => Some(load_settings(config)?),
-        None => load_settings(None).ok(),
-    };
-    let mut video = settings.map(|s| s.video).unwrap_or_default();
-    if let Some(p) = policy {
-        video.policy = p;
-    }
-    let timeout = std::time::Duration::from_secs(video.probe_timeout_secs.max(1));
-    let bar = crate::cli::progress::bar(files.len() as u64, "probing");
-    let mut results = Vec::new();
-    for path in files {
-        bar.set_message(path.display().to_string());
-        let (info, violations) = match media::probe_async(path.clone(), timeout).await {
-            Ok(info) => {
-                let v = media::validate(&info, video.policy, None);
-                (Some(info), v)
-            }
-            Err(e) => (None, vec![media::probe_violation(&e)]),
-        };
-        bar.inc(1);
-        results.push((path, info, violations));
-    }
-    bar.finish_and_clear();
-    let failed = results.iter().filter(|r| !r.2.is_empty()).count();
-    if as_json {
-        let arr: Vec<Value> = results
-            .iter()
-            .map(|(path, info, v)| {
-                json!({
-                    "path": path.display().to_string(),
-                    "ok": v.is_empty(),
-                    "info": info,
-                    "violations": v,
-                })
-            })
-            .collect();
-        println!("{}", Value::Array(arr));
-    } else {
-        let fw = results
-            .iter()
-            .map(|r| r.0.display().to_string().chars().count())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        println!(
-            "{:<fw$} {:<6} {:<9} {:>9} {:>10} {:>7} {:<6} {:<6} {:>10}",
-            "FILE", "RESULT", "CONTAINER", "DURATION", "SIZE", "FPS", "VIDEO", "AUDIO", "BITRATE"
-        );
-        for (path, info, v) in &results {
-            let name = path.display().to_string();
-            let result = if v.is_empty() { "ok" } else { "FAIL" };
-            match info {
-                Some(i) => {
-                    let dash = || "-".to_string();
-                    println!(
-                        "{:<fw$} {:<6} {:<9} {:>9} {:>10} {:>7} {:<6} {:<6} {:>10}",
-                        name,
-                        result,
-                        i.container.name(),
-                        i.duration_secs.map_or_else(dash, |d| format!("{d:.2} s")),
-                        i.video.as_ref().map_or_else(dash, |t| {
-                            let (w, h) = t.display_size();
-                            format!("{w}x{h}")
-                        }),
-                        i.video
-                            .as_ref()
-                            .and_then(|t| t.fps)
-                            .map_or_else(dash, |f| format!("{f:.2}")),
-                        i.video.as_ref().map_or_else(dash, |t| t.codec.to_string()),
-                        i.audio.as_ref().map_or_else(dash, |a| a.codec.to_string()),
-                        i.bitrate_bps
-                            .map_or_else(dash, |b| format!("{} kbps", b / 1000)),
-                    );
-                }
-                None => println!("{name:<fw$} {result:<6}"),
-            }
-            for x in v {
-                println!("    {}: {}", x.code, x.message);
-            }
-        }
-        println!(
-            "{} of {} file(s) pass the {} policy",
-            results.len() - failed,
-            results.len(),
-            video.policy.as_str()
-        );
-    }
-    if failed > 0 {
-        return Err(CliError::Quiet(1));
     }
     Ok(())
 }

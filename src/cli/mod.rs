@@ -374,18 +374,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Cancel { id, json } => commands::cancel(cli.config.as_deref(), &id, json).await,
         Command::Retry { id, json } => retry::retry(cli.config.as_deref(), &id, json).await,
-        Command::Accounts(cmd) => commands::accounts_cmd(cli.config.as_deref(), cmd).await,
+        Command::Accounts(cmd) => accounts::accounts_cmd(cli.config.as_deref(), cmd).await,
         Command::Validate {
             files,
             json,
             policy,
-        } => commands::validate(cli.config.as_deref(), &files, json, policy).await,
+        } => validate::validate(cli.config.as_deref(), &files, json, policy).await,
     }
 }
 
+mod accounts;
 mod commands;
 pub mod progress;
 mod retry;
+mod validate;
 
 #[cfg(test)]
 mod tests {

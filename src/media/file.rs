@@ -17,22 +17,9 @@ pub const CHANGED_CODE: &str = "video_changed";
 /// The code of a file that became shorter since it was submitted (truncated during upload).
 pub const TRUNCATED_CODE: &str = "video_truncated";
 
-// Linux's numbers (the daemon runs under systemd). std names none of the descriptor errors, so they
-// are matched by number; `WouldBlock` and `OutOfMemory` are matched by kind too.
-const EAGAIN: i32 = 11;
-const ENOMEM: i32 = 12;
-const ENFILE: i32 = 23;
-const EMFILE: i32 = 24;
-
-/// True for an error that says the host is short of something for a moment (descriptors, memory,
-/// a resource temporarily unavailable), not that the file is bad: the read is tried again later.
-pub fn is_transient(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(EAGAIN | ENOMEM | ENFILE | EMFILE))
-        || matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::OutOfMemory | io::ErrorKind::Interrupted
-        )
-}
+/// Defined in `health` (the host's health), because the TikTok client needs it too and sits beside
+/// `media` in the layers, not above it.
+pub use crate::health::is_transient;
 
 /// Which file a path named, and the state it was in: device and inode (the same file), size, and the
 /// inode's change time. Any write, truncation, `chmod` or time-stamp change moves the change time,
@@ -178,19 +165,6 @@ pub async fn check_allowed_async(path: &Path, dirs: &[PathBuf]) -> Result<PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn descriptor_and_memory_shortages_are_transient_and_the_rest_is_not() {
-        for n in [EAGAIN, ENOMEM, ENFILE, EMFILE] {
-            assert!(is_transient(&io::Error::from_raw_os_error(n)), "errno {n}");
-        }
-        for n in [2, 13, 21, 5] {
-            // ENOENT, EACCES, EISDIR, EIO
-            assert!(!is_transient(&io::Error::from_raw_os_error(n)), "errno {n}");
-        }
-        assert!(is_transient(&io::Error::from(io::ErrorKind::WouldBlock)));
-        assert!(!is_transient(&io::Error::from(io::ErrorKind::NotFound)));
-    }
 
     #[test]
     fn an_identity_survives_its_text_form_and_tells_each_change() {

@@ -10,8 +10,12 @@
 //! would block the open). Every read checks a [`Deadline`], so a probe that runs out of time stops
 //! its work instead of going on in the background; the daemon probes off the async runtime, behind
 //! `catch_unwind` ([`probe_async`]).
+//!
+//! [`check`] is the one probe-and-policy step under the `[video]` settings, shared by ingest, the
+//! publish job (through [`check_video`]) and the CLI's `validate`.
 
 mod boxes;
+mod check;
 mod deadline;
 mod ebml;
 pub mod file;
@@ -22,6 +26,7 @@ mod mp4;
 mod policy;
 mod tables;
 
+pub use check::{Checked, VideoRejected, check, check_video};
 pub use deadline::Deadline;
 pub use model::*;
 pub use policy::*;
@@ -32,9 +37,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use deadline::TimedFile;
-
-/// How long the daemon lets one probe run.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Describes the video at `path`, taking as long as it needs (see [`probe_until`]).
 pub fn probe(path: &Path) -> Result<VideoInfo, ProbeError> {
@@ -133,20 +135,5 @@ pub fn probe_violation(e: &ProbeError) -> Violation {
     Violation {
         code: e.code(),
         message: e.to_string(),
-    }
-}
-
-/// Probes and validates: the file's description (when it could be read) and every problem.
-pub async fn check(
-    path: PathBuf,
-    policy: Policy,
-    creator_max_secs: Option<u64>,
-) -> (Option<VideoInfo>, Vec<Violation>) {
-    match probe_async(path, PROBE_TIMEOUT).await {
-        Ok(info) => {
-            let v = validate(&info, policy, creator_max_secs);
-            (Some(info), v)
-        }
-        Err(e) => (None, vec![probe_violation(&e)]),
     }
 }

@@ -2,29 +2,11 @@
 //! code (for scripts, logs and metrics) and a sentence that says what to fix.
 
 use super::model::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// Which rules apply (`[video] policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// The project brief's table: MP4/MOV/WebM, 1 s–10 min, ≤ 4 GB, 9:16, ≥ 720x1280, 24–60 fps,
-    /// H.264/HEVC + AAC (WebM: VP8/VP9 + Opus/Vorbis), 516 kbps–20 Mbps.
-    #[default]
-    Brief,
-    /// Only TikTok's documented limits: MP4/MOV/WebM, ≤ 10 min, ≤ 4 GB, 23–60 fps, 360–4096 px per
-    /// side, H.264/H.265/VP8/VP9.
-    Api,
-}
-
-impl Policy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Brief => "brief",
-            Self::Api => "api",
-        }
-    }
-}
+/// Which rules apply (`[video] policy`): defined with the settings (so `config` does not depend on
+/// `media`); the rules themselves are below.
+pub use crate::config::Policy;
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -27,13 +27,14 @@ use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::{RandomId, TaskId};
 use apalis_core::worker::context::WorkerContext;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder, Retryable};
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::Next;
 use super::store::{Claim, Claimed, JobStore};
-use crate::worker::Next;
 
 /// Claims held by this worker, each with the token cancelled when its lease is found lost.
 pub type Held = Arc<Mutex<HashMap<String, (Claim, CancellationToken)>>>;
@@ -63,7 +64,8 @@ pub struct RedisBackend {
     buffer: VecDeque<Claim>,
     claiming: Option<BoxFuture<'static, redis::RedisResult<Claimed>>>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    backoff: Duration,
+    /// Delays between claims while Redis is away; rebuilt when it answers again.
+    backoff: ExponentialBackoff,
     down: bool,
     renewer: Option<tokio::task::JoinHandle<()>>,
     closing: Option<BoxFuture<'static, ()>>,
@@ -89,7 +91,7 @@ impl RedisBackend {
             buffer: VecDeque::new(),
             claiming: None,
             sleep: None,
-            backoff: Duration::from_millis(100),
+            backoff: claim_backoff(),
             down: false,
             renewer: None,
             closing: None,
@@ -114,6 +116,8 @@ impl RedisBackend {
         self.renewer = Some(tokio::spawn(async move {
             // At most every 5 s, so the watchdog hears from it even with long leases.
             let mut tick = tokio::time::interval((lease / 3).min(Duration::from_secs(5)));
+            // A fixed cadence, not a backoff: a failed renewal is retried at the next tick, which
+            // must come on time for the leases that still renew.
             loop {
                 tick.tick().await;
                 if let Some(h) = &beats {
@@ -167,6 +171,8 @@ impl Backend for RedisBackend {
         cx: &mut Context<'_>,
         _worker: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
+        // A hand-written state machine, because `poll_next` is a poll function: backon's retry
+        // wraps a future, so only its delay sequence ([`claim_backoff`]) is used here.
         loop {
             if let Some(claim) = self.buffer.pop_front() {
                 lock(&self.held)
@@ -209,7 +215,7 @@ impl Backend for RedisBackend {
                         tracing::info!("Workers reconnected to Redis.");
                         self.down = false;
                     }
-                    self.backoff = Duration::from_millis(100);
+                    self.backoff = claim_backoff();
                     if claimed.jobs.is_empty() {
                         let wait = claimed
                             .next_wake_ms
@@ -226,8 +232,9 @@ impl Backend for RedisBackend {
                         tracing::warn!(%error, "Workers cannot reach Redis; retrying with backoff.");
                         self.down = true;
                     }
-                    self.sleep = Some(Box::pin(tokio::time::sleep(self.backoff)));
-                    self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                    // No max_times: the sequence never ends, 5 s is the fallback all the same.
+                    let delay = self.backoff.next().unwrap_or(Duration::from_secs(5));
+                    self.sleep = Some(Box::pin(tokio::time::sleep(delay)));
                 }
             }
         }
@@ -355,30 +362,39 @@ where
     }
 }
 
-/// Ends a claim, retrying the write while Redis is away (up to one lease).
+/// Delays between claim attempts while Redis is away: 100 ms doubling to 5 s, without end.
+fn claim_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .build()
+}
+
+/// Ends a claim, retrying the write while Redis is away (up to one lease; 50 ms doubling to 2 s).
 pub async fn finish(store: &JobStore, claim: &Claim, next: Next, lease: Duration) {
     let requeue = match next {
         Next::Done => None,
         Next::At(t) => Some(t),
     };
     let deadline = tokio::time::Instant::now() + lease;
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match store.finish(claim, requeue).await {
-            Ok(true) => return,
-            Ok(false) => {
-                tracing::warn!(post_id = %claim.id, "Lease was lost before the claim ended; the new owner carries on.");
-                return;
-            }
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(%error, "Ending a claim failed; retrying.");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(error) => {
-                tracing::warn!(post_id = %claim.id, %error, "Could not end the claim; its lease will expire and the post is looked at again.");
-                return;
-            }
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .without_max_times();
+    let ended = (|| store.finish(claim, requeue))
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|_| tokio::time::Instant::now() < deadline)
+        .notify(|error, _| tracing::debug!(%error, "Ending a claim failed; retrying."))
+        .await;
+    match ended {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(post_id = %claim.id, "Lease was lost before the claim ended; the new owner carries on.");
+        }
+        Err(error) => {
+            tracing::warn!(post_id = %claim.id, %error, "Could not end the claim; its lease will expire and the post is looked at again.");
         }
     }
 }

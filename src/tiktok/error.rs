@@ -151,7 +151,7 @@ impl TikTokError {
         error: &std::io::Error,
         message: impl Into<String>,
     ) -> Self {
-        let code = if crate::media::file::is_transient(error) {
+        let code = if crate::health::is_transient(error) {
             LOCAL_TRANSIENT
         } else {
             "local"

@@ -23,50 +23,10 @@ use crate::queue::backend::{BackendSettings, Held, RedisBackend};
 use crate::queue::{Claim, JobStore};
 use crate::tiktok::Client;
 
-/// Worker settings (from `[worker]`).
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Posts worked on at once.
-    pub concurrency: usize,
-    /// Lease of a claim; renewed every third of it while the handler runs.
-    pub lease: Duration,
-    /// Longest idle sleep between claims.
-    pub idle_poll: Duration,
-    /// Transient failures of one post before it is settled (failed, or unconfirmed once TikTok has it).
-    pub max_attempts: u32,
-    /// First retry delay; doubles per attempt, with jitter.
-    pub backoff_base: Duration,
-    /// Longest retry delay.
-    pub backoff_max: Duration,
-    /// Interval between status fetches while following a post.
-    pub status_interval: Duration,
-    /// How long one claim follows a post's status before handing it back.
-    pub follow_slice: Duration,
-    /// How long after the upload a post may stay unsettled before it is marked unconfirmed.
-    pub settle_timeout: Duration,
-    /// Per-account daily budget of Direct Posts kept by the daemon (TikTok's cap is about 15).
-    pub daily_budget: u32,
-    /// How long SIGTERM waits for in-flight posts.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            concurrency: 4,
-            lease: Duration::from_secs(30),
-            idle_poll: Duration::from_millis(250),
-            max_attempts: 8,
-            backoff_base: Duration::from_secs(2),
-            backoff_max: Duration::from_secs(600),
-            status_interval: Duration::from_secs(3),
-            follow_slice: Duration::from_secs(300),
-            settle_timeout: Duration::from_secs(6 * 3600),
-            daily_budget: 15,
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
+/// Defined with the configuration it is built from, so that `config` does not depend on `worker`.
+pub use crate::config::WorkerConfig;
+/// The store's verdict type, defined with the store (`queue`), which ends each claim with it.
+pub use crate::queue::Next;
 
 /// Everything a handler needs.
 #[derive(Debug, Clone)]
@@ -89,15 +49,6 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// Liveness of the main loops (for the systemd watchdog).
     pub heartbeats: Arc<crate::health::Heartbeats>,
-}
-
-/// What to do with a claim when the handler returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Nothing more to do (the post is settled, or gone).
-    Done,
-    /// Work on it again at this time (ms since the epoch).
-    At(i64),
 }
 
 /// Runs the apalis worker over our job store until `shutdown`, then waits up to the grace period for

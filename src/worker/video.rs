@@ -111,7 +111,7 @@ pub async fn prepare(
         });
     }
     let creator_max = creator_max_secs.map(u64::from);
-    if let Err(r) = crate::queue::ingest::check_video(&resolved, video, creator_max).await {
+    if let Err(r) = crate::media::check_video(&resolved, video, creator_max).await {
         if r.transient {
             return Err(Refused::Later(r.message));
         }

@@ -556,7 +556,7 @@ fn the_readme_xpending_recipe_names_the_real_group() {
         .find(|l| l.contains("XPENDING tiktok-poster:submit"))
         .expect("README has an XPENDING recipe");
     let group = line.split_whitespace().last().unwrap();
-    assert_eq!(group, tiktok_poster::queue::ingest::GROUP, "{line}");
+    assert_eq!(group, tiktok_poster::ingest::GROUP, "{line}");
 }
 
 /// `CONFIG SET key value` on the test's own Redis.

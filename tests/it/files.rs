@@ -372,14 +372,14 @@ async fn running_out_of_descriptors_while_reading_videos_delays_posts_and_never_
     .await;
     // Held off more often than a submission that crashed the daemon may be read again: waiting on
     // the host is not a crash, so it must still not be rejected.
-    let max = tiktok_poster::queue::ingest::MAX_DELIVERIES as i64;
+    let max = tiktok_poster::ingest::MAX_DELIVERIES as i64;
     wait_until(
         T,
         "the put-off submission to be read again many times",
         || async {
             let pending: redis::Value = redis::cmd("XPENDING")
                 .arg("tiktok-poster:submit")
-                .arg(tiktok_poster::queue::ingest::GROUP)
+                .arg(tiktok_poster::ingest::GROUP)
                 .arg("-")
                 .arg("+")
                 .arg(10)

@@ -10,22 +10,32 @@
 //! An acknowledged entry is deleted from the submit stream in the same transaction (`XACK` then
 //! `XDEL`), so the stream holds only what is not handled yet. `XTRIM MINID` is not used: it would also
 //! drop older entries another consumer holds unacknowledged.
+//!
+//! Ingest sits above the ledger, the token store and the video checks and below the HTTP server and
+//! the wiring: submit stream -> ingest -> ledger -> queue -> worker. The loop is here; the checks of a
+//! submission in [`check`], the reply parsing in `reply`, the bound on redeliveries in `redelivery`.
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use redis::Value;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::Accounts;
 use crate::db::Keys;
-use crate::media::file;
+
 use crate::posts::echo;
 use crate::posts::submission::fields_from_bytes;
-use crate::posts::{Created, Ledger, Submission, parse_fields};
+use crate::posts::{Created, Ledger, parse_fields};
 
+mod check;
 mod redelivery;
+mod reply;
+pub use check::{Refusal, check, summary};
 pub use redelivery::{MAX_DELIVERIES, crashed_reason};
+pub use reply::Entry;
+use reply::{items, parse_entries, parse_read, text};
 
 /// The consumer group name.
 pub const GROUP: &str = "ingest";
@@ -35,77 +45,6 @@ const REJECTED_KEPT: u64 = 10_000;
 const BATCH: usize = 100;
 /// How long ingest waits before reading again an entry it could not check for a momentary shortage.
 const LATER_PAUSE: Duration = Duration::from_secs(1);
-
-/// One stream entry: its id and its fields as the producer's raw bytes.
-pub type Entry = (String, Vec<(Vec<u8>, Vec<u8>)>);
-
-fn bytes(v: &Value) -> Vec<u8> {
-    match v {
-        Value::BulkString(b) => b.clone(),
-        Value::SimpleString(s) => s.clone().into_bytes(),
-        Value::VerbatimString { text, .. } => text.clone().into_bytes(),
-        Value::Int(i) => i.to_string().into_bytes(),
-        _ => Vec::new(),
-    }
-}
-
-/// An entry id (Redis makes them ASCII, so lossy decoding changes nothing).
-fn text(v: &Value) -> String {
-    String::from_utf8_lossy(&bytes(v)).into_owned()
-}
-
-fn items(v: &Value) -> Vec<&Value> {
-    match v {
-        Value::Array(a) | Value::Set(a) => a.iter().collect(),
-        Value::Map(m) => m.iter().flat_map(|(k, v)| [k, v]).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Parses a list of `[id, [field, value, ...]]` entries.
-fn parse_entries(v: &Value) -> Vec<Entry> {
-    items(v)
-        .into_iter()
-        .filter_map(|e| {
-            let parts = items(e);
-            let id = text(parts.first()?);
-            if id.is_empty() {
-                return None;
-            }
-            let fields = parts
-                .get(1)
-                .map(|f| {
-                    items(f)
-                        .chunks(2)
-                        .filter(|c| c.len() == 2)
-                        .map(|c| (bytes(c[0]), bytes(c[1])))
-                        .collect()
-                })
-                .unwrap_or_default();
-            Some((id, fields))
-        })
-        .collect()
-}
-
-/// Parses an XREADGROUP reply (RESP2 array or RESP3 map) for one stream.
-fn parse_read(v: &Value) -> Vec<Entry> {
-    match v {
-        Value::Nil => Vec::new(),
-        Value::Map(m) => m
-            .iter()
-            .flat_map(|(_, entries)| parse_entries(entries))
-            .collect(),
-        _ => items(v)
-            .into_iter()
-            .flat_map(|stream| {
-                items(stream)
-                    .get(1)
-                    .map(|e| parse_entries(e))
-                    .unwrap_or_default()
-            })
-            .collect(),
-    }
-}
 
 /// The ingest loop's state.
 pub struct Ingest {
@@ -140,212 +79,6 @@ pub enum Outcome {
     Rejected(String),
     /// Left unacknowledged, to be read again shortly (a momentary shortage of the host's resources).
     Later(String),
-}
-
-/// Why a submission is not recorded now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Refused for good, with this reason (it goes to the rejected stream).
-    Rejected(String),
-    /// The host is short of something for a moment (descriptors, memory) while reading the video: the
-    /// entry is read again later, never rejected for it.
-    Later(String),
-}
-
-impl From<String> for Refusal {
-    fn from(reason: String) -> Self {
-        Self::Rejected(reason)
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Rejected(r) => f.write_str(r),
-            Self::Later(r) => write!(f, "{r}; try again in a moment"),
-        }
-    }
-}
-
-/// Checks a submission against what only the daemon knows: the clock (`publish_at` within a year),
-/// the account exists, the file is there, inside `[video] allowed_dirs` once resolved, and passes the
-/// probe (with the cover frame inside it). Returns extra ledger fields: the file's size,
-/// modification time and identity (device, inode, size, change time), to catch a change before and
-/// during upload.
-pub async fn check(
-    sub: &Submission,
-    accounts: &Accounts,
-    video: &crate::config::VideoSettings,
-) -> Result<Vec<(&'static str, String)>, Refusal> {
-    sub.check_schedule(chrono::Utc::now())?;
-    match accounts.exists(&sub.account).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(format!(
-                "account {:?} is not connected; connect it with `tiktok-poster accounts connect {}` and submit again",
-                sub.account, sub.account
-            )
-            .into());
-        }
-        Err(e) => return Err(format!("cannot check the account now ({e})").into()),
-    }
-    let mut extra = Vec::new();
-    if let Some(path) = &sub.video {
-        let io_refusal = |what: &str, e: std::io::Error, fix: &str| {
-            let msg = format!("video {} {what} ({e}){fix}", path.display());
-            if file::is_transient(&e) {
-                Refusal::Later(msg)
-            } else {
-                Refusal::Rejected(msg)
-            }
-        };
-        let resolved = match file::check_allowed_async(path, &video.allowed_dirs).await {
-            Ok(r) => r,
-            Err(file::PathRefused::Outside(reason)) => return Err(Refusal::Rejected(reason)),
-            Err(file::PathRefused::Unresolvable(e)) => {
-                return Err(io_refusal(
-                    "cannot be read",
-                    e,
-                    "; check the path and that the daemon's user may read it",
-                ));
-            }
-        };
-        let meta = tokio::fs::metadata(&resolved).await.map_err(|e| {
-            io_refusal(
-                "cannot be read",
-                e,
-                "; check the path and that the daemon's user may read it",
-            )
-        })?;
-        if !meta.is_file() {
-            return Err(format!("video {} is not a regular file", path.display()).into());
-        }
-        if meta.len() == 0 {
-            return Err(format!("video {} is empty (0 bytes)", path.display()).into());
-        }
-        if crate::tiktok::upload::content_type_for(path).is_none() {
-            return Err(format!(
-                "video {} is not an .mp4, .mov or .webm file; TikTok accepts MP4, MOV and WebM",
-                path.display()
-            )
-            .into());
-        }
-        let opened = tokio::fs::File::open(&resolved)
-            .await
-            .map_err(|e| io_refusal("cannot be opened", e, "; check its permissions"))?;
-        // The identity of the file actually opened, taken before the probe: any later change to it
-        // moves its change time and is caught before upload.
-        let identity = opened
-            .metadata()
-            .await
-            .map(|m| file::FileIdentity::of(&m))
-            .map_err(|e| io_refusal("cannot be read", e, ""))?;
-        drop(opened);
-        crate::tiktok::ChunkPlan::for_size(meta.len())
-            .map_err(|e| format!("video {}: {e}", path.display()))?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        let info = check_video(&resolved, video, None).await.map_err(|r| {
-            if r.transient {
-                Refusal::Later(r.message)
-            } else {
-                Refusal::Rejected(r.message)
-            }
-        })?;
-        extra.push(("video_size", meta.len().to_string()));
-        extra.push(("video_mtime_ms", mtime.to_string()));
-        extra.push(("video_identity", identity.to_field()));
-        if let Some(d) = info.duration_secs {
-            sub.check_cover((d * 1000.0).round() as u64)?;
-            extra.push((
-                "video_duration_ms",
-                ((d * 1000.0).round() as u64).to_string(),
-            ));
-        }
-        extra.push(("video_summary", summary(&info)));
-    }
-    Ok(extra)
-}
-
-/// A video that fails the policy: every broken rule, and one sentence naming them all.
-#[derive(Debug)]
-pub struct VideoRejected {
-    pub violations: Vec<crate::media::Violation>,
-    pub message: String,
-    /// The file could not be read for a momentary shortage (descriptors, memory): try again later.
-    pub transient: bool,
-}
-
-impl VideoRejected {
-    /// The first broken rule's code.
-    pub fn code(&self) -> &'static str {
-        self.violations.first().map_or("video_rejected", |v| v.code)
-    }
-}
-
-/// Probes `path` and checks it against the policy (and the creator's longest allowed duration when
-/// known).
-pub async fn check_video(
-    path: &std::path::Path,
-    video: &crate::config::VideoSettings,
-    creator_max_secs: Option<u64>,
-) -> Result<crate::media::VideoInfo, VideoRejected> {
-    let timeout = std::time::Duration::from_secs(video.probe_timeout_secs.max(1));
-    let mut transient = false;
-    let (info, problems) = match crate::media::probe_async(path.to_path_buf(), timeout).await {
-        Ok(info) => {
-            let v = crate::media::validate(&info, video.policy, creator_max_secs);
-            (Some(info), v)
-        }
-        Err(e) => {
-            transient = matches!(&e, crate::media::ProbeError::Io(io) if file::is_transient(io));
-            (None, vec![crate::media::probe_violation(&e)])
-        }
-    };
-    match info {
-        Some(info) if problems.is_empty() => Ok(info),
-        _ => Err(VideoRejected {
-            message: format!(
-                "video {} fails the {} video policy: {}",
-                path.display(),
-                video.policy.as_str(),
-                problems
-                    .iter()
-                    .map(|v| format!("[{}] {}", v.code, v.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            violations: problems,
-            transient,
-        }),
-    }
-}
-
-/// One line describing a probed video, kept on the post.
-pub fn summary(i: &crate::media::VideoInfo) -> String {
-    let mut parts = vec![i.container.name().to_string()];
-    if let Some(d) = i.duration_secs {
-        parts.push(format!("{d:.2} s"));
-    }
-    if let Some(v) = &i.video {
-        let (w, h) = v.display_size();
-        parts.push(format!("{w}x{h}"));
-        if let Some(f) = v.fps {
-            parts.push(format!("{f:.2} fps"));
-        }
-        parts.push(v.codec.to_string());
-    }
-    if let Some(a) = &i.audio {
-        parts.push(a.codec.to_string());
-    }
-    if let Some(b) = i.bitrate_bps {
-        parts.push(format!("{} kbps", b / 1000));
-    }
-    parts.join(" ")
 }
 
 impl Ingest {
@@ -394,7 +127,9 @@ impl Ingest {
 
     /// Runs until `shutdown`; never returns early on a Redis error (it waits and retries).
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        // The loop goes on for the daemon's life, so backon's retry (which wraps one operation) does
+        // not fit; its delay sequence does: 100 ms doubling to 5 s while Redis is away.
+        let mut backoff = redis_backoff();
         let mut last_autoclaim = tokio::time::Instant::now() - Duration::from_secs(3600);
         let mut logged_down = false;
         while !shutdown.is_cancelled() {
@@ -454,7 +189,7 @@ impl Ingest {
                         tracing::info!("Ingest reconnected to Redis.");
                         logged_down = false;
                     }
-                    backoff = Duration::from_millis(100);
+                    backoff = redis_backoff();
                     if later {
                         // An entry waits for the host to recover (it stays pending and is read
                         // first next round); give it a moment instead of spinning on it.
@@ -471,9 +206,8 @@ impl Ingest {
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(5))) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -588,40 +322,18 @@ impl Ingest {
     }
 }
 
+/// Delays between rounds while Redis is away: 100 ms doubling to 5 s, without end.
+fn redis_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .build()
+}
+
 /// The reason for a submission whose id names an existing post with other content.
 pub fn conflict_reason(id: &str) -> String {
     format!(
         "id exists with different content: post {id:?} was recorded earlier with other fields, and an id is never posted twice; give this post a new id"
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_are_parsed_as_bytes_in_both_protocols() {
-        let b = |s: &[u8]| Value::BulkString(s.to_vec());
-        let entry = Value::Array(vec![
-            b(b"1-0"),
-            Value::Array(vec![b(b"account"), b(b"main"), b(&[0xff, 0xfe]), b(b"x")]),
-        ]);
-        let resp2 = Value::Array(vec![Value::Array(vec![
-            b(b"ns:submit"),
-            Value::Array(vec![entry.clone()]),
-        ])]);
-        let got = parse_read(&resp2);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].0, "1-0");
-        assert_eq!(got[0].1[0], (b"account".to_vec(), b"main".to_vec()));
-        assert_eq!(got[0].1[1].0, vec![0xff, 0xfe], "bytes are kept as sent");
-        let resp3 = Value::Map(vec![(b(b"ns:submit"), Value::Array(vec![entry]))]);
-        assert_eq!(parse_read(&resp3).len(), 1);
-        assert!(parse_read(&Value::Nil).is_empty());
-        let deleted = Value::Array(vec![Value::Array(vec![
-            b(b"ns:submit"),
-            Value::Array(vec![Value::Array(vec![b(b"2-0"), Value::Nil])]),
-        ])]);
-        assert_eq!(parse_read(&deleted), vec![("2-0".to_string(), vec![])]);
-    }
 }

@@ -1,0 +1,202 @@
+//! `accounts …`: list, connect (serving the OAuth callback itself when the daemon does not), remove.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::commands::{Env, accounts, env};
+use super::{AccountsCommand, CliError};
+use crate::accounts::{Accounts, connect};
+use crate::config::Settings;
+use crate::db::{Keys, now_ms};
+
+type CallbackState = (
+    Accounts,
+    Keys,
+    std::sync::Arc<Settings>,
+    tokio::sync::mpsc::Sender<Result<String, String>>,
+);
+
+/// `accounts …`.
+pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result<(), CliError> {
+    let env = env(config).await?;
+    let accounts = accounts(&env)?;
+    match cmd {
+        AccountsCommand::List { json } => {
+            let list = accounts.list().await.context("listing accounts")?;
+            if json {
+                println!("{}", serde_json::to_string(&list).unwrap_or_default());
+            } else {
+                println!(
+                    "{:<20} {:<20} {:<16} {:<26} RECONNECT BEFORE",
+                    "NAME", "TIKTOK USER", "STATE", "ACCESS TOKEN EXPIRES"
+                );
+                for a in list {
+                    let t = |ms: i64| {
+                        chrono::DateTime::from_timestamp_millis(ms)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
+                    };
+                    let soon = if a.refresh_expires_ms - now_ms() < 7 * 86_400_000 {
+                        " (soon!)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{:<20} @{:<19} {:<16} {:<26} {}{soon}",
+                        a.name,
+                        a.username,
+                        a.state,
+                        t(a.access_expires_ms),
+                        t(a.refresh_expires_ms)
+                    );
+                }
+            }
+        }
+        AccountsCommand::Refresh { name } => {
+            accounts
+                .force_refresh(&name)
+                .await
+                .map_err(|e| CliError::Failure(e.into()))?;
+            println!("{name}: token refreshed");
+        }
+        AccountsCommand::Remove { name } => {
+            accounts
+                .remove(&name)
+                .await
+                .map_err(|e| CliError::Failure(e.into()))?;
+            println!("{name}: revoked and removed");
+        }
+        AccountsCommand::Connect { name, replace } => {
+            let started = now_ms();
+            let url = connect::begin(
+                &accounts,
+                &env.keys,
+                &env.settings,
+                &name,
+                Vec::new(),
+                replace,
+            )
+            .await
+            .map_err(|e| CliError::Failure(anyhow::anyhow!(e)))?;
+            println!("Open this URL in a browser and approve the app:\n\n  {url}\n");
+            println!(
+                "Waiting for TikTok to send the browser back to {} ...",
+                env.settings.tiktok.redirect_uri
+            );
+            let state = url
+                .query_pairs()
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            wait_for_callback(&env, &accounts, &name, started, &state).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves the callback itself when nothing listens on the redirect address; otherwise (the daemon runs
+/// there) waits until the account shows up connected.
+async fn wait_for_callback(
+    env: &Env,
+    accounts: &Accounts,
+    name: &str,
+    started: i64,
+    state: &str,
+) -> Result<(), CliError> {
+    let redirect = url::Url::parse(&env.settings.tiktok.redirect_uri)
+        .map_err(|e| CliError::Failure(e.into()))?;
+    let addr = format!(
+        "{}:{}",
+        redirect.host_str().unwrap_or("127.0.0.1"),
+        redirect.port_or_known_default().unwrap_or(80)
+    );
+    if let Ok(listener) = tokio::net::TcpListener::bind(&addr).await {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, String>>(1);
+        let state = (
+            accounts.clone(),
+            env.keys.clone(),
+            std::sync::Arc::new(env.settings.clone()),
+            tx,
+        );
+        let app = axum::Router::new()
+            .route(
+                redirect.path(),
+                axum::routing::get(
+                    |axum::extract::State((accounts, keys, settings, tx)): axum::extract::State<
+                        CallbackState,
+                    >,
+                     axum::extract::RawQuery(q): axum::extract::RawQuery| async move {
+                        let query: Vec<(String, String)> =
+                            url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+                                .into_owned()
+                                .collect();
+                        let r = connect::complete(&accounts, &keys, &settings, &query)
+                            .await
+                            .map(|a| a.username)
+                            .map_err(|e| e.to_string());
+                        let page = match &r {
+                            Ok(u) => {
+                                format!("Connected to TikTok user @{u}. You can close this page.")
+                            }
+                            Err(e) => format!("Connection failed: {e}"),
+                        };
+                        let _ = tx.send(r).await;
+                        page
+                    },
+                ),
+            )
+            .with_state(state);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let r = tokio::time::timeout(Duration::from_secs(connect::STATE_TTL_SECS), rx.recv()).await;
+        server.abort();
+        return match r {
+            Ok(Some(Ok(user))) => {
+                println!("{name}: connected to TikTok user @{user}");
+                Ok(())
+            }
+            Ok(Some(Err(e))) => Err(CliError::Failure(anyhow::anyhow!(e))),
+            _ => Err(CliError::Failure(anyhow::anyhow!(
+                "no callback arrived within 5 minutes; run the command again"
+            ))),
+        };
+    }
+    // The daemon owns the redirect address: it completes the flow; watch the account record.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(connect::STATE_TTL_SECS);
+    let mut used_at: Option<tokio::time::Instant> = None;
+    while tokio::time::Instant::now() < deadline {
+        // The daemon took the state but did not connect the account (after a moment to write it):
+        // it refused, and its page says why.
+        if used_at.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+            return Err(CliError::Failure(anyhow::anyhow!(
+                "the daemon refused to connect {name}; its page in the browser says why (an account connected to a different TikTok user needs --replace)"
+            )));
+        }
+        if used_at.is_none()
+            && let Ok(false) = redis::cmd("EXISTS")
+                .arg(env.keys.oauth_state(state))
+                .query_async::<bool>(&mut env.conn.clone())
+                .await
+        {
+            used_at = Some(tokio::time::Instant::now());
+        }
+        if let Ok(info) = accounts.info(name).await
+            && let Ok(raw) = redis::cmd("HGET")
+                .arg(env.keys.account(name))
+                .arg("connected_ms")
+                .query_async::<Option<i64>>(&mut env.conn.clone())
+                .await
+            && raw.unwrap_or(0) >= started
+        {
+            println!("{name}: connected to TikTok user @{}", info.username);
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(CliError::Failure(anyhow::anyhow!(
+        "no callback arrived within 5 minutes; run the command again"
+    )))
+}

@@ -1,0 +1,176 @@
+//! Loading, layering, validation and secrecy of the settings, and the README's list of keys.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn the_example_config_loads_and_matches_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let s = Settings::load(Some(&path), env(&[])).unwrap();
+    let d = Settings::default();
+    assert_eq!(s.redis.url, d.redis.url);
+    assert_eq!(s.worker.concurrency, d.worker.concurrency);
+    assert_eq!(s.tiktok.scopes, d.tiktok.scopes);
+    assert_eq!(
+        s.to_masked_toml(),
+        d.to_masked_toml(),
+        "config.example.toml must document the defaults"
+    );
+}
+
+#[test]
+fn environment_overrides_use_double_underscores() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        &dir,
+        "c.toml",
+        "[worker]\nconcurrency = 2\n[tiktok]\nclient_key = \"abc\"\n",
+    );
+    let s = Settings::load(
+        Some(&p),
+        env(&[
+            ("TIKTOK_POSTER__WORKER__CONCURRENCY", "9"),
+            ("TIKTOK_POSTER__TIKTOK__CLIENT_KEY", "12345"),
+            (
+                "TIKTOK_POSTER__TIKTOK__SCOPES",
+                "video.publish,video.upload",
+            ),
+            ("TIKTOK_POSTER__REDIS__NAMESPACE", "ns1"),
+            // Wrong forms are not ours and must not be mistaken for overrides.
+            ("TIKTOK_POSTER_WORKER_CONCURRENCY", "7"),
+            ("TIKTOK_POSTER_CONFIG", "/nonexistent"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.worker.concurrency, 9);
+    assert_eq!(
+        s.tiktok.client_key, "12345",
+        "a numeric-looking key stays a string"
+    );
+    assert_eq!(s.tiktok.scopes, vec!["video.publish", "video.upload"]);
+    assert_eq!(s.redis.namespace, "ns1");
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(&dir, "c.toml", "[worker]\nconcurency = 2\n");
+    let e = Settings::load(Some(&p), env(&[])).unwrap_err().to_string();
+    assert!(e.contains("concurency"), "{e}");
+    let e = Settings::load(None, env(&[("TIKTOK_POSTER__WORKER__THREADS", "3")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("threads"), "{e}");
+}
+
+#[test]
+fn validation_names_every_bad_key_and_its_variable() {
+    let e = Settings::load(
+        None,
+        env(&[
+            ("TIKTOK_POSTER__WORKER__CONCURRENCY", "0"),
+            ("TIKTOK_POSTER__HTTP__LISTEN", "localhost"),
+            ("TIKTOK_POSTER__REDIS__URL", "http://x"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("worker.concurrency: 0 is out of range")
+            && e.contains("TIKTOK_POSTER__WORKER__CONCURRENCY"),
+        "{e}"
+    );
+    assert!(e.contains("http.listen"), "{e}");
+    assert!(e.contains("redis.url"), "{e}");
+}
+
+#[test]
+fn the_client_secret_comes_from_a_file_and_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write(&dir, "secret", "s3cr3t-value\n");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let s = Settings::load(
+        None,
+        env(&[(
+            "TIKTOK_POSTER__TIKTOK__CLIENT_SECRET_FILE",
+            secret.to_str().unwrap(),
+        )]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.tiktok.client_secret.as_ref().unwrap().expose(),
+        "s3cr3t-value"
+    );
+    assert!(!s.to_masked_toml().contains("s3cr3t"));
+    assert!(!format!("{s:?}").contains("s3cr3t"));
+    let both = Settings::load(
+        None,
+        env(&[
+            (
+                "TIKTOK_POSTER__TIKTOK__CLIENT_SECRET_FILE",
+                secret.to_str().unwrap(),
+            ),
+            ("TIKTOK_POSTER__TIKTOK__CLIENT_SECRET", "x"),
+        ]),
+    );
+    assert!(both.unwrap_err().to_string().contains("both set"));
+    let missing = Settings::load(
+        None,
+        env(&[(
+            "TIKTOK_POSTER__TIKTOK__CLIENT_SECRET_FILE",
+            "/nonexistent/secret",
+        )]),
+    );
+    assert!(missing.unwrap_err().to_string().contains("cannot read it"));
+}
+
+#[test]
+fn a_named_config_file_must_exist() {
+    let e = resolve_path(Some(Path::new("/nonexistent/c.toml")), None).unwrap_err();
+    assert!(e.to_string().contains("--config"));
+    let e = resolve_path(None, Some("/nonexistent/c.toml".into())).unwrap_err();
+    assert!(e.to_string().contains(CONFIG_ENV));
+}
+
+/// The README's configuration table names every key of the example, so neither drifts.
+#[test]
+fn the_readme_lists_every_config_key() {
+    let readme = include_str!("../../README.md");
+    let example = include_str!("../../config.example.toml");
+    let mut section = "";
+    let mut missing = Vec::new();
+    for line in example.lines() {
+        let l = line.trim_start_matches('#').trim();
+        if l.starts_with('[') && l.ends_with(']') {
+            section = l.trim_matches(|c| c == '[' || c == ']');
+            continue;
+        }
+        let Some((key, _)) = l.split_once(" = ") else {
+            continue;
+        };
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            continue;
+        }
+        let name = format!("`{section}.{key}`");
+        if !readme.contains(&name) {
+            missing.push(name);
+        }
+    }
+    assert!(missing.is_empty(), "README lacks {missing:?}");
+}

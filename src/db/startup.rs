@@ -1,0 +1,111 @@
+//! Redis at start-up: a connection that waits out an outage (and says so once), and the check that
+//! Redis is configured so it cannot drop posts. A Redis that refuses the daemon's credentials or may
+//! evict posts is a [`Refused`]: a configuration problem for the caller to report, not an outage.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+/// Redis cannot be used as configured; the message says what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Connects to Redis, waiting (and saying so once) while it is unreachable, with a backoff from
+/// 200 ms doubling to 5 s. Credentials Redis refuses are a configuration error, not an outage to wait
+/// out. `Ok(None)` when `shutdown` came first.
+pub async fn connect_redis(
+    url: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<ConnectionManager>, Refused> {
+    let said = AtomicBool::new(false);
+    let attempt = || async {
+        let mut c = super::connect(url).await?;
+        redis::cmd("PING").query_async::<()>(&mut c).await?;
+        Ok::<_, redis::RedisError>(c)
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times();
+    let retried = attempt
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|error| !super::is_auth_error(error))
+        .notify(|error, _| {
+            if !said.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %super::explain(error), "Redis is not usable; waiting for it.");
+            }
+        });
+    let result = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(None),
+        r = retried => r,
+    };
+    match result {
+        Ok(c) => {
+            if said.load(Ordering::Relaxed) {
+                tracing::info!("Redis is reachable.");
+            }
+            Ok(Some(c))
+        }
+        Err(error) => Err(Refused(format!(
+            "Redis refused the credentials ({}): put the right user and password in [redis] url (redis://USER:PASSWORD@host:port), then start again",
+            error.code().unwrap_or("authentication failed")
+        ))),
+    }
+}
+
+/// Refuses an eviction policy that can drop posts (unless allowed) and warns when Redis keeps nothing
+/// on disk. Managed Redis services that hide CONFIG get a warning instead.
+pub async fn check_redis(mut conn: ConnectionManager, allow_eviction: bool) -> Result<(), Refused> {
+    let policy: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(&mut conn)
+        .await;
+    match policy {
+        Ok(v) if v.len() == 2 => {
+            let p = &v[1];
+            if p.starts_with("allkeys-") {
+                if allow_eviction {
+                    tracing::warn!(policy = %p, "Redis may evict keys (allowed by [redis] allow_eviction); an evicted post is lost.");
+                } else {
+                    return Err(Refused(format!(
+                        "Redis maxmemory-policy is {p}: it may evict posts and tokens. Set `maxmemory-policy noeviction` in redis.conf (or `CONFIG SET maxmemory-policy noeviction`), or set [redis] allow_eviction = true to accept the risk"
+                    )));
+                }
+            }
+        }
+        _ => tracing::warn!(
+            "Cannot read Redis's maxmemory-policy (CONFIG is disabled?); make sure it is noeviction."
+        ),
+    }
+    let info: redis::RedisResult<String> = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut conn)
+        .await;
+    let save: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("save")
+        .query_async(&mut conn)
+        .await;
+    if let Ok(info) = info {
+        let aof = info.lines().any(|l| l.trim() == "aof_enabled:1");
+        let rdb = save
+            .map(|v| v.get(1).is_some_and(|s| !s.trim().is_empty()))
+            .unwrap_or(true);
+        if !aof && !rdb {
+            tracing::warn!(
+                "Redis keeps nothing on disk (no AOF, no snapshots): a Redis restart loses every post. Enable `appendonly yes`."
+            );
+        } else if !aof {
+            tracing::warn!(
+                "Redis has no append-only file: a crash loses the posts since the last snapshot. `appendonly yes` is recommended."
+            );
+        }
+    }
+    Ok(())
+}
