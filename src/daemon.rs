@@ -151,7 +151,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         store.clone(),
         shutdown.clone(),
     ));
-    let _ = crate::telemetry_metrics::handle();
+    let _ = crate::telemetry::metrics::handle();
     listeners.ready(crate::http::AppState {
         accounts,
         keys: keys.clone(),

@@ -14,23 +14,28 @@
 //!
 //! # Modules, lowest layer first
 //!
-//! A module uses only modules of a lower layer (`.ci/check-layers` enforces it):
+//! A module uses only modules of a lower layer, never one of its own layer or above, so there is no
+//! import circle (`.ci/check-layers` enforces it; `ARCHITECTURE.md` says where each feature lives):
 //!
 //! 0. [`db`]: Redis key names, time, connections (and waiting for Redis at start).
-//! 1. [`config`]: typed settings from defaults, a TOML file and `TIKTOK_POSTER__…` variables.
-//! 2. [`telemetry`] and [`telemetry_metrics`]: logs and Prometheus metrics; [`health`]: the main loops'
-//!    heartbeats for the watchdog, the Redis watch, the host's passing shortages.
-//! 3. [`tiktok`]: the only code that knows TikTok's URLs, fields, codes, limits and webhook format;
-//!    [`media`]: the video probe and policy; [`sim`]: a local TikTok as strict as TikTok, for tests,
-//!    benchmarks and dry runs (it does not use the client).
-//! 4. [`posts`]: the submission format, the states and the ledger; [`accounts`]: the token store and
-//!    its refresher.
-//! 5. [`queue`]: the job store (due and lease indexes), its apalis backend and verdict, the
+//! 1. [`health`]: the main loops' heartbeats for the watchdog, the Redis watch, the host's passing
+//!    shortages (descriptors, memory).
+//! 2. [`tiktok`]: the client, the only code that knows TikTok's URLs, fields, codes, limits, scopes
+//!    and webhook format.
+//! 3. [`config`]: typed settings from defaults, a TOML file and `TIKTOK_POSTER__…` variables (its
+//!    TikTok defaults are the client's own constants).
+//! 4. [`telemetry`]: logs and Prometheus metrics; [`media`]: the video probe and policy; [`sim`]: a
+//!    local TikTok as strict as TikTok, for tests, benchmarks and dry runs (it may not use the client,
+//!    so a misreading of TikTok cannot hide in both).
+//! 5. [`accounts`]: the token store, its single-flight refresh and refresher, the one account-name
+//!    rule.
+//! 6. [`posts`]: the submission format, the states and the ledger.
+//! 7. [`queue`]: the job store (due and lease indexes), its apalis backend and verdict, the
 //!    reconciler, the worker identity.
-//! 6. [`ingest`]: the submit stream into the ledger; [`worker`]: the publish job.
-//! 7. [`http`]: the accounts page, the OAuth callback, webhooks, `/healthz`, `/metrics`.
-//! 8. [`daemon`]: `run`'s wiring only.
-//! 9. [`cli`]: the commands (`run` starts the daemon).
+//! 8. [`ingest`]: the submit stream into the ledger; [`worker`]: the publish job.
+//! 9. [`http`]: the accounts page, the OAuth callback, webhooks, `/healthz`, `/metrics`.
+//! 10. [`daemon`]: `run`'s wiring only.
+//! 11. [`cli`]: the commands (`run` starts the daemon).
 
 pub mod accounts;
 pub mod cli;
@@ -45,7 +50,6 @@ pub mod posts;
 pub mod queue;
 pub mod sim;
 pub mod telemetry;
-pub mod telemetry_metrics;
 pub mod tiktok;
 pub mod worker;
 

@@ -58,11 +58,11 @@ pub async fn refresh_loop(
         for (name, r) in results {
             match r {
                 Ok(()) | Err(AccountError::ReauthRequired(_)) => {
-                    crate::telemetry_metrics::refresh(true);
+                    crate::telemetry::metrics::refresh(true);
                     failures.remove(&name);
                 }
                 Err(error) => {
-                    crate::telemetry_metrics::refresh(false);
+                    crate::telemetry::metrics::refresh(false);
                     let n = failures.entry(name.clone()).or_default();
                     *n += 1;
                     let delay = (1_000i64 << (*n - 1).min(9)).min(300_000);

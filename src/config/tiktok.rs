@@ -56,13 +56,12 @@ impl Default for TikTokSettings {
             client_secret: None,
             client_secret_file: None,
             redirect_uri: "http://127.0.0.1:8080/oauth/callback".into(),
-            api_base: "https://open.tiktokapis.com".into(),
-            auth_base: "https://www.tiktok.com".into(),
-            scopes: vec![
-                "user.info.basic".into(),
-                "video.publish".into(),
-                "video.upload".into(),
-            ],
+            api_base: crate::tiktok::API_BASE.into(),
+            auth_base: crate::tiktok::AUTH_BASE.into(),
+            scopes: crate::tiktok::oauth::REQUIRED_SCOPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             app_type: AppType::Web,
             request_timeout_secs: 30,
             connect_timeout_secs: 10,

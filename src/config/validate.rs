@@ -70,7 +70,14 @@ impl Settings {
             );
         }
         if self.tiktok.scopes.is_empty() {
-            bad("tiktok.scopes", "TIKTOK__SCOPES", "at least one scope is needed, e.g. [\"user.info.basic\", \"video.publish\", \"video.upload\"]".into());
+            bad(
+                "tiktok.scopes",
+                "TIKTOK__SCOPES",
+                format!(
+                    "at least one scope is needed, e.g. {:?}",
+                    crate::tiktok::oauth::REQUIRED_SCOPES
+                ),
+            );
         }
         for (key, env, v, lo, hi) in [
             (

@@ -165,7 +165,7 @@ async fn metrics_page(State(st): State<AppState>) -> Response {
             metrics::gauge!("tiktok_poster_token_min_seconds_left").set(min as f64 / 1000.0);
         }
     }
-    match crate::telemetry_metrics::handle() {
+    match crate::telemetry::metrics::handle() {
         Some(h) => (
             [(
                 axum::http::header::CONTENT_TYPE,

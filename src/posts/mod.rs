@@ -289,7 +289,7 @@ impl Ledger {
         let mut conn = self.conn.clone();
         let n: i32 = script.invoke_async(&mut conn).await?;
         if n == 1 {
-            crate::telemetry_metrics::post_state(new_state.as_str());
+            crate::telemetry::metrics::post_state(new_state.as_str());
         }
         Ok(n == 1)
     }
@@ -347,7 +347,7 @@ impl Ledger {
         let mut conn = self.conn.clone();
         let n: i32 = inv.invoke_async(&mut conn).await?;
         if n == 2 {
-            crate::telemetry_metrics::post_state(new_state);
+            crate::telemetry::metrics::post_state(new_state);
         }
         Ok(n)
     }

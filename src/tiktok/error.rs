@@ -13,11 +13,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// How long a creator's daily Direct Post cap lasts: TikTok counts posts in a rolling 24-hour window.
-pub const DAILY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// TikTok's per-token rate limits use a one-minute sliding window.
-pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+pub use super::limits::{DAILY_WINDOW, RATE_WINDOW};
 
 /// The code of a local read that failed for a momentary shortage (EMFILE, ENFILE, ENOMEM, EAGAIN).
 pub const LOCAL_TRANSIENT: &str = "local_transient";

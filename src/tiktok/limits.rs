@@ -24,22 +24,25 @@ pub struct RateLimit {
 pub const INIT: RateLimit = RateLimit {
     name: "init",
     limit: 6,
-    window: Duration::from_secs(60),
+    window: RATE_WINDOW,
 };
 
 /// `post/publish/creator_info/query`: 20 per minute per token.
 pub const CREATOR_INFO: RateLimit = RateLimit {
     name: "creator_info",
     limit: 20,
-    window: Duration::from_secs(60),
+    window: RATE_WINDOW,
 };
 
 /// `post/publish/status/fetch`: 30 per minute per token.
 pub const STATUS: RateLimit = RateLimit {
     name: "status",
     limit: 30,
-    window: Duration::from_secs(60),
+    window: RATE_WINDOW,
 };
+
+/// TikTok's per-token rate limits use a one-minute sliding window.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// TikTok allows at most this many inbox drafts pending per creator in 24 hours.
 pub const PENDING_DRAFTS: u32 = 5;

@@ -33,6 +33,11 @@ pub use publish::{
 };
 pub use upload::{ChunkPlan, UploadOutcome, UploadUrl};
 
+/// TikTok's API host (`[tiktok] api_base` defaults to it).
+pub const API_BASE: &str = "https://open.tiktokapis.com";
+/// TikTok's web host, where the authorize page lives (`[tiktok] auth_base` defaults to it).
+pub const AUTH_BASE: &str = "https://www.tiktok.com";
+
 /// Where the client sends its requests and how long it waits.
 #[derive(Clone)]
 pub struct ClientConfig {

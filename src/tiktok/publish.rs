@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 use super::upload::{ChunkPlan, UploadUrl};
-use super::{Client, ErrorKind, TikTokError, utf16_len};
+use super::{AUTH_BASE, Client, ErrorKind, TikTokError, utf16_len};
 
 /// Longest video title TikTok accepts, in UTF-16 code units.
 pub const MAX_TITLE_UTF16: usize = 2200;
@@ -455,7 +455,7 @@ impl Client {
 
 /// A public post's URL.
 pub fn post_url(username: &str, post_id: u64) -> String {
-    format!("https://www.tiktok.com/@{username}/video/{post_id}")
+    format!("{AUTH_BASE}/@{username}/video/{post_id}")
 }
 
 #[cfg(test)]

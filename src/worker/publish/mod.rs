@@ -148,7 +148,7 @@ pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
         // When the post first reached a worker: the scheduler's lag is this minus `due_ms`.
         first.push((Field::FirstClaimMs, now_ms().to_string()));
         let due = job.post.due_ms().max(job.post.deferred_until_ms());
-        crate::telemetry_metrics::start_lag((now_ms() - due) as f64 / 1000.0);
+        crate::telemetry::metrics::start_lag((now_ms() - due) as f64 / 1000.0);
     }
     match job
         .ctx

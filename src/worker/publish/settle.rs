@@ -98,7 +98,7 @@ impl Job<'_> {
                 },
             },
             Stop::TikTok(e) => {
-                crate::telemetry_metrics::tiktok_error(&e.code);
+                crate::telemetry::metrics::tiktok_error(&e.code);
                 Failure::TikTok {
                     disposition: e.disposition(),
                     transport: matches!(e.kind, ErrorKind::Transport { .. }),

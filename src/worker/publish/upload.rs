@@ -63,7 +63,7 @@ impl Job<'_> {
         };
         match out {
             Ok(o) => {
-                crate::telemetry_metrics::upload(o.bytes_sent, started.elapsed().as_secs_f64());
+                crate::telemetry::metrics::upload(o.bytes_sent, started.elapsed().as_secs_f64());
                 tracing::info!(
                     bytes = plan.video_size,
                     secs = started.elapsed().as_secs_f64(),

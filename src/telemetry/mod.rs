@@ -1,4 +1,7 @@
-//! Logging through `tracing`: text on a terminal, JSON for journald.
+//! Logging through `tracing`: text on a terminal, JSON for journald; [`metrics`]: what `/metrics`
+//! serves.
+
+pub mod metrics;
 
 use std::io::IsTerminal;
 
