@@ -6,7 +6,7 @@
 
 use redis::aio::ConnectionManager;
 
-pub mod startup;
+pub(crate) mod startup;
 
 /// Key names under one namespace.
 #[derive(Debug, Clone)]

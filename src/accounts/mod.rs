@@ -9,11 +9,11 @@
 //! refresh with its compare-and-set write, [`name`] is the one rule for account names, and
 //! [`connect`] is the OAuth connect flow.
 
-pub mod connect;
-pub mod crypto;
+pub(crate) mod connect;
+mod crypto;
 mod name;
 mod refresh;
-pub mod refresher;
+pub(crate) mod refresher;
 mod store;
 
 use std::collections::HashMap;

@@ -385,7 +385,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 mod accounts;
 mod commands;
-pub mod progress;
+mod progress;
 mod retry;
 mod validate;
 

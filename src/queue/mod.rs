@@ -4,9 +4,9 @@
 //! that keeps lease owners unique ([`identity`]).
 
 pub mod backend;
-pub mod identity;
-pub mod reconcile;
-pub mod store;
+pub(crate) mod identity;
+pub(crate) mod reconcile;
+mod store;
 
 pub use store::{Claim, JobStore};
 

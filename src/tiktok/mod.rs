@@ -12,11 +12,11 @@
 mod body;
 mod chunk_body;
 pub mod error;
-pub mod limits;
-pub mod oauth;
-pub mod publish;
+pub(crate) mod limits;
+pub(crate) mod oauth;
+pub(crate) mod publish;
 pub mod upload;
-pub mod webhook;
+pub(crate) mod webhook;
 
 use std::time::Duration;
 
