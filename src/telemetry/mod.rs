@@ -1,4 +1,4 @@
-//! Logging through `tracing`: text on a terminal, JSON for journald; [`metrics`]: what `/metrics`
+//! Logging through `tracing`: text on a terminal, JSON for journald; `metrics`: what `/metrics`
 //! serves.
 
 pub(crate) mod metrics;
