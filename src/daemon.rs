@@ -2,7 +2,7 @@
 //! together and runs them until SIGTERM. Redis trouble never ends the process: it waits and
 //! reconnects. Only wiring lives here: each part is built in the folder its name promises
 //! (`db::startup`, `queue::identity`, `queue::reconcile`, `accounts::refresher`), and the settings
-//! become token keys and a TikTok client in [`settings`].
+//! become token keys and a TikTok client in `settings`.
 
 mod settings;
 

@@ -1,12 +1,12 @@
 //! Redis plumbing shared by the ledger, the job store and the account store: key names and the
-//! connection; [`startup`] waits for Redis at start and checks it cannot drop posts.
+//! connection; `startup` waits for Redis at start and checks it cannot drop posts.
 //!
 //! Every key the daemon owns starts with `[redis] namespace` (default `tiktok-poster`). The names a
 //! producer touches (`:submit`, `:rejected`, `:post:{id}`, `:events`) are part of the public contract.
 
 use redis::aio::ConnectionManager;
 
-pub mod startup;
+pub(crate) mod startup;
 
 /// Key names under one namespace.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@
 //! import circle (`.ci/check-layers` enforces it; `ARCHITECTURE.md` says where each feature lives):
 //!
 //! 0. [`db`]: Redis key names, time, connections (and waiting for Redis at start).
-//! 1. [`health`]: the main loops' heartbeats for the watchdog, the Redis watch, the host's passing
+//! 1. `health`: the main loops' heartbeats for the watchdog, the Redis watch, the host's passing
 //!    shortages (descriptors, memory).
 //! 2. [`tiktok`]: the client, the only code that knows TikTok's URLs, fields, codes, limits, scopes
 //!    and webhook format.
@@ -33,17 +33,23 @@
 //! 7. [`queue`]: the job store (due and lease indexes), its apalis backend and verdict, the
 //!    reconciler, the worker identity.
 //! 8. [`ingest`]: the submit stream into the ledger; [`worker`]: the publish job.
-//! 9. [`http`]: the accounts page, the OAuth callback, webhooks, `/healthz`, `/metrics`.
+//! 9. `http`: the accounts page, the OAuth callback, webhooks, `/healthz`, `/metrics`.
 //! 10. [`daemon`]: `run`'s wiring only.
 //! 11. [`cli`]: the commands (`run` starts the daemon).
+//!
+//! Modules are private unless the binary, the integration tests or the benchmarks name them: `health`
+//! and `http` are the crate's own (the daemon wires them), and each folder re-exports the few types
+//! its callers need rather than opening its submodules. The submodules still public are the ones the
+//! tests and benches name by path (`queue::backend`, `tiktok::upload`, `tiktok::error`,
+//! `worker::rate`).
 
 pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod db;
-pub mod health;
-pub mod http;
+pub(crate) mod health;
+pub(crate) mod http;
 pub mod ingest;
 pub mod media;
 pub mod posts;

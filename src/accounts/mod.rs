@@ -5,15 +5,15 @@
 //! sealed them, the creator's open_id and username, and a state: `ok` or `reauth_required`.
 //!
 //! This file is the facade (the store, its errors and what it shows); the parts that need care live
-//! beside it: [`store`] writes, reads and re-seals the sealed hash, [`refresh`] is the single-flight
-//! refresh with its compare-and-set write, [`name`] is the one rule for account names, and
-//! [`connect`] is the OAuth connect flow.
+//! beside it: `store` writes, reads and re-seals the sealed hash, `refresh` is the single-flight
+//! refresh with its compare-and-set write, `name` is the one rule for account names, and
+//! `connect` is the OAuth connect flow.
 
-pub mod connect;
-pub mod crypto;
+pub(crate) mod connect;
+mod crypto;
 mod name;
 mod refresh;
-pub mod refresher;
+pub(crate) mod refresher;
 mod store;
 
 use std::collections::HashMap;

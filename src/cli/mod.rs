@@ -93,6 +93,10 @@ pub enum Command {
 
 /// `keys` subcommands.
 #[derive(Debug, Subcommand)]
+#[expect(
+    rustdoc::broken_intra_doc_links,
+    reason = "`[tokens]` is the config section in clap's help text, which shows the doc comment as written"
+)]
 pub enum KeysCommand {
     /// Write a new random 32-byte key file with mode 0600 (never overwrites).
     Generate {
@@ -385,7 +389,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 mod accounts;
 mod commands;
-pub mod progress;
+mod progress;
 mod retry;
 mod validate;
 

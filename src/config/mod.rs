@@ -6,8 +6,8 @@
 //! `/etc/tiktok-poster/config.toml`. Without any, defaults and variables alone are used.
 
 //!
-//! One file per section family ([`redis`], [`tiktok`], [`http`], [`worker`], [`tokens`], [`video`],
-//! [`log`]), the checks of every value in `validate.rs`; this file holds the loading and layering.
+//! One file per section family (`redis`, `tiktok`, `http`, `worker`, `tokens`, `video`,
+//! `log`), the checks of every value in `validate.rs`; this file holds the loading and layering.
 //! The configuration is near the bottom of the layers (only `db` is below it): it describes values
 //! and knows none of the code that consumes them. The wiring turns settings into token keys and a
 //! TikTok client (`daemon/settings.rs`), the worker reads [`WorkerConfig`].

@@ -5,8 +5,6 @@
 //! is starting (Redis not reached yet, its worker identity held by another daemon), then the real
 //! routes. They stop with the daemon, and when the daemon's start fails.
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use axum::Router;
 use tokio::sync::watch;
@@ -18,7 +16,6 @@ use crate::config::HttpSettings;
 /// The bound listeners and the routes they serve.
 pub struct Listeners {
     main: watch::Sender<Router>,
-    main_addr: SocketAddr,
     webhook: Option<watch::Sender<Router>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Stops the servers when the daemon returns, whichever way.
@@ -72,16 +69,10 @@ impl Listeners {
         };
         Ok(Self {
             main,
-            main_addr,
             webhook,
             tasks,
             _stop: stop.drop_guard(),
         })
-    }
-
-    /// The main listener's address.
-    pub fn main_addr(&self) -> SocketAddr {
-        self.main_addr
     }
 
     /// Every path of every listener answers 503 with `message` (the daemon is not ready).

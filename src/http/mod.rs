@@ -16,9 +16,9 @@ use crate::db::{Keys, now_ms};
 use crate::queue::JobStore;
 
 mod connect_pages;
-pub mod listeners;
-pub mod serve;
-pub mod webhook;
+pub(crate) mod listeners;
+mod serve;
+mod webhook;
 
 /// Shared state of the handlers.
 #[derive(Clone)]

@@ -49,7 +49,7 @@ impl FileIdentity {
     }
 
     /// The text kept on the post: `dev:ino:size:ctime_ns`.
-    pub fn to_field(&self) -> String {
+    pub fn to_field(self) -> String {
         format!("{}:{}:{}:{}", self.dev, self.ino, self.size, self.ctime_ns)
     }
 

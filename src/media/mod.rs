@@ -18,7 +18,7 @@ mod boxes;
 mod check;
 mod deadline;
 mod ebml;
-pub mod file;
+pub(crate) mod file;
 mod fragments;
 mod mkv;
 mod model;

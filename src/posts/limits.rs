@@ -47,7 +47,7 @@ pub fn fields_from_bytes(raw: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<(String, Stri
 pub const MAX_MONTHS_AHEAD: u32 = 12;
 
 impl Submission {
-    /// Refuses a `publish_at` more than [`MAX_MONTHS_AHEAD`] months after `now` (a typo in the year
+    /// Refuses a `publish_at` more than `MAX_MONTHS_AHEAD` months after `now` (a typo in the year
     /// would otherwise park the post, and its daily budget, for years).
     pub fn check_schedule(&self, now: DateTime<Utc>) -> Result<(), String> {
         let Some(at) = self.publish_at else {

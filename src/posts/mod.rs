@@ -7,12 +7,12 @@
 //!
 //! Knows Redis, not apalis and not TikTok's HTTP.
 
-pub mod echo;
+pub(crate) mod echo;
 mod limits;
 mod record;
-pub mod state;
+pub(crate) mod state;
 mod strict_json;
-pub mod submission;
+pub(crate) mod submission;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;

@@ -64,9 +64,9 @@ pub const DEAD: &[State] = &[State::Failed, State::Unconfirmed];
 pub const CANCELLABLE: &[State] = &[State::Scheduled, State::Queued, State::Deferred];
 
 impl State {
-    /// Every state (as [`ALL`]).
+    /// Every state (as the module's `ALL`).
     pub const ALL: &'static [State] = ALL;
-    /// The terminal states (as [`TERMINAL`]).
+    /// The terminal states (as the module's `TERMINAL`).
     pub const TERMINAL: &'static [State] = TERMINAL;
 
     /// The string stored in the ledger.

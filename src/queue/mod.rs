@@ -1,12 +1,12 @@
 //! The job store and what works on it: the Redis store with its due and lease indexes
-//! ([`store`]), its apalis backend ([`backend`]), the verdict a handler ends a claim with ([`Next`]),
-//! the reconciler that re-queues a post with no queue entry ([`reconcile`]), and the worker identity
-//! that keeps lease owners unique ([`identity`]).
+//! (`store`), its apalis backend ([`backend`]), the verdict a handler ends a claim with ([`Next`]),
+//! the reconciler that re-queues a post with no queue entry (`reconcile`), and the worker identity
+//! that keeps lease owners unique (`identity`).
 
 pub mod backend;
-pub mod identity;
-pub mod reconcile;
-pub mod store;
+pub(crate) mod identity;
+pub(crate) mod reconcile;
+mod store;
 
 pub use store::{Claim, JobStore};
 

@@ -144,7 +144,7 @@ pub struct Fault {
     pub fail_reason: Option<String>,
     /// Answer as usual, then send this many bytes of JSON whitespace after the answer, streamed
     /// without a `Content-Length` (the body stays valid JSON; only a client's size cap can refuse it).
-    /// At most [`MAX_PAD_BYTES`].
+    /// At most `MAX_PAD_BYTES`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad_bytes: Option<usize>,
     /// How many calls this applies to (default 1).

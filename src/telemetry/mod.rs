@@ -1,7 +1,7 @@
-//! Logging through `tracing`: text on a terminal, JSON for journald; [`metrics`]: what `/metrics`
+//! Logging through `tracing`: text on a terminal, JSON for journald; `metrics`: what `/metrics`
 //! serves.
 
-pub mod metrics;
+pub(crate) mod metrics;
 
 use std::io::IsTerminal;
 

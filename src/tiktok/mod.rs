@@ -1,9 +1,9 @@
 //! The TikTok API client: the only code that knows TikTok's URLs and JSON.
 //!
-//! It speaks OAuth v2 (authorize URL, code exchange, refresh, revoke: [`oauth`]), the Content Posting API
-//! (`creator_info`, Direct Post and inbox init, status fetch, cancel: [`publish`]) and the media transfer
+//! It speaks OAuth v2 (authorize URL, code exchange, refresh, revoke: `oauth`), the Content Posting API
+//! (`creator_info`, Direct Post and inbox init, status fetch, cancel: `publish`) and the media transfer
 //! protocol (chunk planning and a streaming, resumable upload: [`upload`]), and reads its webhook
-//! deliveries (signature and event format: [`webhook`]). Every failure is a
+//! deliveries (signature and event format: `webhook`). Every failure is a
 //! [`TikTokError`] carrying TikTok's code, message and `log_id` and its [`Disposition`].
 //!
 //! It knows nothing of Redis, apalis or the post ledger. Tokens are passed in per call as
@@ -12,11 +12,11 @@
 mod body;
 mod chunk_body;
 pub mod error;
-pub mod limits;
-pub mod oauth;
-pub mod publish;
+pub(crate) mod limits;
+pub(crate) mod oauth;
+pub(crate) mod publish;
 pub mod upload;
-pub mod webhook;
+pub(crate) mod webhook;
 
 use std::time::Duration;
 

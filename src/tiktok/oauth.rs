@@ -169,7 +169,7 @@ pub struct TokenSet {
 }
 
 impl TokenSet {
-    /// True when the grant includes Direct Post ([`PUBLISH_SCOPE`]), and with it `creator_info`.
+    /// True when the grant includes Direct Post (`PUBLISH_SCOPE`), and with it `creator_info`.
     pub fn can_publish(&self) -> bool {
         self.scopes.iter().any(|s| s == PUBLISH_SCOPE)
     }

@@ -8,7 +8,7 @@
 //! a limit is settled instead of being retried forever, so one bad post cannot stall a worker.
 
 mod probe_guard;
-pub mod publish;
+mod publish;
 pub mod rate;
 mod video;
 
