@@ -5,10 +5,10 @@
 //! by the lease, and a webhook that settled the post meanwhile is noticed before each poll. A post that
 //! stays unsettled long after its upload ends `unconfirmed`, never `failed`: TikTok may still publish it.
 
-use super::super::Next;
 use super::{Job, Stop, public_id};
 use crate::db::now_ms;
 use crate::posts::{Field, State, state};
+use crate::queue::Next;
 use crate::tiktok::PrivacyLevel;
 use crate::tiktok::StatusKind;
 use crate::tiktok::limits;

@@ -31,11 +31,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use super::{Ctx, Next};
+use super::Ctx;
 use crate::accounts::AccountError;
 use crate::db::now_ms;
 use crate::posts::{Field, Fields, PostRecord, State, Submission, state};
 use crate::queue::Claim;
+use crate::queue::Next;
 use crate::tiktok::{Disposition, TikTokError};
 
 /// A token must outlive the upload and the status follow started with it.

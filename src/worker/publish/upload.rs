@@ -7,11 +7,12 @@
 //! incomplete, or TikTok failed it with a retryable reason); the old `publish_id` is kept in
 //! `previous_publish_ids`.
 
+use super::super::backoff;
 use super::super::video::LocalVideo;
-use super::super::{Next, backoff};
 use super::{Job, Stop};
 use crate::db::now_ms;
 use crate::posts::{Field, State};
+use crate::queue::Next;
 use crate::tiktok::limits::{self, upload_url_dead};
 use crate::tiktok::upload::{UploadRequest, content_type_for};
 use crate::tiktok::{Disposition, StatusKind, UploadUrl};
