@@ -300,7 +300,7 @@ pub async fn cancel(config: Option<&Path>, id: &str, as_json: bool) -> Result<()
     let r = Ledger::new(env.conn.clone(), env.keys.clone())
         .cancel(id)
         .await;
-    report(id, "cancelled", r, as_json)
+    report(id, State::Cancelled.as_str(), r, as_json)
 }
 
 /// Prints the outcome of cancel/retry; with `--json` also the refusal, as `{"id","ok","error"}`.

@@ -46,7 +46,7 @@ pub async fn retry(config: Option<&Path>, id: &str, as_json: bool) -> Result<(),
             )),
         },
     };
-    report(id, "queued", r, as_json)
+    report(id, State::Queued.as_str(), r, as_json)
 }
 
 /// TikTok's status of the post's attempt, with the account's token.

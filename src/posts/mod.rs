@@ -386,7 +386,7 @@ impl Ledger {
         self.guarded(&RETRY_SCRIPT, id, &[publish_id]).await.and_then(|r| match r.as_str() {
             "ok" => Ok(()),
             "missing" => Err(format!("no post {id:?}")),
-            "unconfirmed" => Err(format!(
+            st if st == State::Unconfirmed.as_str() => Err(format!(
                 "post {id} is unconfirmed: TikTok may have published it; check the account in the TikTok app, and submit it again under a new id only if it is not there"
             )),
             "sent" => Err(format!(
