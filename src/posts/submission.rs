@@ -210,13 +210,17 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
         }
         _ => {}
     }
-    let privacy = get("privacy_level").ok_or(
-        "field `privacy_level` is missing; it is never defaulted: give PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR or SELF_ONLY",
-    )?;
+    let privacy = get("privacy_level").ok_or_else(|| {
+        format!(
+            "field `privacy_level` is missing; it is never defaulted: give {}",
+            PrivacyLevel::listed(" or ")
+        )
+    })?;
     let privacy_level: PrivacyLevel = privacy.parse().map_err(|_: String| {
         format!(
-            "field `privacy_level` {} is not one of PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR, SELF_ONLY",
-            echo::shown(&privacy)
+            "field `privacy_level` {} is not one of {}",
+            echo::shown(&privacy),
+            PrivacyLevel::listed(", ")
         )
     })?;
     let mut post = PostInfo::new(privacy_level);
