@@ -1,8 +1,8 @@
 //! The video file on disk, as the daemon's own business: where a producer may point it
 //! (`[video] allowed_dirs`, checked on the resolved path), which file it is (its [`FileIdentity`],
 //! recorded at submission and compared before every chunk), and which read errors are only a
-//! momentary shortage of the host's resources ([`crate::health::is_transient`]) and so are retried, never a reason to
-//! refuse the post.
+//! momentary shortage of the host's resources ([`crate::health::is_transient`], kept in `health`
+//! because the TikTok client needs it too) and so are retried, never a reason to refuse the post.
 //!
 //! Nothing here knows TikTok, Redis or the ledger's field names beyond the text form of an identity.
 
