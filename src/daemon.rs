@@ -25,11 +25,6 @@ use crate::queue::reconcile::reconcile_loop;
 use crate::tiktok::Client;
 use crate::worker::{self, Ctx, rate::RateLimiter};
 
-/// Moved to `queue::identity`; kept here for the benches until the lead removes the old path.
-pub use crate::queue::identity::reclaim_own;
-/// Moved to `queue::reconcile`; kept here for the tests until the lead removes the old path.
-pub use crate::queue::reconcile::reconcile_once;
-
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (key, previous_key) = settings.token_keys()?;
@@ -90,7 +85,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     else {
         return Ok(());
     };
-    match reclaim_own(conn.clone(), &keys, &worker_id).await {
+    match crate::queue::identity::reclaim_own(conn.clone(), &keys, &worker_id).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             count = n,

@@ -87,7 +87,7 @@ pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result
             );
             let state = url
                 .query_pairs()
-                .find(|(k, _)| k == "state")
+                .find(|(k, _)| k == crate::tiktok::oauth::STATE_PARAM)
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default();
             wait_for_callback(&env, &accounts, &name, started, &state).await?;

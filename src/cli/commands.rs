@@ -12,7 +12,7 @@ use super::{CliError, EnqueueArgs, load_settings};
 use crate::accounts::Accounts;
 use crate::config::{ConfigError, Settings};
 use crate::db::{Keys, random_id};
-use crate::posts::{Created, Ledger, PostRecord, State, parse_fields, parse_json, state};
+use crate::posts::{Created, Field, Ledger, PostRecord, State, parse_fields, parse_json, state};
 use crate::tiktok::Client;
 
 pub(super) struct Env {
@@ -249,18 +249,19 @@ pub async fn list(
     only: Option<&str>,
     as_json: bool,
 ) -> Result<(), CliError> {
-    if let Some(s) = only
-        && State::parse(s).is_none()
-    {
-        return Err(CliError::Usage(format!(
-            "--state {s:?} is not a state; use one of {}",
-            state::ALL
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+    let only = match only {
+        None => None,
+        Some(s) => Some(State::parse(s).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--state {s:?} is not a state; use one of {}",
+                state::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?),
+    };
     let env = env(config).await?;
     let ledger = Ledger::new(env.conn.clone(), env.keys.clone());
     let posts = ledger.list(only, 1000).await.context("listing posts")?;
@@ -273,19 +274,19 @@ pub async fn list(
         "ID", "STATE", "ACCOUNT", "DUE"
     );
     for p in posts {
-        let due = chrono::DateTime::from_timestamp_millis(p.num("due_ms"))
+        let due = chrono::DateTime::from_timestamp_millis(p.due_ms())
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();
         let note = p
-            .get("url")
-            .or(p.get("error_message"))
-            .or(p.get("publish_id"))
+            .url()
+            .or(p.error_message())
+            .or(p.publish_id())
             .unwrap_or("");
         println!(
             "{:<28} {:<12} {:<16} {:<25} {}",
-            p.get("id").unwrap_or(""),
-            p.state(),
-            p.get("account").unwrap_or(""),
+            p.id().unwrap_or(""),
+            p.text(Field::State).unwrap_or(""),
+            p.account().unwrap_or(""),
             due,
             note
         );
@@ -299,7 +300,7 @@ pub async fn cancel(config: Option<&Path>, id: &str, as_json: bool) -> Result<()
     let r = Ledger::new(env.conn.clone(), env.keys.clone())
         .cancel(id)
         .await;
-    report(id, "cancelled", r, as_json)
+    report(id, State::Cancelled.as_str(), r, as_json)
 }
 
 /// Prints the outcome of cancel/retry; with `--json` also the refusal, as `{"id","ok","error"}`.

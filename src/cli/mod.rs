@@ -79,7 +79,7 @@ pub enum Command {
         /// The rules to check: `brief` or `api` (default: `[video] policy` from the configuration,
         /// else `brief`).
         #[arg(long, value_enum)]
-        policy: Option<crate::media::Policy>,
+        policy: Option<crate::config::Policy>,
     },
     /// Load and validate the configuration and print the effective values (secrets masked).
     CheckConfig,

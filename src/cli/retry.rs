@@ -25,7 +25,7 @@ pub async fn retry(config: Option<&Path>, id: &str, as_json: bool) -> Result<(),
     let post = ledger.get(id).await.context("reading the post")?;
     let publish_id = post
         .as_ref()
-        .and_then(|p| p.get("publish_id"))
+        .and_then(PostRecord::publish_id)
         .unwrap_or("")
         .to_string();
     let r = match &post {
@@ -46,7 +46,7 @@ pub async fn retry(config: Option<&Path>, id: &str, as_json: bool) -> Result<(),
             )),
         },
     };
-    report(id, "queued", r, as_json)
+    report(id, State::Queued.as_str(), r, as_json)
 }
 
 /// TikTok's status of the post's attempt, with the account's token.
@@ -56,7 +56,7 @@ async fn ask_tiktok(
     publish_id: &str,
 ) -> Result<PublishStatus, String> {
     let accounts = accounts(env).map_err(|e| e.to_string())?;
-    let account = post.get("account").unwrap_or("");
+    let account = post.account().unwrap_or("");
     let token = accounts
         .access_token(account, Duration::from_secs(60))
         .await
@@ -72,14 +72,14 @@ async fn ask_tiktok(
 /// confirmed it cannot be: FAILED, or an upload that never completed (TikTok has fewer bytes than the
 /// file) and whose upload URL has expired, so no byte more can arrive.
 pub fn may_be_live(post: &PostRecord, status: &PublishStatus, now_ms: i64) -> Option<String> {
-    let publish_id = post.get("publish_id").unwrap_or("");
+    let publish_id = post.publish_id().unwrap_or("");
     let words = match &status.status {
         StatusKind::Failed => return None,
         StatusKind::ProcessingUpload => {
-            let size = post.num("video_size").max(0) as u64;
+            let size = post.video_size().max(0) as u64;
             let received = status.uploaded_bytes.unwrap_or(0);
-            let expires = post.num("upload_expires_ms");
-            let incomplete = post.get("upload_done") != Some("1") && size > 0 && received < size;
+            let expires = post.upload_expires_ms();
+            let incomplete = !post.upload_done() && size > 0 && received < size;
             if incomplete && expires > 0 && expires <= now_ms {
                 return None;
             }
@@ -91,9 +91,13 @@ pub fn may_be_live(post: &PostRecord, status: &PublishStatus, now_ms: i64) -> Op
                 format!("TikTok has the whole video of attempt {publish_id} and is processing it")
             });
         }
-        StatusKind::PublishComplete => "published (PUBLISH_COMPLETE)".to_string(),
-        StatusKind::SendToUserInbox => "in the creator's inbox (SEND_TO_USER_INBOX)".into(),
-        StatusKind::ProcessingDownload => "downloading the video (PROCESSING_DOWNLOAD)".into(),
+        StatusKind::PublishComplete => format!("published ({})", status.status.as_str()),
+        StatusKind::SendToUserInbox => {
+            format!("in the creator's inbox ({})", status.status.as_str())
+        }
+        StatusKind::ProcessingDownload => {
+            format!("downloading the video ({})", status.status.as_str())
+        }
         StatusKind::Other(s) => format!("in a state this daemon does not know ({s})"),
     };
     Some(format!("TikTok says attempt {publish_id} is {words}"))

@@ -11,7 +11,7 @@ pub async fn validate(
     config: Option<&Path>,
     files: &[std::path::PathBuf],
     as_json: bool,
-    policy: Option<crate::media::Policy>,
+    policy: Option<crate::config::Policy>,
 ) -> Result<(), CliError> {
     use crate::media;
     // The flag wins; then the configuration, when there is one that loads; then `brief`.

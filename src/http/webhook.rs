@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use redis::AsyncCommands;
 
 use super::AppState;
+use crate::posts::{Field, State as PostState};
 use crate::tiktok::publish::{fail_reason_allows_retry, fail_reason_text};
 use crate::tiktok::webhook::{SIGNATURE_HEADER, WebhookEvent, parse_event, verify_signature};
 
@@ -109,7 +110,7 @@ async fn apply(st: &AppState, event: &WebhookEvent) -> anyhow::Result<()> {
         .ledger
         .get(&post)
         .await?
-        .is_some_and(|p| p.get("draft") == Some("true"));
+        .is_some_and(|p| p.draft() == Some("true"));
     let (to, fields, always, msg) = post_event(event, draft);
     let n = st
         .ledger
@@ -121,32 +122,36 @@ async fn apply(st: &AppState, event: &WebhookEvent) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a post event means for the post: the state (empty: none), the fields, whether the fields are
+/// What a post event means for the post: the state (if any), the fields, whether the fields are
 /// written even when the state does not change, and the event message.
 fn post_event(
     event: &WebhookEvent,
     draft: bool,
-) -> (&'static str, Vec<(&'static str, String)>, bool, String) {
+) -> (Option<PostState>, Vec<(Field, String)>, bool, String) {
     match event {
         WebhookEvent::PublishComplete { .. } => (
-            if draft { "inbox" } else { "published" },
+            Some(if draft {
+                PostState::Inbox
+            } else {
+                PostState::Published
+            }),
             Vec::new(),
             true,
             "webhook: publish complete".into(),
         ),
         WebhookEvent::InboxDelivered { .. } => (
-            "inbox",
+            Some(PostState::Inbox),
             Vec::new(),
             true,
             "webhook: delivered to the inbox".into(),
         ),
         WebhookEvent::PubliclyAvailable { post_id, .. } => {
             let fields = post_id
-                .map(|id| ("post_id", id.to_string()))
+                .map(|id| (Field::PostId, id.to_string()))
                 .into_iter()
                 .collect();
             (
-                "published",
+                Some(PostState::Published),
                 fields,
                 true,
                 "webhook: publicly available".into(),
@@ -155,22 +160,27 @@ fn post_event(
         WebhookEvent::Failed { reason, .. } => {
             if fail_reason_allows_retry(reason) {
                 // Retryable: the worker's own status follow decides on a new attempt.
-                return ("", Vec::new(), false, String::new());
+                return (None, Vec::new(), false, String::new());
             }
             let text = fail_reason_text(reason);
             let fields = vec![
-                ("error_code", reason.clone()),
+                (Field::ErrorCode, reason.clone()),
                 (
-                    "error_message",
+                    Field::ErrorMessage,
                     format!("TikTok failed the post: {text} ({reason})"),
                 ),
             ];
             // The error fields go only with the `failed` state: a post that stays published keeps
             // its record clean.
-            ("failed", fields, false, format!("webhook: {reason}"))
+            (
+                Some(PostState::Failed),
+                fields,
+                false,
+                format!("webhook: {reason}"),
+            )
         }
         WebhookEvent::AuthorizationRemoved { .. } | WebhookEvent::Ignored => {
-            ("", Vec::new(), false, String::new())
+            (None, Vec::new(), false, String::new())
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn check(
     if let Some(path) = &sub.video {
         let io_refusal = |what: &str, e: std::io::Error, fix: &str| {
             let msg = format!("video {} {what} ({e}){fix}", path.display());
-            if file::is_transient(&e) {
+            if crate::health::is_transient(&e) {
                 Refusal::Later(msg)
             } else {
                 Refusal::Rejected(msg)

@@ -34,7 +34,7 @@ pub async fn check(path: &Path, video: &VideoSettings, creator_max_secs: Option<
         }
         Err(e) => Checked {
             info: None,
-            transient: matches!(&e, ProbeError::Io(io) if super::file::is_transient(io)),
+            transient: matches!(&e, ProbeError::Io(io) if crate::health::is_transient(io)),
             violations: vec![probe_violation(&e)],
         },
     }

@@ -1,8 +1,8 @@
 //! The video file on disk, as the daemon's own business: where a producer may point it
 //! (`[video] allowed_dirs`, checked on the resolved path), which file it is (its [`FileIdentity`],
 //! recorded at submission and compared before every chunk), and which read errors are only a
-//! momentary shortage of the host's resources ([`is_transient`]) and so are retried, never a reason to
-//! refuse the post.
+//! momentary shortage of the host's resources ([`crate::health::is_transient`], kept in `health`
+//! because the TikTok client needs it too) and so are retried, never a reason to refuse the post.
 //!
 //! Nothing here knows TikTok, Redis or the ledger's field names beyond the text form of an identity.
 
@@ -16,10 +16,6 @@ pub const OUTSIDE_CODE: &str = "video_outside_allowed_dirs";
 pub const CHANGED_CODE: &str = "video_changed";
 /// The code of a file that became shorter since it was submitted (truncated during upload).
 pub const TRUNCATED_CODE: &str = "video_truncated";
-
-/// Defined in `health` (the host's health), because the TikTok client needs it too and sits beside
-/// `media` in the layers, not above it.
-pub use crate::health::is_transient;
 
 /// Which file a path named, and the state it was in: device and inode (the same file), size, and the
 /// inode's change time. Any write, truncation, `chmod` or time-stamp change moves the change time,

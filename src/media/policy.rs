@@ -4,9 +4,7 @@
 use super::model::*;
 use serde::Serialize;
 
-/// Which rules apply (`[video] policy`): defined with the settings (so `config` does not depend on
-/// `media`); the rules themselves are below.
-pub use crate::config::Policy;
+use crate::config::Policy;
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -256,10 +256,12 @@ impl Ledger {
         Ok((!fields.is_empty()).then(|| PostRecord::from_hash(fields)))
     }
 
-    /// Only a post's state (one field, for loops that look often).
-    pub async fn state_of(&self, id: &str) -> redis::RedisResult<Option<String>> {
+    /// Only a post's state (one field, for loops that look often); `None` when the post or its
+    /// state is missing, or the state is not one this version knows.
+    pub async fn state_of(&self, id: &str) -> redis::RedisResult<Option<State>> {
         let mut conn = self.conn.clone();
-        conn.hget(self.keys.post(id), Field::State.as_str()).await
+        let stored: Option<String> = conn.hget(self.keys.post(id), Field::State.as_str()).await?;
+        Ok(stored.as_deref().and_then(State::parse))
     }
 
     /// Changes a post's state and fields and records an event. With `fence`, applies only while that
@@ -321,8 +323,8 @@ impl Ledger {
         &self,
         id: &str,
         publish_id: &str,
-        new_state: &str,
-        fields: &[(&str, String)],
+        new_state: Option<State>,
+        fields: &Fields,
         fields_always: bool,
         message: &str,
     ) -> redis::RedisResult<i32> {
@@ -332,7 +334,7 @@ impl Ledger {
             .key(self.keys.dead())
             .key(self.keys.state_counts())
             .arg(id)
-            .arg(new_state)
+            .arg(new_state.map_or("", State::as_str))
             .arg(now_ms())
             .arg(message)
             .arg(publish_id)
@@ -341,13 +343,15 @@ impl Ledger {
             } else {
                 "with_state"
             });
-        for (k, v) in fields {
-            inv.arg(*k).arg(v);
+        for (k, v) in record::names(fields) {
+            inv.arg(k).arg(v);
         }
         let mut conn = self.conn.clone();
         let n: i32 = inv.invoke_async(&mut conn).await?;
-        if n == 2 {
-            crate::telemetry::metrics::post_state(new_state);
+        if n == 2
+            && let Some(st) = new_state
+        {
+            crate::telemetry::metrics::post_state(st.as_str());
         }
         Ok(n)
     }
@@ -382,7 +386,7 @@ impl Ledger {
         self.guarded(&RETRY_SCRIPT, id, &[publish_id]).await.and_then(|r| match r.as_str() {
             "ok" => Ok(()),
             "missing" => Err(format!("no post {id:?}")),
-            "unconfirmed" => Err(format!(
+            st if st == State::Unconfirmed.as_str() => Err(format!(
                 "post {id} is unconfirmed: TikTok may have published it; check the account in the TikTok app, and submit it again under a new id only if it is not there"
             )),
             "sent" => Err(format!(
@@ -421,7 +425,7 @@ impl Ledger {
     /// Posts, newest first, optionally in one state.
     pub async fn list(
         &self,
-        only: Option<&str>,
+        only: Option<State>,
         limit: usize,
     ) -> redis::RedisResult<Vec<PostRecord>> {
         let mut conn = self.conn.clone();
@@ -438,7 +442,7 @@ impl Ledger {
             offset += page;
             for id in ids {
                 if let Some(p) = self.get(&id).await?
-                    && only.is_none_or(|s| p.state() == s)
+                    && only.is_none_or(|s| p.current() == Some(s))
                 {
                     out.push(p);
                     if out.len() >= limit {

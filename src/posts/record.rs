@@ -143,7 +143,10 @@ impl PostRecord {
 
     /// A field, if present and non-empty.
     pub fn text(&self, f: Field) -> Option<&str> {
-        self.get(f.as_str())
+        self.fields
+            .get(f.as_str())
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// Whether a field is present and non-empty.
@@ -153,7 +156,7 @@ impl PostRecord {
 
     /// A numeric field, 0 when absent or unreadable.
     pub fn int(&self, f: Field) -> i64 {
-        self.num(f.as_str())
+        self.text(f).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
     /// Records a value the worker has just written to the ledger, so later steps of the same claim
@@ -165,27 +168,6 @@ impl PostRecord {
     /// The state; `None` when missing or not a state this version knows.
     pub fn current(&self) -> Option<State> {
         self.text(Field::State).and_then(State::parse)
-    }
-
-    /// Any field by name, if present and non-empty. For the fields a producer added (`extra`) and
-    /// the callers not yet converted to [`Field`] (`http`, `cli`); new code uses the named readers.
-    pub fn get(&self, k: &str) -> Option<&str> {
-        self.fields
-            .get(k)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-    }
-
-    /// Any numeric field by name, 0 when absent: as [`PostRecord::get`], for callers not yet
-    /// converted.
-    pub fn num(&self, k: &str) -> i64 {
-        self.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
-    }
-
-    /// The stored state string ("" when missing), for callers not yet converted to
-    /// [`PostRecord::current`].
-    pub fn state(&self) -> &str {
-        self.get(Field::State.as_str()).unwrap_or("")
     }
 
     /// The submission the post was created from.
@@ -290,7 +272,7 @@ mod tests {
         assert!(p.upload_done());
         assert_eq!(p.publish_id(), None, "empty is absent");
         assert_eq!(p.due_ms(), 0, "unreadable is 0");
-        assert_eq!(p.get("entry_id"), Some("1-0"));
+        assert_eq!(p.fields.get("entry_id").map(String::as_str), Some("1-0"));
         p.note(Field::PublishId, "p-1");
         assert_eq!(p.publish_id(), Some("p-1"));
         assert_eq!(p.fields.len(), 6);

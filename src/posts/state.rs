@@ -119,11 +119,6 @@ impl FromStr for State {
     }
 }
 
-/// True when a stored string names a terminal state (an unknown string is not terminal).
-pub fn is_terminal(s: &str) -> bool {
-    State::parse(s).is_some_and(State::is_terminal)
-}
-
 fn lua_set(name: &str, states: &[State]) -> String {
     let items: Vec<String> = states
         .iter()
@@ -185,9 +180,10 @@ mod tests {
     fn terminal_states() {
         let terminal: Vec<State> = ALL.iter().copied().filter(|s| s.is_terminal()).collect();
         assert_eq!(terminal, TERMINAL);
-        assert!(is_terminal("unconfirmed"));
-        assert!(!is_terminal("deferred"));
-        assert!(!is_terminal("nonsense"));
+        let stored = |s: &str| State::parse(s).is_some_and(State::is_terminal);
+        assert!(stored("unconfirmed"));
+        assert!(!stored("deferred"));
+        assert!(!stored("nonsense"));
     }
 
     #[test]

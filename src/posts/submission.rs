@@ -64,13 +64,6 @@ fn valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-fn valid_account(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
 fn as_text(field: &str, v: &Value) -> Result<String, String> {
     let kind = match v {
         Value::String(s) => return Ok(s.clone()),
@@ -196,7 +189,9 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
     }
     let account = get("account")
         .ok_or("field `account` is missing; name the account given at `accounts connect`")?;
-    if !valid_account(&account) {
+    // The rule is the token store's (`accounts::valid_name`); the message is the submission's own,
+    // naming the field and echoing the value safely.
+    if !crate::accounts::valid_name(&account) {
         return Err(format!(
             "field `account` {} is not a valid account name; use letters, digits and - _ .",
             echo::shown(&account)
@@ -215,13 +210,17 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
         }
         _ => {}
     }
-    let privacy = get("privacy_level").ok_or(
-        "field `privacy_level` is missing; it is never defaulted: give PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR or SELF_ONLY",
-    )?;
+    let privacy = get("privacy_level").ok_or_else(|| {
+        format!(
+            "field `privacy_level` is missing; it is never defaulted: give {}",
+            PrivacyLevel::listed(" or ")
+        )
+    })?;
     let privacy_level: PrivacyLevel = privacy.parse().map_err(|_: String| {
         format!(
-            "field `privacy_level` {} is not one of PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR, SELF_ONLY",
-            echo::shown(&privacy)
+            "field `privacy_level` {} is not one of {}",
+            echo::shown(&privacy),
+            PrivacyLevel::listed(", ")
         )
     })?;
     let mut post = PostInfo::new(privacy_level);

@@ -29,7 +29,7 @@ pub async fn reconcile_once(ledger: &Ledger, _store: &JobStore) -> redis::RedisR
     const REQUEUE: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end
-if st == 'published' or st == 'inbox' or st == 'failed' or st == 'cancelled' or st == 'unconfirmed' then return 0 end
+if TERMINAL[st] then return 0 end
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) or redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
 local due = tonumber(redis.call('HGET', KEYS[1], 'deferred_until_ms') or '0') or 0
 local d2 = tonumber(redis.call('HGET', KEYS[1], 'due_ms') or '0') or 0
@@ -39,7 +39,8 @@ return 1
 "#;
     let keys = ledger.keys().clone();
     let mut conn = ledger.conn();
-    let script = redis::Script::new(REQUEUE);
+    // The terminal states come from the ledger's one list, not restated here.
+    let script = crate::posts::state::lua_script(REQUEUE);
     let mut cursor: u64 = 0;
     let mut requeued = 0;
     loop {

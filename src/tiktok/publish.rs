@@ -36,6 +36,16 @@ impl PrivacyLevel {
         Self::SelfOnly,
     ];
 
+    /// Every level in TikTok's spelling, for a message: comma-separated, `last` before the last one
+    /// (`", "` or `" or "`).
+    pub fn listed(last: &str) -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|p| p.as_str()).collect();
+        match names.split_last() {
+            Some((tail, head)) if !head.is_empty() => format!("{}{last}{tail}", head.join(", ")),
+            _ => names.join(", "),
+        }
+    }
+
     /// TikTok's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,11 +66,10 @@ impl fmt::Display for PrivacyLevel {
 impl FromStr for PrivacyLevel {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s.trim()).ok_or_else(|| {
-            format!(
-                "privacy_level {s:?} is not one of PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR, SELF_ONLY"
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s.trim())
+            .ok_or_else(|| format!("privacy_level {s:?} is not one of {}", Self::listed(", ")))
     }
 }
 
@@ -461,6 +470,18 @@ pub fn post_url(username: &str, post_id: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn privacy_levels_listed_for_messages() {
+        assert_eq!(
+            PrivacyLevel::listed(" or "),
+            "PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR or SELF_ONLY"
+        );
+        assert_eq!(
+            PrivacyLevel::listed(", "),
+            "PUBLIC_TO_EVERYONE, MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR, SELF_ONLY"
+        );
+    }
 
     #[test]
     fn post_info_serialises_every_field_with_brand_toggles_explicit() {

@@ -147,6 +147,15 @@ impl fmt::Debug for UploadUrl {
     }
 }
 
+/// `Content-Type` of the PUT when the file's name gives none of TikTok's three (ingest refuses such
+/// names; a post recorded before that check still goes as MP4, as it always did).
+pub const DEFAULT_CONTENT_TYPE: &str = "video/mp4";
+
+/// `Content-Type` of the PUT, from the file's extension, falling back to [`DEFAULT_CONTENT_TYPE`].
+pub fn content_type_or_default(path: &Path) -> &'static str {
+    content_type_for(path).unwrap_or(DEFAULT_CONTENT_TYPE)
+}
+
 /// `Content-Type` of the PUT, from the file's extension: one of TikTok's three.
 pub fn content_type_for(path: &Path) -> Option<&'static str> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
@@ -568,6 +577,8 @@ mod tests {
         );
         assert_eq!(content_type_for(Path::new("x.webm")), Some("video/webm"));
         assert_eq!(content_type_for(Path::new("x.avi")), None);
+        assert_eq!(content_type_or_default(Path::new("x.avi")), "video/mp4");
+        assert_eq!(content_type_or_default(Path::new("x.webm")), "video/webm");
     }
 
     #[test]

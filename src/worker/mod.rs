@@ -18,15 +18,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::Accounts;
+use crate::config::WorkerConfig;
 use crate::posts::Ledger;
 use crate::queue::backend::{BackendSettings, Held, RedisBackend};
-use crate::queue::{Claim, JobStore};
+use crate::queue::{Claim, JobStore, Next};
 use crate::tiktok::Client;
-
-/// Defined with the configuration it is built from, so that `config` does not depend on `worker`.
-pub use crate::config::WorkerConfig;
-/// The store's verdict type, defined with the store (`queue`), which ends each claim with it.
-pub use crate::queue::Next;
 
 /// Everything a handler needs.
 #[derive(Debug, Clone)]

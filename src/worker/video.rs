@@ -63,7 +63,7 @@ pub async fn prepare(
             "video {} cannot be read now ({e}); restore it and retry the post",
             path.display()
         );
-        if file::is_transient(&e) {
+        if crate::health::is_transient(&e) {
             Refused::Later(message)
         } else {
             Refused::Fail {

@@ -66,7 +66,7 @@ impl TestApp {
         // Test videos are a real 1.2 s MP4 padded to the size a test needs (support::make_video), so
         // their overall bitrate is far above the brief's 20 Mbps; the `api` policy has no bitrate
         // rule. tests/it/media.rs covers the `brief` policy at submission.
-        s.video.policy = tiktok_poster::media::Policy::Api;
+        s.video.policy = tiktok_poster::config::Policy::Api;
         // Videos come from the test's own directory and the fixtures, nowhere else.
         s.video.allowed_dirs = vec![dir.path().to_path_buf(), crate::support::fixture("")];
         tweak(&mut s);

@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tiktok_poster::media::{self, Policy};
+use tiktok_poster::config::Policy;
+use tiktok_poster::media;
 
 use crate::app::{TestApp, path_str};
 use crate::support::fixture;

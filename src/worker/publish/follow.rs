@@ -5,10 +5,10 @@
 //! by the lease, and a webhook that settled the post meanwhile is noticed before each poll. A post that
 //! stays unsettled long after its upload ends `unconfirmed`, never `failed`: TikTok may still publish it.
 
-use super::super::Next;
 use super::{Job, Stop, public_id};
 use crate::db::now_ms;
-use crate::posts::{Field, State, state};
+use crate::posts::{Field, State};
+use crate::queue::Next;
 use crate::tiktok::PrivacyLevel;
 use crate::tiktok::StatusKind;
 use crate::tiktok::limits;
@@ -40,7 +40,7 @@ impl Job<'_> {
             interval = (interval * 3 / 2).min(max_interval);
             // A webhook may have settled the post meanwhile.
             if let Ok(Some(now)) = self.ctx.ledger.state_of(self.id()).await
-                && state::is_terminal(&now)
+                && now.is_terminal()
             {
                 tracing::info!(
                     state = %now,

@@ -13,10 +13,11 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::super::video::{self, LocalVideo, Refused};
-use super::super::{Next, probe_guard, rate};
+use super::super::{probe_guard, rate};
 use super::{Job, Stop};
 use crate::db::now_ms;
 use crate::posts::{Field, State};
+use crate::queue::Next;
 use crate::tiktok::limits::{self, UPLOAD_URL_LIFE};
 use crate::tiktok::{PrivacyLevel, Source};
 

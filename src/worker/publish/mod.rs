@@ -31,11 +31,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use super::{Ctx, Next};
+use super::Ctx;
 use crate::accounts::AccountError;
 use crate::db::now_ms;
-use crate::posts::{Field, Fields, PostRecord, State, Submission, state};
+use crate::posts::{Field, Fields, PostRecord, State, Submission};
 use crate::queue::Claim;
+use crate::queue::Next;
 use crate::tiktok::{Disposition, TikTokError};
 
 /// A token must outlive the upload and the status follow started with it.
@@ -110,7 +111,7 @@ pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
             return Next::At(now_ms() + 2000);
         }
     };
-    if state::is_terminal(post.state()) {
+    if post.current().is_some_and(State::is_terminal) {
         if post.current() == Some(State::Published) && post.post_id().is_none() {
             return public_id::collect(ctx, claim, &post).await;
         }

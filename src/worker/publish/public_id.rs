@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use super::super::{Ctx, Next};
+use super::super::Ctx;
 use crate::db::now_ms;
 use crate::posts::{Field, PostRecord};
 use crate::queue::Claim;
+use crate::queue::Next;
 use crate::tiktok::PrivacyLevel;
 use crate::tiktok::limits;
 use crate::tiktok::publish::post_url;

@@ -5,13 +5,14 @@
 //! and failure the decision needs and writes its result. Every write is fenced by the claim's lease,
 //! so applying a verdict twice, or after another worker took the post over, changes nothing.
 
-use super::super::{Next, backoff};
+use super::super::backoff;
 use super::verdict::{self, Facts, Failure, Roll, Verdict};
 use super::{Job, Stop};
 use crate::accounts::AccountError;
 use crate::db::now_ms;
 use crate::posts::{Field, State};
 use crate::queue::Claim;
+use crate::queue::Next;
 use crate::tiktok::ErrorKind;
 
 use super::super::Ctx;

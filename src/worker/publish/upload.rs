@@ -7,13 +7,14 @@
 //! incomplete, or TikTok failed it with a retryable reason); the old `publish_id` is kept in
 //! `previous_publish_ids`.
 
+use super::super::backoff;
 use super::super::video::LocalVideo;
-use super::super::{Next, backoff};
 use super::{Job, Stop};
 use crate::db::now_ms;
 use crate::posts::{Field, State};
+use crate::queue::Next;
 use crate::tiktok::limits::{self, upload_url_dead};
-use crate::tiktok::upload::{UploadRequest, content_type_for};
+use crate::tiktok::upload::{UploadRequest, content_type_or_default};
 use crate::tiktok::{Disposition, StatusKind, UploadUrl};
 
 impl Job<'_> {
@@ -28,7 +29,7 @@ impl Job<'_> {
         };
         let plan = video.plan;
         // The type follows the name the producer gave (a symlink's target may have any name).
-        let content_type = content_type_for(&submitted).unwrap_or("video/mp4");
+        let content_type = content_type_or_default(&submitted);
         self.transition(State::Uploading, &[], "").await?;
         let started = std::time::Instant::now();
         let shutdown = self.ctx.shutdown.clone();
