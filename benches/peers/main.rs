@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tiktok_poster::db::Keys;
-use tiktok_poster::queue::backend::{BackendSettings, RedisBackend};
+use tiktok_poster::queue::{BackendSettings, RedisBackend};
 use tiktok_poster::queue::{Claim, JobStore, Next};
 
 #[path = "../common/mod.rs"]
@@ -199,7 +199,7 @@ async fn child(mode: &str) {
         "rescuer" => {
             // What the daemon does at start-up with its stable id: take back what its crashed
             // predecessor held, then work.
-            tiktok_poster::queue::identity::reclaim_own(conn.clone(), &Keys::new(NS), "victim")
+            tiktok_poster::queue::reclaim_own(conn.clone(), &Keys::new(NS), "victim")
                 .await
                 .unwrap();
             spawn_worker(st, "victim", 1, announce);

@@ -15,8 +15,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use secrecy::{ExposeSecret, SecretString};
-use tiktok_poster::tiktok::upload::UploadRequest;
-use tiktok_poster::tiktok::{AuthorizeRequest, ChunkPlan, Client, PostInfo, PrivacyLevel, Source};
+use tiktok_poster::tiktok::{
+    AuthorizeRequest, ChunkPlan, Client, PostInfo, PrivacyLevel, Source, UploadRequest,
+};
 use url::Url;
 
 #[path = "../common/mod.rs"]

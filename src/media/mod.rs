@@ -1,5 +1,5 @@
 //! Video checks before any upload: [`probe`] describes a file with bounded memory and time, never
-//! reading it whole; [`validate`] lists every rule the description breaks under a [`Policy`].
+//! reading it whole; [`validate`] lists every rule the description breaks under a [`Policy`](crate::config::Policy).
 //!
 //! MP4/MOV go through our own box walker (it seeks over media data, sums the sample tables and
 //! fragment runs as they stream past and keeps no per-sample list) and `mp4-atom` for the small rest

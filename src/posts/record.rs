@@ -72,7 +72,7 @@ post_fields! {
     PrivacyLevel => privacy_level: text,
     /// `true` for an inbox draft (a submission field).
     Draft => draft: text,
-    /// The current state; see [`PostRecord::state`].
+    /// The current state; read typed with [`PostRecord::current`].
     State => state: raw,
     /// When the post was recorded (ms).
     CreatedMs => created_ms: int,

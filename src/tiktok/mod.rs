@@ -2,7 +2,7 @@
 //!
 //! It speaks OAuth v2 (authorize URL, code exchange, refresh, revoke: `oauth`), the Content Posting API
 //! (`creator_info`, Direct Post and inbox init, status fetch, cancel: `publish`) and the media transfer
-//! protocol (chunk planning and a streaming, resumable upload: [`upload`]), and reads its webhook
+//! protocol (chunk planning and a streaming, resumable upload: `upload`), and reads its webhook
 //! deliveries (signature and event format: `webhook`). Every failure is a
 //! [`TikTokError`] carrying TikTok's code, message and `log_id` and its [`Disposition`].
 //!
@@ -11,11 +11,11 @@
 
 mod body;
 mod chunk_body;
-pub mod error;
+pub(crate) mod error;
 pub(crate) mod limits;
 pub(crate) mod oauth;
 pub(crate) mod publish;
-pub mod upload;
+pub(crate) mod upload;
 pub(crate) mod webhook;
 
 use std::time::Duration;
@@ -27,11 +27,12 @@ use url::Url;
 
 pub use body::MAX_BODY_BYTES;
 pub use error::{Disposition, ErrorKind, TikTokError};
+pub use limits::DAILY_WINDOW;
 pub use oauth::{AuthorizeRequest, Pkce, TokenSet};
 pub use publish::{
     CreatorInfo, InitResponse, PostInfo, PrivacyLevel, PublishStatus, Source, StatusKind,
 };
-pub use upload::{ChunkPlan, UploadOutcome, UploadUrl};
+pub use upload::{ChunkPlan, UploadOutcome, UploadRequest, UploadUrl};
 
 /// TikTok's API host (`[tiktok] api_base` defaults to it).
 pub const API_BASE: &str = "https://open.tiktokapis.com";

@@ -611,13 +611,13 @@ async fn the_reconciler_requeues_lost_entries_and_failures_are_dead_lettered() {
         .unwrap();
     let store = tiktok_poster::queue::JobStore::new(manager, keys);
     assert_eq!(
-        tiktok_poster::queue::reconcile::reconcile_once(&ledger, &store)
+        tiktok_poster::queue::reconcile_once(&ledger, &store)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        tiktok_poster::queue::reconcile::reconcile_once(&ledger, &store)
+        tiktok_poster::queue::reconcile_once(&ledger, &store)
             .await
             .unwrap(),
         0,

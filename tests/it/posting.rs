@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tiktok_poster::tiktok::{
-    ChunkPlan, Disposition, ErrorKind, PostInfo, PrivacyLevel, Source, StatusKind,
-    error::DAILY_WINDOW as DAILY_WINDOW_FOR_TESTS,
+    ChunkPlan, DAILY_WINDOW as DAILY_WINDOW_FOR_TESTS, Disposition, ErrorKind, PostInfo,
+    PrivacyLevel, Source, StatusKind,
 };
 
 use crate::support::{TestSim, wait_until};
@@ -68,7 +68,7 @@ async fn a_direct_post_publishes_with_a_post_id() {
     let url = init.upload_url.unwrap();
     t.client
         .upload_file(
-            tiktok_poster::tiktok::upload::UploadRequest {
+            tiktok_poster::tiktok::UploadRequest {
                 url: &url,
                 path: &path,
                 plan,
@@ -132,7 +132,7 @@ async fn private_posts_have_no_public_id_and_drafts_land_in_the_inbox() {
         .unwrap();
     assert!(draft.publish_id.starts_with("v_inbox_file~v2."));
     let url = draft.upload_url.unwrap();
-    let req = tiktok_poster::tiktok::upload::UploadRequest {
+    let req = tiktok_poster::tiktok::UploadRequest {
         url: &url,
         path: &path,
         plan,

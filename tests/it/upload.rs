@@ -1,9 +1,9 @@
 use std::path::Path;
 
 use serde_json::json;
-use tiktok_poster::tiktok::upload::UploadRequest;
 use tiktok_poster::tiktok::{
-    ChunkPlan, Disposition, InitResponse, PostInfo, PrivacyLevel, Source, TokenSet, UploadUrl,
+    ChunkPlan, Disposition, InitResponse, PostInfo, PrivacyLevel, Source, TokenSet, UploadRequest,
+    UploadUrl,
 };
 
 use crate::support::{TestSim, make_video};
