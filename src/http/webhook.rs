@@ -16,7 +16,7 @@ use redis::AsyncCommands;
 
 use super::AppState;
 use crate::posts::{Field, State as PostState};
-use crate::tiktok::publish::{fail_reason_allows_retry, fail_reason_text};
+use crate::tiktok::status::{fail_reason_allows_retry, fail_reason_text};
 use crate::tiktok::webhook::{SIGNATURE_HEADER, WebhookEvent, parse_event, verify_signature};
 
 /// How long a handled delivery is remembered (TikTok retries for up to 72 hours).

@@ -1,7 +1,8 @@
 //! The TikTok API client: the only code that knows TikTok's URLs and JSON.
 //!
 //! It speaks OAuth v2 (authorize URL, code exchange, refresh, revoke: `oauth`), the Content Posting API
-//! (`creator_info`, Direct Post and inbox init, status fetch, cancel: `publish`) and the media transfer
+//! (`creator_info`, Direct Post and inbox init: `publish`; status fetch, cancel, fail reasons:
+//! `status`), TikTok's rate limits and caps (`limits`) and the media transfer
 //! protocol (chunk planning and a streaming, resumable upload: `upload`), and reads its webhook
 //! deliveries (signature and event format: `webhook`). Every failure is a
 //! [`TikTokError`] carrying TikTok's code, message and `log_id` and its [`Disposition`].
@@ -15,6 +16,7 @@ pub(crate) mod error;
 pub(crate) mod limits;
 pub(crate) mod oauth;
 pub(crate) mod publish;
+pub(crate) mod status;
 pub(crate) mod upload;
 pub(crate) mod webhook;
 
@@ -29,9 +31,8 @@ pub use body::MAX_BODY_BYTES;
 pub use error::{Disposition, ErrorKind, TikTokError};
 pub use limits::DAILY_WINDOW;
 pub use oauth::{AuthorizeRequest, Pkce, TokenSet};
-pub use publish::{
-    CreatorInfo, InitResponse, PostInfo, PrivacyLevel, PublishStatus, Source, StatusKind,
-};
+pub use publish::{CreatorInfo, InitResponse, PostInfo, PrivacyLevel, Source};
+pub use status::{PublishStatus, StatusKind};
 pub use upload::{ChunkPlan, UploadOutcome, UploadRequest, UploadUrl};
 
 /// TikTok's API host (`[tiktok] api_base` defaults to it).

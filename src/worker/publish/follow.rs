@@ -12,7 +12,7 @@ use crate::queue::Next;
 use crate::tiktok::PrivacyLevel;
 use crate::tiktok::StatusKind;
 use crate::tiktok::limits;
-use crate::tiktok::publish::{fail_reason_allows_retry, fail_reason_text, post_url};
+use crate::tiktok::status::{fail_reason_allows_retry, fail_reason_text, post_url};
 
 impl Job<'_> {
     /// Polls status within the per-account budget until the post settles, or hands it back.

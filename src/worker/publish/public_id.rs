@@ -13,7 +13,7 @@ use crate::queue::Claim;
 use crate::queue::Next;
 use crate::tiktok::PrivacyLevel;
 use crate::tiktok::limits;
-use crate::tiktok::publish::post_url;
+use crate::tiktok::status::post_url;
 
 /// How many times a published public post is asked for its public id (every twenty status intervals:
 /// a minute by default).
