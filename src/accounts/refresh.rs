@@ -48,12 +48,12 @@ return 0
 "#;
 
 impl Accounts {
-    /// A usable access token that stays valid for at least `min_valid` (refreshing first if needed).
-    pub async fn access_token(
+    /// The account's hash and when its access token expires (ms, 0 when unknown), unless the account
+    /// must be connected again.
+    async fn usable(
         &self,
         name: &str,
-        min_valid: Duration,
-    ) -> Result<SecretString, AccountError> {
+    ) -> Result<(std::collections::HashMap<String, String>, i64), AccountError> {
         let h = self.raw(name).await?;
         if h.get("state").map(String::as_str) == Some(STATE_REAUTH) {
             return Err(AccountError::ReauthRequired(name.to_string()));
@@ -62,6 +62,16 @@ impl Accounts {
             .get("access_expires_ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        Ok((h, expires))
+    }
+
+    /// A usable access token that stays valid for at least `min_valid` (refreshing first if needed).
+    pub async fn access_token(
+        &self,
+        name: &str,
+        min_valid: Duration,
+    ) -> Result<SecretString, AccountError> {
+        let (h, expires) = self.usable(name).await?;
         let lifetime: i64 = h
             .get("access_lifetime_ms")
             .and_then(|v| v.parse().ok())
@@ -138,14 +148,7 @@ impl Accounts {
         force: bool,
         before: Option<String>,
     ) -> Result<SecretString, AccountError> {
-        let h = self.raw(name).await?;
-        if h.get("state").map(String::as_str) == Some(STATE_REAUTH) {
-            return Err(AccountError::ReauthRequired(name.to_string()));
-        }
-        let expires: i64 = h
-            .get("access_expires_ms")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let (h, expires) = self.usable(name).await?;
         let rotated_meanwhile = h.get("refresh_sealed") != before.as_ref();
         if force && min_valid.is_zero() && !rotated_meanwhile {
             // A planned refresh: under the lock, check it is still due (another process may have

@@ -1,6 +1,6 @@
 //! `[video]`: which rules a video must meet, how long its probe may take, and where videos may live.
 //! [`Policy`] is defined here, not in `media/`, so that the settings do not depend on the prober;
-//! `media` re-exports it and gives it its rules.
+//! `media` gives it its rules.
 
 use std::path::PathBuf;
 

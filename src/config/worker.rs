@@ -1,6 +1,6 @@
 //! `[worker]` as written in the file, and [`WorkerConfig`], the worker runtime's view of it (durations
 //! instead of numbers of seconds). Both live with the configuration so that the settings do not
-//! depend on the code that consumes them; `worker` re-exports `WorkerConfig` for its handlers.
+//! depend on the code that consumes them; the worker imports `WorkerConfig` from here.
 
 use std::time::Duration;
 

@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use super::TikTokError;
-
 /// A rate limit: `limit` calls per `window`, per access token (one token per account here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -52,9 +50,3 @@ pub const DAILY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The `upload_url` lives one hour; we stop using it a little earlier.
 pub const UPLOAD_URL_LIFE: Duration = Duration::from_secs(55 * 60);
-
-/// True when an upload failed because its URL is dead (expired, or unknown to TikTok): TikTok never got
-/// the whole file, so that attempt cannot be published and a new init is safe.
-pub fn upload_url_dead(e: &TikTokError) -> bool {
-    e.code == "upload_url_expired" || e.code == "upload_not_found"
-}

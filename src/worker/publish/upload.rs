@@ -13,7 +13,7 @@ use super::{Job, Stop};
 use crate::db::now_ms;
 use crate::posts::{Field, State};
 use crate::queue::Next;
-use crate::tiktok::limits::{self, upload_url_dead};
+use crate::tiktok::limits;
 use crate::tiktok::upload::{UploadRequest, content_type_or_default};
 use crate::tiktok::{Disposition, StatusKind, UploadUrl};
 
@@ -84,7 +84,7 @@ impl Job<'_> {
                 self.post.note(Field::UploadedMs, now_ms().to_string());
                 self.follow().await
             }
-            Err(e) if upload_url_dead(&e) => {
+            Err(e) if e.is_upload_url_gone() => {
                 // TikTok never got the whole file, and the URL is dead: this attempt cannot be
                 // published, so a new init is safe.
                 self.restart_attempt(&format!("the upload URL stopped working ({e})"))
