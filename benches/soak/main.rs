@@ -21,7 +21,8 @@
 //!   ledger does not show as published went live;
 //! - every malformed submission is in the rejected stream with a reason;
 //! - nothing is stuck (queued, uploading, processing) once the queue drained;
-//! - daemon A's resident memory grew no more than 10% from the end of warm-up to the end.
+//! - daemon A's resident memory grew no more than 10% from the end of warm-up to the end (in a
+//!   short run, from the largest reading during warm-up: see `rss_warmup_peak`).
 //!
 //! Options (environment): `TP_SOAK_SECS` (default 1200; CI runs 120), `TP_SOAK_RATE` (submissions per
 //! second, default 4), `TP_SOAK_KILL_SECS` (default 120; 40 when the run is under 5 minutes),
@@ -209,6 +210,12 @@ async fn run() -> usize {
     let mut kills = 0;
     let mut redis_restarts = 0;
     let mut rss_warm = None;
+    // The largest RSS seen before the end of warm-up (sampled once a second), for the short run's
+    // baseline: in a 2-minute run the warm-up ends 20 s after a Redis restart, and one reading there
+    // varied from 15.0 to 18.7 MiB between runs of the same code (growth +13.6%, -1.0%, +6.5%), more
+    // than the 10% bound. A leak still shows as growth past everything warm-up reached.
+    let mut rss_warmup_peak = 0u64;
+    let mut next_sample = Duration::ZERO;
     let mut n = 0u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let vpath = video.to_string_lossy().to_string();
@@ -226,8 +233,13 @@ async fn run() -> usize {
             redis_restarts += 1;
             next_redis += Duration::from_secs(redis_every);
         }
+        if rss_warm.is_none() && el >= next_sample {
+            rss_warmup_peak = rss_warmup_peak.max(rss_kib(daemon_a.0.id()));
+            next_sample = el + Duration::from_secs(1);
+        }
         if rss_warm.is_none() && el >= Duration::from_secs(warmup) {
-            rss_warm = Some(rss_kib(daemon_a.0.id()));
+            let now = rss_kib(daemon_a.0.id());
+            rss_warm = Some(if short { rss_warmup_peak.max(now) } else { now });
         }
         n += 1;
         let account = format!("a{}", rand::rng().random_range(0..ACCOUNTS));
@@ -452,8 +464,13 @@ async fn run() -> usize {
         stats["errors"]
     );
     println!(
-        "soak: daemon A RSS {:.1} MiB after warm-up ({warmup} s), {:.1} MiB at the end ({:+.1}%)",
+        "soak: daemon A RSS {:.1} MiB after warm-up ({warmup} s{}), {:.1} MiB at the end ({:+.1}%)",
         warm as f64 / 1024.0,
+        if short {
+            "; the largest reading until then"
+        } else {
+            ""
+        },
         rss_end as f64 / 1024.0,
         growth * 100.0
     );
