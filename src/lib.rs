@@ -26,7 +26,8 @@
 //!    TikTok defaults are the client's own constants).
 //! 4. [`telemetry`]: logs and Prometheus metrics; [`media`]: the video probe and policy; [`sim`]: a
 //!    local TikTok as strict as TikTok, for tests, benchmarks and dry runs (it may not use the client,
-//!    so a misreading of TikTok cannot hide in both).
+//!    so a misreading of TikTok cannot hide in both); [`calendar`]: posting slots in an account's
+//!    zone and which of them is free (pure so far).
 //! 5. [`accounts`]: the token store, its single-flight refresh and refresher, the one account-name
 //!    rule.
 //! 6. [`posts`]: the submission format, the states and the ledger.
@@ -44,6 +45,7 @@
 //! `worker::rate`).
 
 pub mod accounts;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod daemon;

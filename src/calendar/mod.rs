@@ -1,0 +1,15 @@
+//! The posting calendar (issue 13): each account's slots in its own zone, and which of them is free.
+//!
+//! This first piece is the pure core, with no Redis, CLI or HTTP: [`slots`] turns a zone and
+//! crontab expressions into UTC instants under stated DST rules, [`free`] picks the first instant no
+//! post or daily budget stands in the way of, and [`duration`] reads `--min-spacing`. Keeping it pure
+//! lets the DST and budget rules be tested row by row and run unchanged inside the atomic
+//! assignment that comes next.
+
+pub mod duration;
+pub mod free;
+pub mod slots;
+
+pub use duration::{DurationError, parse_duration};
+pub use free::first_free;
+pub use slots::{Schedule, ScheduleError};
