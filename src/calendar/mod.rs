@@ -4,12 +4,15 @@
 //! crontab expressions into UTC instants under stated DST rules, [`free`] picks the first instant no
 //! post or daily budget stands in the way of, and [`duration`] reads `--min-spacing`. Keeping it pure
 //! lets the DST and budget rules be tested row by row and run unchanged inside the atomic
-//! assignment that comes next.
+//! assignment that comes next. [`week`] lays one week of slots and posts out by local day (the
+//! calendar page and `calendar week --json`).
 
 pub mod duration;
 pub mod free;
 pub mod slots;
+pub mod week;
 
 pub use duration::{DurationError, parse_duration};
 pub use free::first_free;
 pub use slots::{Schedule, ScheduleError};
+pub use week::{Week, build_week, week_range, week_start};
