@@ -5,9 +5,10 @@
 //! post or daily budget stands in the way of, and [`duration`] reads `--min-spacing`. Keeping it pure
 //! lets the DST and budget rules be tested row by row and run unchanged inside the atomic
 //! assignment that comes next. [`week`] lays one week of slots and posts out by local day (the
-//! calendar page and `calendar week --json`).
+//! calendar page and `calendar week --json`), and [`feed`] writes posts as an RFC 5545 feed.
 
 pub mod duration;
+pub mod feed;
 pub mod free;
 pub mod slots;
 pub mod week;
