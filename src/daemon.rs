@@ -18,6 +18,7 @@ use crate::config::{ConfigError, Settings};
 use crate::db::Keys;
 use crate::db::startup::{check_redis, connect_redis};
 use crate::ingest::Ingest;
+use crate::planner::Calendars;
 use crate::posts::Ledger;
 use crate::queue::JobStore;
 use crate::queue::identity::{hostname, take_identity};
@@ -112,7 +113,23 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         heartbeats.clone(),
         shutdown.clone(),
     ));
+    let calendars = Calendars::new(
+        ledger.clone(),
+        accounts.clone(),
+        settings.worker.daily_post_budget,
+    );
+    match ledger.index_held_once().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            count = n,
+            "Indexed the posts recorded before calendars existed."
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "Could not index the earlier posts for the calendar; will try at the next start.")
+        }
+    }
     let ctx = Arc::new(Ctx {
+        calendars: calendars.clone(),
         ledger: ledger.clone(),
         store: store.clone(),
         accounts: accounts.clone(),
@@ -127,7 +144,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let ingest = Ingest::new(
         ingest_conn,
         keys.clone(),
-        ledger.clone(),
+        calendars.clone(),
         accounts.clone(),
         worker_id.clone(),
         settings.video.clone(),
@@ -153,6 +170,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         settings: Arc::new(settings.clone()),
         store,
         ledger: ledger.clone(),
+        calendars,
         heartbeats: heartbeats.clone(),
     });
     tracing::info!(worker = %worker_id, concurrency = settings.worker.concurrency, "Daemon running.");

@@ -128,6 +128,32 @@ impl Keys {
     pub fn oauth_confirm(&self, token: &str) -> String {
         format!("{}:oauth:confirm:{token}", self.ns)
     }
+    /// An account's posting calendar (a hash: zone, slots, spacing, horizon, budget, pause, feed token).
+    pub fn calendar(&self, account: &str) -> String {
+        format!("{}:calendar:{account}", self.ns)
+    }
+    /// Prefix of the per-account held sets (`{ns}:held:`), for scripts that learn the account from
+    /// the post.
+    pub fn held_prefix(&self) -> String {
+        format!("{}:held:", self.ns)
+    }
+    /// The posts of an account that hold their instant (every state but `cancelled` and a failure
+    /// that never reached TikTok), scored by that instant (ms): what "free" is computed from.
+    pub fn held(&self, account: &str) -> String {
+        format!("{}{account}", self.held_prefix())
+    }
+    /// Prefix of the per-account sets of every post (`{ns}:account_posts:`).
+    pub fn account_posts_prefix(&self) -> String {
+        format!("{}:account_posts:", self.ns)
+    }
+    /// Every post of an account, cancelled ones too, scored by its instant (ms): the feed and the page.
+    pub fn account_posts(&self, account: &str) -> String {
+        format!("{}{account}", self.account_posts_prefix())
+    }
+    /// Set once every post recorded before the calendar existed is in the per-account sets.
+    pub fn calendar_indexed(&self) -> String {
+        format!("{}:calendar_indexed", self.ns)
+    }
     /// A per-account sliding-window rate limit.
     pub fn rate(&self, account: &str, what: &str) -> String {
         format!("{}:rate:{account}:{what}", self.ns)

@@ -54,6 +54,7 @@ pub(crate) mod health;
 pub(crate) mod http;
 pub mod ingest;
 pub mod media;
+pub mod planner;
 pub mod posts;
 pub mod queue;
 pub mod sim;

@@ -61,6 +61,24 @@ pub fn is_free(t: i64, taken: &[i64], spacing_ms: i64, daily_budget: u32) -> boo
         .all(|&s| count_in(s) <= budget)
 }
 
+/// The earliest instant at or after `from` (ms) with no post of `taken` (sorted) closer than
+/// `spacing_ms`: where a fixed-time post whose time passed during a pause goes, so that the posts
+/// that waited leave one by one instead of in a burst.
+pub fn first_spaced(from: i64, taken: &[i64], spacing_ms: i64) -> i64 {
+    debug_assert!(taken.is_sorted(), "taken must be sorted");
+    // With no spacing, only the same instant is too close: the same as a spacing of 1 ms.
+    let sp = spacing_ms.max(1);
+    let mut t = from;
+    loop {
+        // The first post that is not at least `sp` before t.
+        let idx = taken.partition_point(|&p| p <= t.saturating_sub(sp));
+        match taken.get(idx) {
+            Some(&p) if p < t.saturating_add(sp) => t = p.saturating_add(sp),
+            _ => return t,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +221,18 @@ mod tests {
             None
         );
         assert_eq!(first_free(hourly(), &[], MIN15, 0, at(99 * H)), None);
+    }
+
+    #[test]
+    fn first_spaced_steps_past_every_post_too_close() {
+        // Posts at 0, 10 and 20 minutes; spacing 15 minutes; from 5 minutes.
+        let taken = [0, 10 * M, 20 * M];
+        assert_eq!(first_spaced(5 * M, &taken, 15 * M), 35 * M);
+        // Exactly the spacing away is fine.
+        assert_eq!(first_spaced(35 * M, &taken, 15 * M), 35 * M);
+        assert_eq!(first_spaced(-20 * M, &taken, 15 * M), -20 * M);
+        // Zero spacing: only the same instant is refused.
+        assert_eq!(first_spaced(10 * M, &taken, 0), 10 * M + 1);
+        assert_eq!(first_spaced(11 * M, &taken, 0), 11 * M);
     }
 }

@@ -10,10 +10,12 @@
 pub mod duration;
 pub mod feed;
 pub mod free;
+pub mod settings;
 pub mod slots;
 pub mod week;
 
 pub use duration::{DurationError, parse_duration};
-pub use free::first_free;
+pub use free::{first_free, first_spaced, is_free};
+pub use settings::CalendarSettings;
 pub use slots::{Schedule, ScheduleError};
 pub use week::{Week, build_week, week_range, week_start};

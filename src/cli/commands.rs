@@ -125,10 +125,33 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
         .clone()
         .unwrap_or_else(|| format!("cli-{}", &random_id()[..16]));
     let ledger = Ledger::new(env.conn.clone(), env.keys.clone());
-    let created = ledger
-        .create(&id, &sub, &extra)
-        .await
-        .context("recording the post")?;
+    let created = if sub.slot_next {
+        let calendars =
+            crate::planner::Calendars::new(ledger, accounts, env.settings.worker.daily_post_budget);
+        match calendars.assign(&id, &sub, &extra).await {
+            Ok(crate::planner::Assigned::Slot(at)) => {
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({"id": id, "duplicate": false, "slot_at": at.to_rfc3339()})
+                    );
+                } else {
+                    println!("{id} (slot {})", at.to_rfc3339());
+                }
+                return Ok(());
+            }
+            Ok(crate::planner::Assigned::Existing(c)) => c,
+            Ok(crate::planner::Assigned::NoCalendar(why) | crate::planner::Assigned::Full(why)) => {
+                return Err(CliError::Failure(anyhow::anyhow!("rejected: {why}")));
+            }
+            Err(e) => return Err(CliError::Failure(anyhow::anyhow!("not recorded: {e}"))),
+        }
+    } else {
+        ledger
+            .create(&id, &sub, &extra)
+            .await
+            .context("recording the post")?
+    };
     if created == Created::Conflict {
         return Err(CliError::Failure(anyhow::anyhow!(
             "rejected: {}",

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub use calendar::CalendarCommand;
 use clap::{Parser, Subcommand};
 
 use crate::config::{CONFIG_ENV, ConfigError, Settings, resolve_path};
@@ -68,6 +69,9 @@ pub enum Command {
     /// The TikTok accounts and their token state.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Each account's posting calendar: slots in its zone, "add to queue", pause, the page and feed.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
     /// Probe videos locally and print every rule each one breaks (exit 1 when any fails).
     Validate {
         /// Video files.
@@ -136,8 +140,11 @@ pub struct EnqueueArgs {
     #[arg(long)]
     pub draft: bool,
     /// RFC 3339 time with an offset (default: now).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "slot")]
     pub publish_at: Option<String>,
+    /// `next`: the account's next free calendar slot (see `calendar set`) instead of --publish-at.
+    #[arg(long)]
+    pub slot: Option<String>,
     /// Turn duets off.
     #[arg(long)]
     pub disable_duet: bool,
@@ -187,6 +194,7 @@ impl EnqueueArgs {
         put("title", self.title.clone());
         put("privacy_level", self.privacy_level.clone());
         put("publish_at", self.publish_at.clone());
+        put("slot", self.slot.clone());
         put(
             "video_cover_timestamp_ms",
             self.video_cover_timestamp_ms.map(|v| v.to_string()),
@@ -379,6 +387,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cancel { id, json } => commands::cancel(cli.config.as_deref(), &id, json).await,
         Command::Retry { id, json } => retry::retry(cli.config.as_deref(), &id, json).await,
         Command::Accounts(cmd) => accounts::accounts_cmd(cli.config.as_deref(), cmd).await,
+        Command::Calendar(cmd) => calendar::calendar_cmd(cli.config.as_deref(), cmd).await,
         Command::Validate {
             files,
             json,
@@ -388,6 +397,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 mod accounts;
+mod calendar;
 mod commands;
 mod progress;
 mod retry;
@@ -418,6 +428,58 @@ mod tests {
             vec!["accounts", "connect", "main", "--replace"],
             vec!["accounts", "refresh", "main"],
             vec!["accounts", "remove", "main"],
+            vec![
+                "calendar",
+                "set",
+                "main",
+                "--tz",
+                "Europe/Berlin",
+                "--slot",
+                "30 9 * * MON-FRI",
+                "--slot",
+                "0 18 * * *",
+                "--min-spacing",
+                "2h",
+                "--horizon-days",
+                "30",
+                "--daily-budget",
+                "5",
+            ],
+            vec!["calendar", "show", "main", "--json"],
+            vec!["calendar", "remove", "main"],
+            vec!["calendar", "pause", "main"],
+            vec!["calendar", "resume", "main"],
+            vec!["calendar", "reslot", "p1"],
+            vec![
+                "calendar",
+                "reslot",
+                "p1",
+                "--at",
+                "2026-12-01T18:00:00+01:00",
+            ],
+            vec![
+                "calendar",
+                "slots",
+                "main",
+                "--from",
+                "2027-03-28T00:00:00Z",
+                "--count",
+                "5",
+                "--json",
+            ],
+            vec!["calendar", "week", "main", "--week", "2026-12-01", "--json"],
+            vec!["calendar", "feed-token", "main", "--rotate"],
+            vec![
+                "enqueue",
+                "--account",
+                "main",
+                "--video",
+                "/v.mp4",
+                "--privacy-level",
+                "SELF_ONLY",
+                "--slot",
+                "next",
+            ],
             vec!["validate", "a.mp4", "b.mp4"],
             vec!["check-config"],
             vec!["redis-loss-ack"],

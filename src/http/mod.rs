@@ -15,12 +15,8 @@ use crate::config::Settings;
 use crate::db::{Keys, now_ms};
 use crate::queue::JobStore;
 
-// The `/calendar` handler that renders it is wired with the calendar's Redis side.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "no route renders the calendar page yet")
-)]
 mod calendar_page;
+mod calendar_routes;
 mod connect_pages;
 pub(crate) mod listeners;
 mod serve;
@@ -39,6 +35,8 @@ pub struct AppState {
     pub store: JobStore,
     /// The post ledger (posts by state for `/metrics`).
     pub ledger: crate::posts::Ledger,
+    /// The accounts' calendars (the calendar page and feed).
+    pub calendars: crate::planner::Calendars,
     /// Liveness of the main loops (for health).
     pub heartbeats: Arc<crate::health::Heartbeats>,
 }
@@ -55,7 +53,9 @@ pub fn router(state: AppState, with_webhooks: bool) -> Router {
         )
         .route("/oauth/callback", get(connect_pages::callback))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_page));
+        .route("/metrics", get(metrics_page))
+        .route("/calendar", get(calendar_routes::week_page))
+        .route("/calendar/{file}", get(calendar_routes::feed));
     let r = if with_webhooks {
         r.route("/webhooks/tiktok", axum::routing::post(webhook::webhook))
     } else {
@@ -122,20 +122,21 @@ async fn index(State(st): State<AppState>) -> Response {
             ""
         };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>@{}</td><td class={state_class}>{}</td><td>{}</td><td>{}</td><td{warn}>{}</td></tr>",
+            "<tr><td>{}</td><td>@{}</td><td class={state_class}>{}</td><td>{}</td><td>{}</td><td{warn}>{}</td><td><a href=\"/calendar?account={}\">calendar</a></td></tr>",
             esc(&a.name),
             esc(&a.username),
             esc(&a.state),
             when(a.access_expires_ms),
             if a.next_refresh_ms > 0 { when(a.next_refresh_ms) } else { "-".into() },
-            when(a.refresh_expires_ms)
+            when(a.refresh_expires_ms),
+            esc(&a.name)
         ));
     }
     if accounts.is_empty() {
-        rows.push_str("<tr><td colspan=6>No account is connected yet.</td></tr>");
+        rows.push_str("<tr><td colspan=7>No account is connected yet.</td></tr>");
     }
     let body = format!(
-        "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Access token expires</th><th>Next refresh</th><th>Reconnect before</th></tr></thead><tbody>{rows}</tbody></table>\
+        "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Access token expires</th><th>Next refresh</th><th>Reconnect before</th><th>Posting calendar</th></tr></thead><tbody>{rows}</tbody></table>\
 <h2>Connect an account</h2><form method=get action=/connect><label>Account name <input name=account required pattern=\"{pattern}\"></label> \
 <button type=submit>Connect TikTok</button></form>",
         pattern = crate::accounts::NAME_PATTERN

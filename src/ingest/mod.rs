@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::Accounts;
 use crate::db::Keys;
 
+use crate::planner::{Assigned, Calendars, PlanError};
 use crate::posts::echo;
 use crate::posts::submission::fields_from_bytes;
 use crate::posts::{Created, Ledger, parse_fields};
@@ -51,6 +52,7 @@ pub struct Ingest {
     conn: ConnectionManager,
     keys: Keys,
     ledger: Ledger,
+    calendars: Calendars,
     accounts: Accounts,
     consumer: String,
     video: crate::config::VideoSettings,
@@ -82,11 +84,12 @@ pub enum Outcome {
 }
 
 impl Ingest {
-    /// An ingest loop. `conn` must be its own connection (it blocks on XREADGROUP).
+    /// An ingest loop. `conn` must be its own connection (it blocks on XREADGROUP); posts are
+    /// recorded through the calendars' ledger.
     pub fn new(
         conn: ConnectionManager,
         keys: Keys,
-        ledger: Ledger,
+        calendars: Calendars,
         accounts: Accounts,
         consumer: String,
         video: crate::config::VideoSettings,
@@ -94,7 +97,8 @@ impl Ingest {
         Self {
             conn,
             keys,
-            ledger,
+            ledger: calendars.ledger().clone(),
+            calendars,
             accounts,
             consumer,
             video,
@@ -267,7 +271,27 @@ impl Ingest {
                     let id = sub.id.clone().unwrap_or_else(|| entry_id.to_string());
                     let mut extra: Vec<(&str, String)> = extra;
                     extra.push(("entry_id", entry_id.to_string()));
-                    match self.ledger.create(&id, &sub, &extra).await? {
+                    let created = if sub.slot_next {
+                        match self.calendars.assign(&id, &sub, &extra).await {
+                            Ok(Assigned::Slot(at)) => {
+                                tracing::info!(post_id = %id, account = %sub.account, slot_at = %at.to_rfc3339(), "Post recorded in the next free calendar slot.");
+                                return self.settle(entry_id, fields, Outcome::Accepted(id)).await;
+                            }
+                            Ok(Assigned::Existing(c)) => c,
+                            Ok(Assigned::NoCalendar(why) | Assigned::Full(why)) => {
+                                return self.settle(entry_id, fields, Outcome::Rejected(why)).await;
+                            }
+                            Err(PlanError::Redis(e)) => return Err(e),
+                            Err(other) => {
+                                return self
+                                    .settle(entry_id, fields, Outcome::Rejected(other.to_string()))
+                                    .await;
+                            }
+                        }
+                    } else {
+                        self.ledger.create(&id, &sub, &extra).await?
+                    };
+                    match created {
                         Created::New => {
                             tracing::info!(post_id = %id, account = %sub.account, "Post recorded.");
                             Outcome::Accepted(id)
@@ -281,6 +305,17 @@ impl Ingest {
                 }
             },
         };
+        self.settle(entry_id, fields, outcome).await
+    }
+
+    /// Puts a rejected entry in the rejected stream with its reason, then acknowledges and deletes
+    /// the entry, in one transaction.
+    async fn settle(
+        &mut self,
+        entry_id: &str,
+        fields: &[(Vec<u8>, Vec<u8>)],
+        outcome: Outcome,
+    ) -> redis::RedisResult<Outcome> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         if let Outcome::Rejected(reason) = &outcome {

@@ -8,6 +8,7 @@
 //! Knows Redis, not apalis and not TikTok's HTTP.
 
 pub(crate) mod echo;
+pub(crate) mod held;
 mod limits;
 mod record;
 pub(crate) mod state;
@@ -21,23 +22,29 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::db::{Keys, now_ms};
+pub use held::{Candidate, Moved, Rules, Slotted};
 pub use record::{Field, Fields, PostRecord};
 pub use state::State;
 pub use submission::{Submission, parse_fields, parse_json};
 
-/// Creates a post unless the id exists; indexes it and queues it for its due time.
+/// Creates a post unless the id exists; indexes it (KEYS[6], [7]: the account's held and
+/// all-posts sets, see `held`) and queues it for its due time.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', ARGV[4], 'at', ARGV[2])
 redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
 return 1
 "#;
 
 /// Changes a post's state (and fields), fenced by the lease owner when a token is given; records an
-/// event. Returns 1 when applied, 0 when the post is gone, -1 when the lease was lost.
+/// event. A failure that never reached TikTok (no `publish_id`) gives the post's calendar instant
+/// back (ARGV[6]: the held sets' prefix). Returns 1 when applied, 0 when the post is gone, -1 when
+/// the lease was lost.
 const TRANSITION: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[4] then return -1 end
@@ -47,8 +54,12 @@ if old ~= ARGV[2] then
   redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_ms', ARGV[3])
-if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 if DEAD[ARGV[2]] then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
+if ARGV[2] == S_FAILED and (redis.call('HGET', KEYS[1], 'publish_id') or '') == '' then
+  local acct = redis.call('HGET', KEYS[1], 'account')
+  if acct then redis.call('ZREM', ARGV[6] .. acct, ARGV[1]) end
+end
 local ev = {'id', ARGV[1], 'state', ARGV[2], 'at', ARGV[3]}
 if ARGV[5] ~= '' then table.insert(ev, 'message'); table.insert(ev, ARGV[5]) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(ev))
@@ -88,7 +99,8 @@ if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
 return 1
 "#;
 
-/// Cancels a post that has not been sent (no publish_id, not being worked on).
+/// Cancels a post that has not been sent (no publish_id, not being worked on); its calendar instant
+/// is free again (ARGV[3]: the held sets' prefix).
 const CANCEL: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 'missing' end
@@ -97,6 +109,8 @@ if redis.call('HGET', KEYS[1], 'lease_owner') then return 'in_flight' end
 local pid = redis.call('HGET', KEYS[1], 'publish_id')
 if pid and pid ~= '' then return 'sent' end
 redis.call('ZREM', KEYS[2], ARGV[1])
+local acct = redis.call('HGET', KEYS[1], 'account')
+if acct then redis.call('ZREM', ARGV[3] .. acct, ARGV[1]) end
 redis.call('HINCRBY', KEYS[5], st, -1)
 redis.call('HINCRBY', KEYS[5], S_CANCELLED, 1)
 redis.call('HSET', KEYS[1], 'state', S_CANCELLED, 'updated_ms', ARGV[2])
@@ -104,20 +118,24 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', 'id', ARGV[1], 'state', 
 return 'ok'
 "#;
 
-/// Re-runs a failed post whose current attempt is ARGV[3]: none (''), or one TikTok confirmed cannot be
+/// Re-runs a failed post whose current attempt is ARGV[4]: none (''), or one TikTok confirmed cannot be
 /// published (the caller asked it just before), so a new init is safe. A post whose attempt is another
 /// one than the caller checked is refused ('changed'), and so is anything but `failed` (notably
-/// `unconfirmed`).
+/// `unconfirmed`). The post holds its calendar instant (`held_ms`, ARGV[3]: the held sets' prefix)
+/// again: a retry's new `due_ms` does not move its slot.
 const RETRY: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 'missing' end
 if st ~= S_FAILED then return st end
 local prev = redis.call('HGET', KEYS[1], 'previous_publish_ids') or ''
 local pid = redis.call('HGET', KEYS[1], 'publish_id') or ''
-if pid ~= ARGV[3] then
-  if ARGV[3] == '' then return 'sent' end
+if pid ~= ARGV[4] then
+  if ARGV[4] == '' then return 'sent' end
   return 'changed'
 end
+local acct = redis.call('HGET', KEYS[1], 'account')
+local held = redis.call('HGET', KEYS[1], 'held_ms')
+if acct and held and held ~= '' then redis.call('ZADD', ARGV[3] .. acct, held, ARGV[1]) end
 if pid ~= '' then
   if prev ~= '' then prev = prev .. ',' end
   prev = prev .. pid
@@ -209,24 +227,19 @@ impl Ledger {
             .key(self.keys.due())
             .key(self.keys.events())
             .key(self.keys.state_counts())
+            .key(self.keys.held(&sub.account))
+            .key(self.keys.account_posts(&sub.account))
             .arg(id)
             .arg(now)
             .arg(due)
             .arg(st.as_str());
-        let mut fields: Vec<(String, String)> = sub.to_fields();
-        fields.retain(|(k, _)| k != Field::Id.as_str());
+        let mut fields = self.fields_of(id, sub, now, extra);
         for (f, v) in [
-            (Field::Id, id.to_string()),
             (Field::State, st.as_str().to_string()),
-            (Field::CreatedMs, now.to_string()),
-            (Field::UpdatedMs, now.to_string()),
             (Field::DueMs, due.to_string()),
-            (Field::Attempts, "0".to_string()),
+            (Field::HeldMs, due.to_string()),
         ] {
             fields.push((f.as_str().to_string(), v));
-        }
-        for (k, v) in extra {
-            fields.push((k.to_string(), v.clone()));
         }
         for (k, v) in &fields {
             script.arg(k).arg(v);
@@ -236,6 +249,35 @@ impl Ledger {
         if n == 1 {
             return Ok(Created::New);
         }
+        self.compare(id, sub).await
+    }
+
+    /// The fields a new post is recorded with, but its state and times of its own.
+    fn fields_of(
+        &self,
+        id: &str,
+        sub: &Submission,
+        now: i64,
+        extra: &[(&str, String)],
+    ) -> Vec<(String, String)> {
+        let mut fields: Vec<(String, String)> = sub.to_fields();
+        fields.retain(|(k, _)| k != Field::Id.as_str());
+        for (f, v) in [
+            (Field::Id, id.to_string()),
+            (Field::CreatedMs, now.to_string()),
+            (Field::UpdatedMs, now.to_string()),
+            (Field::Attempts, "0".to_string()),
+        ] {
+            fields.push((f.as_str().to_string(), v));
+        }
+        for (k, v) in extra {
+            fields.push((k.to_string(), v.clone()));
+        }
+        fields
+    }
+
+    /// For an id that exists: whether its post has the same content as `sub`.
+    pub async fn compare(&self, id: &str, sub: &Submission) -> redis::RedisResult<Created> {
         // Posts are never deleted and their submission fields never change, so reading after the
         // script is as good as reading inside it. A stored record that no longer parses is not the same.
         let same = self
@@ -284,7 +326,8 @@ impl Ledger {
             .arg(new_state.as_str())
             .arg(now_ms())
             .arg(fence.unwrap_or(""))
-            .arg(message);
+            .arg(message)
+            .arg(self.keys.held_prefix());
         for (k, v) in record::names(fields) {
             script.arg(k).arg(v);
         }
@@ -413,7 +456,8 @@ impl Ledger {
             .key(self.keys.dead())
             .key(self.keys.state_counts())
             .arg(id)
-            .arg(now_ms());
+            .arg(now_ms())
+            .arg(self.keys.held_prefix());
         for a in extra {
             inv.arg(*a);
         }

@@ -80,6 +80,15 @@ post_fields! {
     UpdatedMs => updated_ms: int,
     /// When the post is due (ms).
     DueMs => due_ms: int,
+    /// `next` when the post asked for its account's next free calendar slot (a submission field).
+    Slot => slot: text,
+    /// The calendar slot the post got (RFC 3339 with the zone's offset); a retry does not change it.
+    SlotAt => slot_at: text,
+    /// The instant the post holds in its account's calendar (ms): `publish_at` or the slot; moved only
+    /// by `calendar reslot` and a resume.
+    HeldMs => held_ms: int,
+    /// Times the post was moved (the feed's SEQUENCE).
+    Sequence => sequence: int,
     /// When a deferred post may go again (ms).
     DeferredUntilMs => deferred_until_ms: int,
     /// Attempts of the current run (reset by a cap, and by `retry`).
@@ -168,6 +177,13 @@ impl PostRecord {
     /// The state; `None` when missing or not a state this version knows.
     pub fn current(&self) -> Option<State> {
         self.text(Field::State).and_then(State::parse)
+    }
+
+    /// The state as stored (empty when missing), for display.
+    pub fn state_name(&self) -> &str {
+        self.fields
+            .get(Field::State.as_str())
+            .map_or("", String::as_str)
     }
 
     /// The submission the post was created from.

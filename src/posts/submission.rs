@@ -29,6 +29,7 @@ pub const FIELDS: &[&str] = &[
     "brand_content_toggle",
     "brand_organic_toggle",
     "publish_at",
+    "slot",
 ];
 
 /// Largest value of one field, in bytes (a 2200-unit title is at most 8800 bytes).
@@ -53,8 +54,11 @@ pub struct Submission {
     pub draft: bool,
     /// What TikTok gets as `post_info`.
     pub post: PostInfo,
-    /// When to publish; `None` = now.
+    /// When to publish; `None` = now (or the calendar slot, with `slot_next`).
     pub publish_at: Option<DateTime<FixedOffset>>,
+    /// `slot` = `next`: the account's next free calendar slot instead of `publish_at`.
+    #[serde(default)]
+    pub slot_next: bool,
 }
 
 fn valid_id(s: &str) -> bool {
@@ -260,6 +264,19 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
             format!("field `publish_at` {} is not an RFC 3339 time with an offset ({e}); write e.g. 2026-12-01T18:00:00+01:00", echo::shown(&s))
         })?),
     };
+    let slot_next = match get("slot").as_deref() {
+        None => false,
+        Some("next") => true,
+        Some(other) => {
+            return Err(format!(
+                "field `slot` is {}; the only value is `next` (the account's next free calendar slot)",
+                echo::shown(other)
+            ));
+        }
+    };
+    if slot_next && publish_at.is_some() {
+        return Err("give either `slot` or `publish_at`, not both: `slot` = `next` takes the account's next free calendar slot, `publish_at` a time of your own".into());
+    }
     Ok(Submission {
         id,
         account,
@@ -268,6 +285,7 @@ fn from_pairs(pairs: Vec<(String, String)>) -> Result<Submission, String> {
         draft,
         post,
         publish_at,
+        slot_next,
     })
 }
 
@@ -306,6 +324,9 @@ impl Submission {
         }
         if let Some(at) = &self.publish_at {
             push("publish_at", at.to_rfc3339());
+        }
+        if self.slot_next {
+            push("slot", "next".to_string());
         }
         f
     }

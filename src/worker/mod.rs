@@ -29,6 +29,8 @@ use crate::tiktok::Client;
 pub struct Ctx {
     /// The post ledger.
     pub ledger: Ledger,
+    /// The accounts' calendars (a paused account's posts wait).
+    pub calendars: crate::planner::Calendars,
     /// The job store.
     pub store: JobStore,
     /// Tokens.

@@ -16,6 +16,7 @@
 mod accounts;
 mod app;
 mod browser;
+mod calendar;
 mod cli;
 mod crafted_mp4;
 mod crafted_webm;

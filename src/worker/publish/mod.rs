@@ -182,7 +182,29 @@ impl Job<'_> {
         if self.post.publish_id().is_some() {
             return self.resume().await;
         }
+        if !self.post.has(Field::InitStartedMs)
+            && let Some(since) = self.ctx.calendars.paused_since(&self.sub.account).await?
+        {
+            return self.hold_for_pause(since).await;
+        }
         self.fresh().await
+    }
+
+    /// The account's calendar is paused: the post waits, deferred, without calling TikTok. A resume
+    /// moves it at once; the re-check is only a safety net.
+    async fn hold_for_pause(&self, since: i64) -> Result<Next, Stop> {
+        let until = now_ms() + crate::planner::PAUSED_RECHECK_MS;
+        let fields = crate::planner::paused_fields(&self.sub.account, since, until);
+        if self.post.current() == Some(State::Deferred)
+            && self.post.error_code() == Some("calendar_paused")
+        {
+            self.set(&fields[..1]).await?;
+        } else {
+            let msg = fields[2].1.clone();
+            tracing::info!(message = %msg, "Post held: its account's calendar is paused.");
+            self.transition(State::Deferred, &fields, &msg).await?;
+        }
+        Ok(Next::At(until))
     }
 
     /// Changes the post's state, fenced by this claim's lease.
