@@ -193,6 +193,13 @@ pub async fn calendar_cmd(config: Option<&Path>, cmd: CalendarCommand) -> Result
             let (feed, page) = paths(&account, &token);
             let next = next_slots(&calendars, &account, 3).await?;
             println!("calendar of {account} set; posts that already have a slot keep it");
+            if cal.settings.daily_budget > calendars.default_budget() {
+                eprintln!(
+                    "warning: --daily-budget {} is above [worker] daily_post_budget {}: posts beyond that are deferred by the worker; raise it there too, or lower this one",
+                    cal.settings.daily_budget,
+                    calendars.default_budget()
+                );
+            }
             describe(&cal, &feed, &page, &listen, &next);
         }
         CalendarCommand::Show { account, json } => {
