@@ -9,8 +9,6 @@
 
 use std::sync::LazyLock;
 
-use redis::Value;
-
 use super::{Ledger, Submission, state};
 use crate::db::now_ms;
 
@@ -324,6 +322,20 @@ impl Ledger {
             .collect())
     }
 
+    /// One step of a scan over every post id: the next cursor (0 when done) and up to about 500 ids.
+    pub async fn scan_ids(&self, cursor: u64) -> redis::RedisResult<(u64, Vec<String>)> {
+        let mut conn = self.conn();
+        let (next, items): (u64, Vec<String>) = redis::cmd("ZSCAN")
+            .arg(self.keys().posts())
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await?;
+        // ZSCAN gives member, score, member, score, …
+        Ok((next, items.into_iter().step_by(2).collect()))
+    }
+
     /// Puts every post recorded before this version into its account's sets, once per namespace
     /// (a marker key says it was done). Returns how many posts were indexed.
     pub async fn index_held_once(&self) -> redis::RedisResult<usize> {
@@ -336,19 +348,11 @@ impl Ledger {
         let mut cursor: u64 = 0;
         let mut indexed = 0;
         loop {
-            let (next, items): (u64, Vec<Value>) = redis::cmd("ZSCAN")
-                .arg(keys.posts())
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut conn)
-                .await?;
-            for id in items.iter().step_by(2) {
-                let Value::BulkString(raw) = id else { continue };
-                let id = String::from_utf8_lossy(raw);
+            let (next, ids) = self.scan_ids(cursor).await?;
+            for id in ids {
                 let n: i32 = INDEX_ONE_SCRIPT
                     .key(keys.post(&id))
-                    .arg(id.as_ref())
+                    .arg(&id)
                     .arg(keys.held_prefix())
                     .arg(keys.account_posts_prefix())
                     .invoke_async(&mut conn)

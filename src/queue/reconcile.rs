@@ -44,17 +44,8 @@ return 1
     let mut cursor: u64 = 0;
     let mut requeued = 0;
     loop {
-        let (next, items): (u64, Vec<String>) = redis::cmd("ZSCAN")
-            .arg(keys.posts())
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(500)
-            .query_async(&mut conn)
-            .await?;
-        for (i, id) in items.iter().enumerate() {
-            if i % 2 == 1 {
-                continue;
-            }
+        let (next, ids) = ledger.scan_ids(cursor).await?;
+        for id in &ids {
             let n: i32 = script
                 .key(keys.post(id))
                 .key(keys.due())

@@ -518,51 +518,17 @@ async fn calendar_slots_follow_the_dst_rules_and_bad_input_is_refused() {
             "2027-03-29T02:30:00+02:00"
         ]
     );
-    let (code, _, err) = cli(
-        &cfg,
-        &[
-            "calendar",
-            "set",
-            "dst",
-            "--tz",
-            "Europe/Berln",
-            "--slot",
-            "0 9 * * *",
-        ],
-    )
-    .await;
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("Europe/Berlin"), "a suggestion: {err}");
-    let (code, _, err) = cli(
-        &cfg,
-        &[
-            "calendar",
-            "set",
-            "dst",
-            "--tz",
-            "UTC",
-            "--slot",
-            "0 25 * * *",
-        ],
-    )
-    .await;
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("0 25 * * *"), "{err}");
-    let (code, _, err) = cli(
-        &cfg,
-        &[
-            "calendar",
-            "set",
-            "nobody",
-            "--tz",
-            "UTC",
-            "--slot",
-            "0 9 * * *",
-        ],
-    )
-    .await;
-    assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("accounts connect nobody"), "{err}");
+    // (account, zone, slot, exit code, what the message must name)
+    for (account, tz, slot, want_code, needle) in [
+        ("dst", "Europe/Berln", "0 9 * * *", 2, "Europe/Berlin"),
+        ("dst", "UTC", "0 25 * * *", 2, "0 25 * * *"),
+        ("nobody", "UTC", "0 9 * * *", 1, "accounts connect nobody"),
+    ] {
+        let args = ["calendar", "set", account, "--tz", tz, "--slot", slot];
+        let (code, _, err) = cli(&cfg, &args).await;
+        assert_eq!(code, Some(want_code), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?} names {needle:?}: {err}");
+    }
 }
 
 /// The free rule inside Redis (the ledger's script) and the pure one (`calendar::is_free`) agree on
