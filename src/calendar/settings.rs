@@ -7,6 +7,11 @@ use std::time::Duration;
 use super::duration::parse_duration;
 use super::slots::{Schedule, ScheduleError};
 
+/// The hash field saying since when (ms) the account is paused; empty when it is not.
+pub const PAUSED_FIELD: &str = "paused_ms";
+/// Years a week may be asked for (`calendar week --week`, the page's `week=`): date arithmetic far
+/// outside them overflows.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
 /// Slot expressions one calendar may have.
 pub const MAX_SLOTS: usize = 32;
 /// Longest slot expression, in bytes.
@@ -91,7 +96,7 @@ impl CalendarSettings {
             ("horizon_days", self.horizon_days.to_string()),
             ("daily_budget", self.daily_budget.to_string()),
             (
-                "paused_ms",
+                PAUSED_FIELD,
                 self.paused_ms.map(|p| p.to_string()).unwrap_or_default(),
             ),
             ("updated_ms", self.updated_ms.to_string()),
@@ -120,7 +125,7 @@ impl CalendarSettings {
             min_spacing: Duration::from_millis(u64::try_from(spacing).unwrap_or(0)),
             horizon_days: u32::try_from(number("horizon_days")?).unwrap_or(0),
             daily_budget: u32::try_from(number("daily_budget")?).unwrap_or(0),
-            paused_ms: text("paused_ms").parse().ok(),
+            paused_ms: text(PAUSED_FIELD).parse().ok(),
             updated_ms: text("updated_ms").parse().unwrap_or(0),
         })
     }

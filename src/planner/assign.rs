@@ -39,6 +39,11 @@ impl Calendars {
         sub: &Submission,
         extra: &[(&str, String)],
     ) -> Result<Assigned, PlanError> {
+        // A post recorded already (an entry read again after a crash) is compared first, as a
+        // plain submission is: whatever became of the calendar since must not reject it.
+        if self.ledger.exists(id).await? {
+            return Ok(Assigned::Existing(self.ledger.compare(id, sub).await?));
+        }
         let cal = match self.get(&sub.account).await? {
             Some(c) => c,
             None => {

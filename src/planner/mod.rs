@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::accounts::Accounts;
+use crate::calendar::settings::PAUSED_FIELD;
 use crate::calendar::{CalendarSettings, Schedule};
 use crate::db::{Keys, now_ms};
 use crate::posts::{Ledger, Rules};
@@ -23,15 +24,16 @@ mod moves;
 mod views;
 
 pub use assign::Assigned;
-pub use moves::{Resumed, paused_fields};
+pub use moves::{Resumed, paused_fields, paused_message};
 pub use views::SlotView;
 
 /// The field of the calendar hash that holds the sealed feed token.
 const FEED_TOKEN_FIELD: &str = "feed_token_sealed";
 /// Parsed calendars kept in memory (each checked against Redis's copy on every use).
 const CACHE_MAX: usize = 20_000;
-/// How often a post of a paused account looks again (a resume moves it at once anyway).
-pub const PAUSED_RECHECK_MS: i64 = 3_600_000;
+/// How often a post of a paused account looks again: a resume moves the posts it finds at once; this
+/// bounds how late one it could not move (a worker held it at that moment) goes.
+pub const PAUSED_RECHECK_MS: i64 = 5 * 60_000;
 
 /// Why a calendar operation could not be done; the message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -176,20 +178,23 @@ impl Calendars {
             )));
         }
         settings.schedule().map_err(PlanError::Invalid)?;
-        let previous = self.get(account).await.ok().flatten();
-        settings.paused_ms = previous.as_ref().and_then(|p| p.settings.paused_ms);
         settings.updated_ms = now_ms();
-        let mut fields: Vec<(&str, String)> = settings.to_fields();
-        if previous
-            .as_ref()
-            .and_then(|p| p.feed_token_sealed.as_ref())
-            .is_none()
-        {
-            fields.push((FEED_TOKEN_FIELD, self.new_sealed_token(account)));
-        }
+        // The pause and the feed token are not the settings' to change: a pause that lands meanwhile
+        // stays, and a calendar keeps its token (a new one only when it has none).
+        let fields: Vec<(&str, String)> = settings
+            .to_fields()
+            .into_iter()
+            .filter(|(k, _)| *k != PAUSED_FIELD)
+            .collect();
+        let key = self.keys().calendar(account);
         let mut conn = self.ledger.conn();
-        let _: () = conn
-            .hset_multiple(self.keys().calendar(account), &fields)
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(&key, &fields)
+            .ignore()
+            .hset_nx(&key, FEED_TOKEN_FIELD, self.new_sealed_token(account))
+            .ignore()
+            .query_async(&mut conn)
             .await?;
         self.require(account).await
     }
@@ -214,7 +219,7 @@ impl Calendars {
             .hset_multiple(
                 self.keys().calendar(account),
                 &[
-                    ("paused_ms", now.to_string()),
+                    (PAUSED_FIELD, now.to_string()),
                     ("updated_ms", now.to_string()),
                 ],
             )
@@ -226,7 +231,7 @@ impl Calendars {
     pub async fn paused_since(&self, account: &str) -> redis::RedisResult<Option<i64>> {
         let mut conn = self.ledger.conn();
         let v: Option<String> = conn
-            .hget(self.keys().calendar(account), "paused_ms")
+            .hget(self.keys().calendar(account), PAUSED_FIELD)
             .await?;
         Ok(v.and_then(|s| s.parse().ok()))
     }

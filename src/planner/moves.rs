@@ -9,6 +9,7 @@ use redis::AsyncCommands;
 
 use super::assign::local_text;
 use super::{Calendar, Calendars, PlanError};
+use crate::calendar::settings::PAUSED_FIELD;
 use crate::calendar::{first_free, first_spaced};
 use crate::db::now_ms;
 use crate::posts::{Field, Moved, PostRecord, Rules, State};
@@ -163,7 +164,7 @@ impl Calendars {
             .hset_multiple(
                 self.keys().calendar(account),
                 &[
-                    ("paused_ms", String::new()),
+                    (PAUSED_FIELD, String::new()),
                     ("updated_ms", now.to_string()),
                 ],
             )
@@ -257,6 +258,15 @@ impl Calendars {
                 .into(),
         ))
     }
+}
+
+/// The message of [`paused_fields`].
+pub fn paused_message(fields: &[(Field, String)]) -> String {
+    fields
+        .iter()
+        .find(|(f, _)| *f == Field::ErrorMessage)
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default()
 }
 
 /// The fields a paused account's post is deferred with.

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::assign::local_text;
 use super::{Calendars, PlanError};
 use crate::calendar::feed::{self, FeedItem};
+use crate::calendar::settings::YEARS;
 use crate::calendar::week::WeekPost;
 use crate::calendar::{Week, build_week, is_free, week_range, week_start};
 use crate::db::now_ms;
@@ -98,6 +99,13 @@ impl Calendars {
         let cal = self.require(account).await?;
         let zone = cal.schedule.zone();
         let date = date.unwrap_or_else(|| Utc::now().with_timezone(&zone).date_naive());
+        if !YEARS.contains(&date.year()) {
+            return Err(PlanError::Invalid(format!(
+                "the week {date} is out of range; give a date from year {} to {}",
+                YEARS.start(),
+                YEARS.end()
+            )));
+        }
         let monday = week_start(zone, date);
         let (start, end) = week_range(zone, monday);
         let (start_ms, end_ms) = (start.timestamp_millis(), end.timestamp_millis());

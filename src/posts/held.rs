@@ -322,6 +322,12 @@ impl Ledger {
             .collect())
     }
 
+    /// Whether a post with this id exists.
+    pub async fn exists(&self, id: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.conn();
+        redis::AsyncCommands::exists(&mut conn, self.keys().post(id)).await
+    }
+
     /// One step of a scan over every post id: the next cursor (0 when done) and up to about 500 ids.
     pub async fn scan_ids(&self, cursor: u64) -> redis::RedisResult<(u64, Vec<String>)> {
         let mut conn = self.conn();

@@ -78,6 +78,10 @@ impl Job<'_> {
         let before_init = async {
             self.slot(limits::INIT).await?;
             self.check_shutdown()?;
+            // Checked again last thing: a pause that came while this attempt waited stops it here.
+            if let Some(since) = self.ctx.calendars.paused_since(&self.sub.account).await? {
+                return Err(Stop::Paused(since));
+            }
             // Recorded before the call: for a pull, a lost answer must never lead to a second init.
             self.set(&[(Field::InitStartedMs, now_ms().to_string())])
                 .await

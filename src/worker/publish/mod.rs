@@ -59,6 +59,8 @@ enum Stop {
     Shutdown,
     /// The host was short of descriptors or memory reading the video: try the post again later.
     LocalLater(String),
+    /// The account's calendar was paused (since this ms) before the init: hold the post.
+    Paused(i64),
     /// Settled; return this.
     Settled(Next),
 }
@@ -68,7 +70,11 @@ impl Stop {
     fn never_created_a_post(&self) -> bool {
         match self {
             Self::TikTok(e) => e.never_created_a_post(),
-            Self::Account(_) | Self::Redis(_) | Self::Shutdown | Self::LocalLater(_) => true,
+            Self::Account(_)
+            | Self::Redis(_)
+            | Self::Shutdown
+            | Self::LocalLater(_)
+            | Self::Paused(_) => true,
             // Another worker holds the post now and may be spending the slot at its own init.
             Self::LeaseLost | Self::Settled(_) => false,
         }
@@ -192,15 +198,19 @@ impl Job<'_> {
 
     /// The account's calendar is paused: the post waits, deferred, without calling TikTok. A resume
     /// moves it at once; the re-check is only a safety net.
-    async fn hold_for_pause(&self, since: i64) -> Result<Next, Stop> {
+    pub(super) async fn hold_for_pause(&self, since: i64) -> Result<Next, Stop> {
         let until = now_ms() + crate::planner::PAUSED_RECHECK_MS;
-        let fields = crate::planner::paused_fields(&self.sub.account, since, until);
+        let mut fields = crate::planner::paused_fields(&self.sub.account, since, until);
+        // A re-check is not a failed try: a pause of any length never uses up the post's claims or
+        // attempts.
+        fields.push((Field::Claims, "0".into()));
+        fields.push((Field::Attempts, "0".into()));
         if self.post.current() == Some(State::Deferred)
             && self.post.error_code() == Some("calendar_paused")
         {
-            self.set(&fields[..1]).await?;
+            self.set(&fields).await?;
         } else {
-            let msg = fields[2].1.clone();
+            let msg = crate::planner::paused_message(&fields);
             tracing::info!(message = %msg, "Post held: its account's calendar is paused.");
             self.transition(State::Deferred, &fields, &msg).await?;
         }

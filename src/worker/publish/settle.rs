@@ -80,6 +80,13 @@ impl Job<'_> {
     pub(super) async fn on_stop(&mut self, stop: Stop) -> Next {
         let failure = match stop {
             Stop::Settled(next) => return next,
+            Stop::Paused(since) => {
+                return match self.hold_for_pause(since).await {
+                    Ok(next) | Err(Stop::Settled(next)) => next,
+                    // The lease or Redis went meanwhile: the post is due again shortly.
+                    Err(_) => Next::At(crate::db::now_ms() + 2_000),
+                };
+            }
             Stop::LeaseLost => Failure::LeaseLost,
             Stop::Shutdown => Failure::Shutdown,
             Stop::LocalLater(message) => Failure::LocalLater(message),
