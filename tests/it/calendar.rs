@@ -18,7 +18,7 @@ const H: i64 = 3_600_000;
 const DAY: i64 = 24 * H;
 
 /// Runs the binary off the runtime's thread (the daemon and simulator run in-process).
-async fn cli(cfg: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) async fn cli(cfg: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let cfg = cfg.to_path_buf();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
@@ -29,7 +29,7 @@ async fn cli(cfg: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     .unwrap()
 }
 
-async fn cli_ok(cfg: &Path, args: &[&str]) -> String {
+pub(crate) async fn cli_ok(cfg: &Path, args: &[&str]) -> String {
     let (code, out, err) = cli(cfg, args).await;
     assert_eq!(code, Some(0), "{args:?} failed: {out}\n{err}");
     out
@@ -139,7 +139,7 @@ fn assert_within_budget_and_spacing(times: &[i64], budget: usize, spacing: i64) 
     }
 }
 
-async fn app_with_account(name: &str) -> (TestApp, PathBuf, PathBuf) {
+pub(crate) async fn app_with_account(name: &str) -> (TestApp, PathBuf, PathBuf) {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     app.connect(name, false).await;
     let cfg = app.cli_config("cli", &[], "");

@@ -8,6 +8,8 @@
 //! - `cli`: the binary's commands and exit codes.
 //! - `files`: where videos may come from, a file changed during upload, transient read errors.
 //! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
+//! - `calendar`, `calendar_views`: the posting calendar through two daemons; its feed, page and
+//!   screenshot over real HTTP and in headless Chromium.
 //!
 //! The harness (a `redis-server` of the test's own, the simulator, connected accounts, videos,
 //! `wait_until`, free ports) is `tests/support/`, shared with the benchmarks; `app` builds the daemon
@@ -17,6 +19,7 @@ mod accounts;
 mod app;
 mod browser;
 mod calendar;
+mod calendar_views;
 mod cli;
 mod crafted_mp4;
 mod crafted_webm;
