@@ -117,6 +117,49 @@ struct SideRun {
     window_s: f64,
     latencies: Vec<i64>,
     rejected: u64,
+    /// The daemon's CPU (user + system) per submission over the side, µs.
+    daemon_cpu_us: f64,
+    /// Redis's CPU per submission over the side, µs (the bench's own XADDs and polls included).
+    redis_cpu_us: f64,
+    /// Time inside the recording script per submission, µs (Redis's `commandstats`).
+    script_us: f64,
+}
+
+/// A process's user + system CPU so far, in seconds (`/proc/PID/stat`, 100 ticks a second).
+fn proc_cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Redis's CPU so far (s) and the time spent in scripts (`evalsha`, µs), from `INFO`.
+async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> (f64, f64) {
+    let info: String = redis::cmd("INFO")
+        .arg("everything")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut cpu = 0.0;
+    let mut script = 0.0;
+    for line in info.lines() {
+        if let Some(v) = line
+            .strip_prefix("used_cpu_user:")
+            .or_else(|| line.strip_prefix("used_cpu_sys:"))
+        {
+            cpu += v.trim().parse::<f64>().unwrap_or(0.0);
+        }
+        if let Some(rest) = line.strip_prefix("cmdstat_evalsha:") {
+            script += rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("usec="))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    (cpu, script)
 }
 
 fn cpu_model() -> String {
@@ -176,9 +219,9 @@ async fn run() {
     let mut lat_b = Vec::new();
     println!();
     println!(
-        "| round | order | A slot=next / s | B publish_at / s | A/B | A window s | B window s |"
+        "| round | order | A slot=next / s | B publish_at / s | A/B | A window s | B window s | daemon CPU µs/sub A / B | Redis CPU µs/sub A / B | script µs/sub A / B |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in 0..rounds {
         let a_first = r % 2 == 0;
         let (first, second) = (a_first, !a_first);
@@ -189,13 +232,19 @@ async fn run() {
         let ratio = a.rate / b.rate;
         ratios.push(ratio);
         println!(
-            "| {} | {} | {:.0} | {:.0} | {ratio:.3} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {:.0} | {ratio:.3} | {:.2} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {:.1} / {:.1} |",
             r + 1,
             if a_first { "A, B" } else { "B, A" },
             a.rate,
             b.rate,
             a.window_s,
-            b.window_s
+            b.window_s,
+            a.daemon_cpu_us,
+            b.daemon_cpu_us,
+            a.redis_cpu_us,
+            b.redis_cpu_us,
+            a.script_us,
+            b.script_us
         );
         lat_a.extend(a.latencies);
         lat_b.extend(b.latencies);
@@ -336,11 +385,16 @@ async fn world(s: &Setup, n: usize) -> (TestRedis, Proc, u16) {
             .spawn()
             .unwrap(),
     );
-    common::wait_healthy(
-        &format!("http://127.0.0.1:{port}/healthz"),
-        Duration::from_secs(30),
-        "the daemon to be healthy",
-    )
+    // Ready once ingest has made its consumer group (`MKSTREAM` creates the stream). Not
+    // `/healthz`: it reads every account one by one within 1 s, which 10,000 accounts exceed.
+    let conn = redis.conn().await;
+    common::wait_until(Duration::from_secs(60), "the daemon's ingest group", || {
+        let mut conn = conn.clone();
+        async move {
+            let n: i64 = conn.exists(format!("{NS}:submit")).await.ok()?;
+            (n == 1).then_some(())
+        }
+    })
     .await;
     eprintln!(
         "world of {n} accounts ready in {:.1} s",
@@ -387,6 +441,9 @@ async fn side(s: &Setup, slot_next: bool, n_accounts: usize, per_account: usize)
     let n = n_accounts * per_account;
     let base = Utc::now() + chrono::Duration::days(30);
     let mut entry_ids: Vec<String> = Vec::with_capacity(n);
+    let daemon_pid = daemon.0.id();
+    let daemon_cpu0 = proc_cpu_s(daemon_pid);
+    let (redis_cpu0, script0) = redis_cpu(&mut conn).await;
     for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
         let mut pipe = redis::pipe();
         for &i in chunk {
@@ -414,6 +471,9 @@ async fn side(s: &Setup, slot_next: bool, n_accounts: usize, per_account: usize)
         entry_ids.extend(ids);
     }
     let rejected = wait_recorded(&mut conn, n as u64).await;
+    let daemon_cpu = proc_cpu_s(daemon_pid) - daemon_cpu0;
+    let (redis_cpu1, script1) = redis_cpu(&mut conn).await;
+    let per = |v: f64| v / n.max(1) as f64;
     drop(daemon);
     let first = entry_ids.iter().map(|e| entry_ms(e)).min().unwrap_or(0);
     let mut latencies = Vec::with_capacity(n);
@@ -451,6 +511,9 @@ async fn side(s: &Setup, slot_next: bool, n_accounts: usize, per_account: usize)
         window_s,
         latencies,
         rejected,
+        daemon_cpu_us: per(daemon_cpu * 1e6),
+        redis_cpu_us: per((redis_cpu1 - redis_cpu0) * 1e6),
+        script_us: per(script1 - script0),
     }
 }
 
