@@ -34,7 +34,7 @@ pub enum CalendarCommand {
         /// How far ahead `slot` = `next` looks, in days. Default 60.
         #[arg(long)]
         horizon_days: Option<u32>,
-        /// Posts in any rolling 24 hours. Default: [worker] daily_post_budget.
+        /// Posts in any rolling 24 hours. Default: the configuration's worker.daily_post_budget.
         #[arg(long)]
         daily_budget: Option<u32>,
     },

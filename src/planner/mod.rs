@@ -1,5 +1,5 @@
 //! The posting calendar in Redis: each account's settings (`{ns}:calendar:{account}`), shared by every
-//! daemon, the CLI and the page; "add to queue" (`slot` = `next`, [`assign`]); pause, resume and
+//! daemon, the CLI and the page; "add to queue" (`slot` = `next`, `assign`); pause, resume and
 //! `reslot` (`moves`); and what the CLI and the page read (`views`).
 //!
 //! The slot rules are `calendar`'s (pure); which instant is free is decided by the ledger's scripts
