@@ -331,6 +331,7 @@ fn settings(zone: &str) -> CalendarSettings {
         daily_budget: 15,
         paused_ms: None,
         updated_ms: 0,
+        version: 0,
     }
 }
 

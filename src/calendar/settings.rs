@@ -7,6 +7,8 @@ use std::time::Duration;
 use super::duration::parse_duration;
 use super::slots::{Schedule, ScheduleError};
 
+/// The hash field every write of a calendar raises by one.
+pub const VERSION_FIELD: &str = "version";
 /// The hash field saying since when (ms) the account is paused; empty when it is not.
 pub const PAUSED_FIELD: &str = "paused_ms";
 /// Years a week may be asked for (`calendar week --week`, the page's `week=`): date arithmetic far
@@ -42,8 +44,11 @@ pub struct CalendarSettings {
     pub daily_budget: u32,
     /// Since when the account is paused (ms), if it is.
     pub paused_ms: Option<i64>,
-    /// When the settings were last written (ms); tells a cache its copy is stale.
+    /// When the settings were last written (ms).
     pub updated_ms: i64,
+    /// Raised by every write of the calendar (the `version` field, never written from here): what a
+    /// cached copy is checked against.
+    pub version: i64,
 }
 
 impl CalendarSettings {
@@ -127,6 +132,7 @@ impl CalendarSettings {
             daily_budget: u32::try_from(number("daily_budget")?).unwrap_or(0),
             paused_ms: text(PAUSED_FIELD).parse().ok(),
             updated_ms: text("updated_ms").parse().unwrap_or(0),
+            version: text(VERSION_FIELD).parse().unwrap_or(0),
         })
     }
 }
@@ -149,6 +155,7 @@ mod tests {
             daily_budget: 15,
             paused_ms: Some(1_700_000_000_000),
             updated_ms: 5,
+            version: 0,
         }
     }
 

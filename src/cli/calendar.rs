@@ -182,6 +182,7 @@ pub async fn calendar_cmd(config: Option<&Path>, cmd: CalendarCommand) -> Result
                 daily_budget: daily_budget.unwrap_or(calendars.default_budget()),
                 paused_ms: None,
                 updated_ms: 0,
+                version: 0,
             };
             // Refused before Redis is touched, with the reason (a bad zone, cron or bound).
             settings.schedule().map_err(CliError::Usage)?;

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::accounts::Accounts;
-use crate::calendar::settings::PAUSED_FIELD;
+use crate::calendar::settings::{PAUSED_FIELD, VERSION_FIELD};
 use crate::calendar::{CalendarSettings, Schedule};
 use crate::db::{Keys, now_ms};
 use crate::posts::{Ledger, Rules};
@@ -148,6 +148,15 @@ impl Calendars {
         Ok(Some(cal))
     }
 
+    /// The calendar this process read last, without asking Redis; the script that takes a slot
+    /// checks it is still current (by its `version`), and a stale copy is read again.
+    pub(crate) async fn get_fast(&self, account: &str) -> Result<Option<Arc<Calendar>>, PlanError> {
+        match self.cached(account) {
+            Some(hit) => Ok(Some(hit)),
+            None => self.get(account).await,
+        }
+    }
+
     fn cached(&self, account: &str) -> Option<Arc<Calendar>> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.get(account).cloned()
@@ -191,6 +200,12 @@ impl Calendars {
         let _: () = redis::pipe()
             .atomic()
             .hset_multiple(&key, &fields)
+            .ignore()
+            // A new calendar's version starts at the clock, so one removed and set again never has a
+            // version an old cached copy could still match.
+            .hset_nx(&key, VERSION_FIELD, now_ms())
+            .ignore()
+            .hincr(&key, VERSION_FIELD, 1)
             .ignore()
             .hset_nx(&key, FEED_TOKEN_FIELD, self.new_sealed_token(account))
             .ignore()

@@ -45,22 +45,25 @@ end
 "#;
 
 /// Records a post in the first free instant of the candidates, unless the id exists. KEYS: post,
-/// posts, due, events, state counts, held, account posts. ARGV: id, now, spacing ms, budget, n, then
-/// n pairs (instant ms, `slot_at` text), then the post's fields. Returns {1, i} (taken the i-th),
-/// {0, 0} (the id exists) or {-1, 0} (none of the candidates is free).
+/// posts, due, events, state counts, held, account posts, the calendar. ARGV: id, now, spacing ms,
+/// budget, n, the calendar's `version` the candidates come from, then n pairs (instant ms,
+/// `slot_at` text), then the post's fields. Returns {1, i} (taken the i-th), {0, 0} (the id exists),
+/// {-1, 0} (none of the candidates is free) or {-2, 0} (the calendar changed or went: the caller's
+/// copy is stale).
 const SLOT_CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, 0} end
+if redis.call('HGET', KEYS[8], 'version') ~= ARGV[6] then return {-2, 0} end
 local n = tonumber(ARGV[5])
 local sp, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local pick = 0
 for i = 1, n do
-  if free(KEYS[6], tonumber(ARGV[4 + 2 * i]), sp, budget, {}) then pick = i; break end
+  if free(KEYS[6], tonumber(ARGV[5 + 2 * i]), sp, budget, {}) then pick = i; break end
 end
 if pick == 0 then return {-1, 0} end
-local t, at = ARGV[4 + 2 * pick], ARGV[5 + 2 * pick]
+local t, at = ARGV[5 + 2 * pick], ARGV[6 + 2 * pick]
 local st = S_QUEUED
 if tonumber(t) > tonumber(ARGV[2]) then st = S_SCHEDULED end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6 + 2 * n))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7 + 2 * n))
 redis.call('HSET', KEYS[1], 'state', st, 'due_ms', t, 'held_ms', t, 'slot_at', at)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], t, ARGV[1])
@@ -151,6 +154,8 @@ pub enum Slotted {
     Exists,
     /// None of the candidates is free.
     NoneFree,
+    /// The calendar changed (or was removed) since the candidates were computed.
+    Stale,
 }
 
 /// What [`Ledger::move_post`] did.
@@ -166,7 +171,8 @@ pub enum Moved {
 
 impl Ledger {
     /// Records a submission at the first free instant of `candidates` (ascending), atomically: the
-    /// check and the write are one script.
+    /// check and the write are one script, which also checks that the account's calendar is still
+    /// the one (`calendar_version`, its `version` field) the candidates were computed from.
     pub async fn create_in_slot(
         &self,
         id: &str,
@@ -174,6 +180,7 @@ impl Ledger {
         extra: &[(&str, String)],
         candidates: &[Candidate],
         rules: Rules,
+        calendar_version: i64,
     ) -> redis::RedisResult<Slotted> {
         let now = now_ms();
         let keys = self.keys();
@@ -185,11 +192,13 @@ impl Ledger {
             .key(keys.state_counts())
             .key(keys.held(&sub.account))
             .key(keys.account_posts(&sub.account))
+            .key(keys.calendar(&sub.account))
             .arg(id)
             .arg(now)
             .arg(rules.spacing_ms)
             .arg(rules.daily_budget)
-            .arg(candidates.len());
+            .arg(candidates.len())
+            .arg(calendar_version);
         for (ms, text) in candidates {
             inv.arg(*ms).arg(text);
         }
@@ -201,6 +210,7 @@ impl Ledger {
         Ok(match code {
             1 => Slotted::Taken(usize::try_from(pick - 1).unwrap_or(0)),
             0 => Slotted::Exists,
+            -2 => Slotted::Stale,
             _ => Slotted::NoneFree,
         })
     }

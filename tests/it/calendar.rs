@@ -282,6 +282,20 @@ async fn fifty_concurrent_slot_next_posts_through_two_daemons_take_the_first_fre
         let now_p = app.post(&p["id"]).await;
         assert_eq!(now_p["held_ms"], p["held_ms"], "an edit never moves a post");
     }
+    // Both daemons had the Berlin calendar in memory: the next `slot next` gets a Tokyo slot (the
+    // script sees the calendar changed and the daemon reads it again).
+    app.xadd(&[
+        ("id", "after-edit"),
+        ("account", "cal"),
+        ("video", path_str(&video)),
+        ("privacy_level", "SELF_ONLY"),
+        ("slot", "next"),
+    ])
+    .await;
+    let p = app
+        .wait_state("after-edit", &["scheduled"], Duration::from_secs(10))
+        .await;
+    assert!(p["slot_at"].ends_with("T09:30:00+09:00"), "{p:#?}");
     sibling.cancel();
     let _ = sibling_task.await;
 }
@@ -382,6 +396,61 @@ async fn slot_next_is_rejected_with_no_calendar_or_calendar_full() {
         rejected[3]
     );
     assert!(app.post("full-2").await.is_empty(), "never created");
+    // The daemon has the calendar in memory; once it is removed, `slot next` is `no_calendar` again.
+    cli_ok(&cfg, &["calendar", "remove", "rej"]).await;
+    app.xadd(&[
+        ("id", "after-remove"),
+        ("account", "rej"),
+        ("video", v),
+        ("privacy_level", "SELF_ONLY"),
+        ("slot", "next"),
+    ])
+    .await;
+    let rejected = wait_until(
+        Duration::from_secs(10),
+        "the removed calendar's rejection",
+        || async {
+            let r = app.rejected().await;
+            (r.len() == 5).then_some(r)
+        },
+    )
+    .await;
+    assert!(
+        rejected[4]["reason"].starts_with("no_calendar:"),
+        "{:?}",
+        rejected[4]
+    );
+    // Re-reading an entry whose post exists is a duplicate, whatever the calendar is now.
+    let mut conn = app.redis.conn().await;
+    let _: String = conn
+        .xadd(
+            "tiktok-poster:submit",
+            "*",
+            &[
+                ("id", "full-1"),
+                ("account", "rej"),
+                ("video", v),
+                ("privacy_level", "SELF_ONLY"),
+                ("slot", "next"),
+            ],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until(Duration::from_secs(10), "the repeat handled", || async {
+        let n: usize = redis::cmd("XLEN")
+            .arg("tiktok-poster:submit")
+            .query_async(&mut app.redis.conn().await)
+            .await
+            .unwrap();
+        (n == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.rejected().await.len(),
+        5,
+        "a repeat of a recorded post is not rejected"
+    );
 }
 
 /// A pause holds every post, fixed-time ones too (deferred `calendar_paused`, nothing sent); the
@@ -551,6 +620,14 @@ async fn the_free_rule_in_redis_agrees_with_the_pure_rule() {
         }
         parse_fields(&f).unwrap()
     };
+    // The script checks the calendar's version; this one has only that field (the slots are the
+    // candidates given here).
+    let _: () = redis
+        .conn()
+        .await
+        .hset("tiktok-poster:calendar:rule", "version", 7)
+        .await
+        .unwrap();
     let base = Utc::now().timestamp_millis() + DAY;
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rnd = move |n: u64| {
@@ -581,7 +658,7 @@ async fn the_free_rule_in_redis_agrees_with_the_pure_rule() {
         let id = format!("probe-{trial}");
         let text = DateTime::from_timestamp_millis(t).unwrap().to_rfc3339();
         let got = ledger
-            .create_in_slot(&id, &sub_at(None), &[], &[(t, text)], rules)
+            .create_in_slot(&id, &sub_at(None), &[], &[(t, text)], rules, 7)
             .await
             .unwrap();
         match got {
