@@ -85,14 +85,14 @@ async fn raw(
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
-/// Posts a video through the Content Posting API and waits for it to complete; returns its public
-/// id (none for a non-public post).
+/// Posts a video through the Content Posting API and waits for it to complete; returns its
+/// publish_id and public id (none for a non-public post).
 async fn post_video(
     t: &TestSim,
     tok: &TokenSet,
     privacy: PrivacyLevel,
     title: &str,
-) -> Option<u64> {
+) -> (String, Option<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.mp4");
     crate::support::make_video(&path, 1_000_000);
@@ -128,7 +128,7 @@ async fn post_video(
         (s.status == StatusKind::PublishComplete).then_some(s)
     })
     .await;
-    done.post_ids.first().copied()
+    (init.publish_id, done.post_ids.first().copied())
 }
 
 /// User info serves each field only with its scope: one field without it fails the whole call; the
@@ -371,8 +371,11 @@ async fn only_public_posts_are_listed_with_titles_cut_at_150() {
     let long: String = "é".repeat(149) + "xyz";
     let public = post_video(&t, &tok, PrivacyLevel::PublicToEveryone, &long)
         .await
+        .1
         .expect("a public post has an id");
-    let private = post_video(&t, &tok, PrivacyLevel::SelfOnly, "secret").await;
+    let private = post_video(&t, &tok, PrivacyLevel::SelfOnly, "secret")
+        .await
+        .1;
     assert_eq!(private, None);
     let old = chrono::Utc::now().timestamp() - 5 * 24 * 3600;
     let manual = add_videos(
@@ -530,4 +533,68 @@ async fn each_display_endpoint_allows_600_calls_a_minute() {
         .user_info(&other.access_token, &[UserField::OpenId])
         .await
         .unwrap();
+}
+
+/// A test sets what the Display API shows of one of our posts (duration, size, counts) by its
+/// publish_id; under the other reading of `video_count`, private posts count too.
+#[tokio::test]
+async fn our_posts_show_the_duration_and_counts_a_test_sets() {
+    let t = TestSim::spawn(|c| {
+        c.publish_delay_ms = 0;
+        c.video_count_includes_private = true;
+    })
+    .await;
+    let tok = connect_with(&t, "ours", ALL_SCOPES, &[]).await;
+    let (publish_id, id) = post_video(&t, &tok, PrivacyLevel::PublicToEveryone, "mine").await;
+    let id = id.expect("a public post has an id");
+    post_video(&t, &tok, PrivacyLevel::SelfOnly, "hidden").await;
+    let page = t
+        .client
+        .video_list(&tok.access_token, None, 20)
+        .await
+        .unwrap();
+    assert_eq!(page.videos.len(), 1);
+    assert_eq!(
+        (
+            page.videos[0].duration,
+            page.videos[0].width,
+            page.videos[0].height
+        ),
+        (1, 720, 1280),
+        "the fixture's shape unless told"
+    );
+    add_videos(
+        &t,
+        json!({"publish_id": publish_id, "duration": 7, "width": 1080, "height": 1920, "view_count": 55}),
+    )
+    .await;
+    let got = t
+        .client
+        .video_query(&tok.access_token, &[id])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].duration, got[0].width, got[0].height),
+        (7, 1080, 1920)
+    );
+    assert_eq!(got[0].view_count, Some(55));
+    let info = t
+        .client
+        .user_info(&tok.access_token, &[UserField::VideoCount])
+        .await
+        .unwrap();
+    assert_eq!(
+        info.video_count,
+        Some(2),
+        "the private post counts under this reading"
+    );
+    let resp = t
+        .http
+        .post(t.url("/_sim/videos"))
+        .json(&json!({"publish_id": publish_id, "title": "no"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "a post's caption is its own");
 }
