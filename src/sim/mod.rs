@@ -5,7 +5,8 @@
 //! HTTP. Strict where TikTok is strict, or client bugs would pass: the chunk plan at init, sequential
 //! `Content-Range` (416 otherwise), `Content-Length` matching the body, `upload_url` expiry, expiring
 //! bearer tokens, rotating refresh tokens, single-use codes, privacy levels from `creator_info`, per-token
-//! rate limits, the daily Direct Post cap, the pending-inbox cap.
+//! rate limits, the daily Direct Post cap, the pending-inbox cap; and the Display API a daemon reads
+//! back (user info by scope, the public video list, video queries).
 //!
 //! Inspection (`/_sim/posts`, `/_sim/stats`) lets a test assert "published exactly once" against TikTok's
 //! own view; `/_sim/faults` queues failures, and start-up flags set background fault rates for soaks.
@@ -28,6 +29,16 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 pub use state::{Fault, SimState};
+
+/// Which field of the Display API's video object carries a post's caption: `tiktok-api.md` section 13
+/// leaves it unconfirmed, so the simulator serves either reading and the other field is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CaptionField {
+    /// `title`.
+    Title,
+    /// `video_description`.
+    VideoDescription,
+}
 
 /// Simulator settings; also the `tiktok-poster sim` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -71,6 +82,19 @@ pub struct SimConfig {
     /// Status fetches per access token per minute.
     #[arg(long, default_value_t = 30)]
     pub status_rate_per_min: u32,
+    /// `user/info`, `video/list` and `video/query` calls per access token per minute, each endpoint
+    /// separately.
+    #[arg(long, default_value_t = 600)]
+    pub display_rate_per_min: u32,
+    /// Which Display API field carries a post's caption (TikTok leaves it unconfirmed).
+    #[arg(long, value_enum, default_value_t = CaptionField::Title)]
+    pub display_caption: CaptionField,
+    /// Count private posts in `video_count` (TikTok leaves it unconfirmed; third parties say public only).
+    #[arg(long)]
+    pub video_count_includes_private: bool,
+    /// Refuse a `video/query` naming another user's video instead of leaving it out (unconfirmed).
+    #[arg(long)]
+    pub display_refuse_foreign_ids: bool,
     /// Accept only this client key (default: any).
     #[arg(long)]
     pub client_key: Option<String>,
@@ -117,6 +141,10 @@ impl Default for SimConfig {
             init_rate_per_min: 6,
             creator_info_rate_per_min: 20,
             status_rate_per_min: 30,
+            display_rate_per_min: 600,
+            display_caption: CaptionField::Title,
+            video_count_includes_private: false,
+            display_refuse_foreign_ids: false,
             client_key: None,
             client_secret: None,
             oauth_error_status: 400,

@@ -23,6 +23,46 @@ pub(crate) struct Creator {
     pub banned: bool,
     /// Times of Direct Post inits in the last 24 h.
     pub direct_posts: VecDeque<Instant>,
+    /// Public videos the creator posted "by hand" in the app (set through `/_sim/videos`).
+    pub manual_videos: Vec<Video>,
+    /// `user.info.stats` counters; `video_count` `None` means "count the videos" (`/_sim/creators`).
+    pub follower_count: u64,
+    pub following_count: u64,
+    pub likes_count: u64,
+    pub video_count: Option<u64>,
+}
+
+/// A video as the Display API shows it: a manual one, or one of our posts once it is public.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Video {
+    /// The 19-digit public id.
+    pub id: u64,
+    /// UTC milliseconds (the list's cursor unit); the API shows seconds.
+    pub create_time_ms: i64,
+    /// Whole seconds.
+    pub duration: u32,
+    pub width: u32,
+    pub height: u32,
+    /// The caption as posted (the API cuts it at 150 characters).
+    pub caption: String,
+    pub view_count: u64,
+    pub like_count: u64,
+    pub comment_count: u64,
+    pub share_count: u64,
+    pub is_aigc: bool,
+}
+
+/// What the Display API shows of one of our posts beyond its `post_info` (set through `/_sim/videos`
+/// with its `publish_id`; the simulator does not decode videos).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DisplayMeta {
+    pub duration: Option<u32>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub view_count: u64,
+    pub like_count: u64,
+    pub comment_count: u64,
+    pub share_count: u64,
 }
 
 impl Creator {
@@ -113,6 +153,8 @@ pub(crate) struct Post {
     pub completed_at: Option<Instant>,
     pub failed: Option<String>,
     pub post_id: Option<u64>,
+    /// Duration, size and counts for the Display API.
+    pub display: DisplayMeta,
 }
 
 /// One queued failure for an endpoint (the body of `POST /_sim/faults`).
@@ -219,6 +261,11 @@ impl SimState {
                 stitch_disabled: private,
                 banned: false,
                 direct_posts: VecDeque::new(),
+                manual_videos: Vec::new(),
+                follower_count: 0,
+                following_count: 0,
+                likes_count: 0,
+                video_count: None,
             })
     }
 

@@ -330,8 +330,11 @@ fn hint(code: &str) -> Option<&'static str> {
         "url_ownership_unverified" => {
             "PULL_FROM_URL needs the URL's domain or prefix verified in the TikTok developer portal"
         }
-        "scope_not_authorized" | "scope_permission_missed" => {
-            "the app or the user lacks a scope (video.publish or video.upload); reconnect the account and grant it"
+        "scope_not_authorized" => {
+            "the app or the user lacks the endpoint's scope (video.publish, video.upload or video.list); reconnect the account and grant it"
+        }
+        "scope_permission_missed" => {
+            "a field asked for needs a scope the user did not grant; ask only for the granted scopes' fields (UserField::allowed) or reconnect and grant it"
         }
         "invalid_grant" => {
             "the authorization was revoked or expired; connect the account again (tiktok-poster accounts connect NAME)"

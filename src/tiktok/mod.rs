@@ -2,7 +2,8 @@
 //!
 //! It speaks OAuth v2 (authorize URL, code exchange, refresh, revoke: `oauth`), the Content Posting API
 //! (`creator_info`, Direct Post and inbox init: `publish`; status fetch, cancel, fail reasons:
-//! `status`), TikTok's rate limits and caps (`limits`) and the media transfer
+//! `status`), the Display API and user info (what a daemon reads back: `display`), TikTok's rate
+//! limits and caps (`limits`) and the media transfer
 //! protocol (chunk planning and a streaming, resumable upload: `upload`), and reads its webhook
 //! deliveries (signature and event format: `webhook`). Every failure is a
 //! [`TikTokError`] carrying TikTok's code, message and `log_id` and its [`Disposition`].
@@ -12,6 +13,7 @@
 
 mod body;
 mod chunk_body;
+pub(crate) mod display;
 pub(crate) mod error;
 pub(crate) mod limits;
 pub(crate) mod oauth;
@@ -28,8 +30,15 @@ use serde_json::Value;
 use url::Url;
 
 pub use body::MAX_BODY_BYTES;
+pub use display::{
+    SCOPE_USER_INFO_BASIC, SCOPE_USER_INFO_PROFILE, SCOPE_USER_INFO_STATS, SCOPE_VIDEO_LIST,
+    UserField, UserInfo, VIDEO_FIELDS, Video, VideoPage,
+};
 pub use error::{Disposition, ErrorKind, TikTokError};
-pub use limits::DAILY_WINDOW;
+pub use limits::{
+    DAILY_WINDOW, DISPLAY_PAGE_MAX, DISPLAY_TEXT_MAX, RateLimit, USER_INFO_RATE, VIDEO_LIST_RATE,
+    VIDEO_QUERY_MAX_IDS, VIDEO_QUERY_RATE,
+};
 pub use oauth::{AuthorizeRequest, Pkce, TokenSet};
 pub use publish::{CreatorInfo, InitResponse, PostInfo, PrivacyLevel, Source};
 pub use status::{PublishStatus, StatusKind};

@@ -3,7 +3,8 @@
 //! Split the way the client in `src/tiktok/` is split, one file per TikTok endpoint family:
 //! [`oauth`] (authorize, token, revoke), [`publish`] (creator_info and the two inits),
 //! [`status`] (status fetch and cancel, and the clock that moves a post along), [`upload`] (the
-//! chunked PUT), and [`control`] (the simulator's own `/_sim/*` endpoints, which TikTok does not have).
+//! chunked PUT), [`display`] (user info, video list and query), and [`control`] (the simulator's own
+//! `/_sim/*` endpoints, which TikTok does not have).
 //! This file holds the pieces every family uses, so each imitates TikTok the same way: TikTok's
 //! response envelopes (`ok`, `api_error`, `oauth_error`), the HTTP status TikTok documents for each
 //! error code, the fault prelude and finish that every handler runs, and the bearer-token check with
@@ -15,6 +16,7 @@
 )]
 
 mod control;
+mod display;
 mod oauth;
 mod publish;
 mod status;
@@ -51,6 +53,9 @@ pub(super) fn router(sim: Sim) -> Router {
         )
         .route("/v2/post/publish/status/fetch/", post(status::status_fetch))
         .route("/v2/post/publish/cancel/", post(status::cancel))
+        .route("/v2/user/info/", get(display::user_info))
+        .route("/v2/video/list/", post(display::video_list))
+        .route("/v2/video/query/", post(display::video_query))
         .route("/upload", put(upload::upload))
         .route("/upload/", put(upload::upload))
         .route("/_sim/posts", get(control::sim_posts))
@@ -62,6 +67,7 @@ pub(super) fn router(sim: Sim) -> Router {
                 .delete(control::clear_faults),
         )
         .route("/_sim/creators", post(control::set_creator))
+        .route("/_sim/videos", post(control::set_video))
         .with_state(sim)
 }
 

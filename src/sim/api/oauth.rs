@@ -6,7 +6,8 @@
 //! stops working at once) and keep the expiry of their first issue, and revoking ends every token of
 //! the user. Error bodies use OAuth's `error`/`error_description` envelope, at the configured status
 //! (TikTok has been seen answering 200 with an error body). The `sim_*` query parameters of
-//! `authorize` stand in for the user's choices on TikTok's consent page.
+//! `authorize` stand in for the user's choices on TikTok's consent page (`sim_deny_scopes` unticks
+//! some of the asked scopes).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -70,10 +71,13 @@ pub(super) async fn authorize(
             "response_type must be code",
         );
     }
+    // The user may untick scopes on the consent page (`sim_deny_scopes`, comma-separated): the
+    // grant is what the app asked for less what the user refused.
+    let denied: Vec<&str> = get("sim_deny_scopes").split(',').map(str::trim).collect();
     let scopes: Vec<String> = get("scope")
         .split(',')
         .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && !denied.contains(s))
         .map(str::to_string)
         .collect();
     if scopes.is_empty() {

@@ -445,6 +445,7 @@ fn init_inner(
         completed_at: None,
         failed: None,
         post_id: None,
+        display: Default::default(),
     };
     let idx = st.posts.len();
     st.by_publish_id.insert(publish_id.clone(), idx);
