@@ -1,18 +1,17 @@
 //! The connect page in a real browser: Debian's Chromium driven by playwright-core (tests/browser).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::app::TestApp;
 
-/// Loading `/`, typing a name, clicking "Connect TikTok", following the real redirects through the
-/// simulator's authorize page, and arriving at the success page with the account listed.
-#[tokio::test]
-async fn the_connect_page_works_in_headless_chromium() {
+/// The browser scripts' folder, when Debian's Chromium and playwright-core are installed. CI
+/// installs both (.ci/run) and fails without them; elsewhere this says what is missing and the
+/// caller returns.
+pub(crate) fn browser_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let ready = Path::new("/usr/bin/chromium").exists()
         && dir.join("node_modules/playwright-core").exists();
     if !ready {
-        // CI installs both (.ci/run); elsewhere say what is missing instead of failing.
         assert!(
             std::env::var("CI").is_err(),
             "CI must provide chromium and tests/browser/node_modules (npm ci --prefix tests/browser)"
@@ -20,8 +19,16 @@ async fn the_connect_page_works_in_headless_chromium() {
         eprintln!(
             "skipped: install chromium and run `npm ci --prefix tests/browser` to run the browser test"
         );
-        return;
+        return None;
     }
+    Some(dir)
+}
+
+/// Loading `/`, typing a name, clicking "Connect TikTok", following the real redirects through the
+/// simulator's authorize page, and arriving at the success page with the account listed.
+#[tokio::test]
+async fn the_connect_page_works_in_headless_chromium() {
+    let Some(dir) = browser_dir() else { return };
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     let shots = app.dir.path().join("shots");
     std::fs::create_dir_all(&shots).unwrap();

@@ -70,6 +70,15 @@ async fn submit_slot_next(app: &TestApp, account: &str, video: &Path, n: usize) 
     ids
 }
 
+/// Waits until the rejected stream holds `n` entries; returns them.
+async fn rejections(app: &TestApp, n: usize, what: &str) -> Vec<HashMap<String, String>> {
+    wait_until(Duration::from_secs(10), what, || async {
+        let r = app.rejected().await;
+        (r.len() == n).then_some(r)
+    })
+    .await
+}
+
 /// Waits until every post exists; returns each one's fields.
 async fn wait_posts(app: &TestApp, ids: &[String]) -> Vec<HashMap<String, String>> {
     wait_until(Duration::from_secs(30), "every post recorded", || async {
@@ -328,11 +337,7 @@ async fn slot_next_is_rejected_with_no_calendar_or_calendar_full() {
         ("slot", "soon"),
     ])
     .await;
-    let rejected = wait_until(Duration::from_secs(10), "three rejections", || async {
-        let r = app.rejected().await;
-        (r.len() == 3).then_some(r)
-    })
-    .await;
+    let rejected = rejections(&app, 3, "three rejections").await;
     assert!(
         rejected[0]["reason"].starts_with("no_calendar:"),
         "{:?}",
@@ -381,15 +386,7 @@ async fn slot_next_is_rejected_with_no_calendar_or_calendar_full() {
     }
     app.wait_state("full-1", &["scheduled"], Duration::from_secs(10))
         .await;
-    let rejected = wait_until(
-        Duration::from_secs(10),
-        "the full calendar's rejection",
-        || async {
-            let r = app.rejected().await;
-            (r.len() == 4).then_some(r)
-        },
-    )
-    .await;
+    let rejected = rejections(&app, 4, "the full calendar's rejection").await;
     assert!(
         rejected[3]["reason"].starts_with("calendar_full:"),
         "{:?}",
@@ -406,15 +403,7 @@ async fn slot_next_is_rejected_with_no_calendar_or_calendar_full() {
         ("slot", "next"),
     ])
     .await;
-    let rejected = wait_until(
-        Duration::from_secs(10),
-        "the removed calendar's rejection",
-        || async {
-            let r = app.rejected().await;
-            (r.len() == 5).then_some(r)
-        },
-    )
-    .await;
+    let rejected = rejections(&app, 5, "the removed calendar's rejection").await;
     assert!(
         rejected[4]["reason"].starts_with("no_calendar:"),
         "{:?}",

@@ -591,20 +591,9 @@ fn roomy_zone() -> Tz {
 /// the screenshot is copied to `$TP_SCREENSHOTS/calendar-page.png` (docs/ keeps one).
 #[tokio::test]
 async fn the_calendar_page_in_headless_chromium() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let ready = Path::new("/usr/bin/chromium").exists()
-        && dir.join("node_modules/playwright-core").exists();
-    if !ready {
-        // As tests/it/browser.rs: CI installs both (.ci/run); elsewhere say what is missing.
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must provide chromium and tests/browser/node_modules (npm ci --prefix tests/browser)"
-        );
-        eprintln!(
-            "skipped: install chromium and run `npm ci --prefix tests/browser` to run the browser test"
-        );
+    let Some(dir) = crate::browser::browser_dir() else {
         return;
-    }
+    };
     let (app, cfg, video) = app_with_account("studio").await;
     let zone = roomy_zone();
     let set = [

@@ -124,6 +124,27 @@ fn fields_of(
     Ok(fields)
 }
 
+/// One Display API call: the endpoint's faults (as every endpoint has), then `handle` under the
+/// simulator's lock, its refusal or answer alike, then what a fault does after answering.
+async fn serve(
+    sim: &Sim,
+    endpoint: &str,
+    conn: &ConnKill,
+    handle: impl FnOnce(&Sim, &mut SimState) -> Result<Response, Response>,
+) -> Response {
+    let fault = match prelude(sim, endpoint, conn).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let resp = {
+        let mut st = sim.lock();
+        match handle(sim, &mut st) {
+            Ok(r) | Err(r) => r,
+        }
+    };
+    finish(&fault, conn, resp).await
+}
+
 /// `GET /v2/user/info/?fields=…`.
 pub(super) async fn user_info(
     State(sim): State<Sim>,
@@ -131,17 +152,10 @@ pub(super) async fn user_info(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let fault = match prelude(&sim, "user_info", &conn).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let resp = {
-        let mut st = sim.lock();
-        match user_info_inner(&sim, &mut st, &headers, &q) {
-            Ok(r) | Err(r) => r,
-        }
-    };
-    finish(&fault, &conn, resp).await
+    serve(&sim, "user_info", &conn, |sim, st| {
+        user_info_inner(sim, st, &headers, &q)
+    })
+    .await
 }
 
 fn user_info_inner(
@@ -351,17 +365,10 @@ pub(super) async fn video_list(
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let fault = match prelude(&sim, "video_list", &conn).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let resp = {
-        let mut st = sim.lock();
-        match video_list_inner(&sim, &mut st, &headers, &q, &body) {
-            Ok(r) | Err(r) => r,
-        }
-    };
-    finish(&fault, &conn, resp).await
+    serve(&sim, "video_list", &conn, |sim, st| {
+        video_list_inner(sim, st, &headers, &q, &body)
+    })
+    .await
 }
 
 fn video_list_inner(
@@ -446,17 +453,10 @@ pub(super) async fn video_query(
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let fault = match prelude(&sim, "video_query", &conn).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let resp = {
-        let mut st = sim.lock();
-        match video_query_inner(&sim, &mut st, &headers, &q, &body) {
-            Ok(r) | Err(r) => r,
-        }
-    };
-    finish(&fault, &conn, resp).await
+    serve(&sim, "video_query", &conn, |sim, st| {
+        video_query_inner(sim, st, &headers, &q, &body)
+    })
+    .await
 }
 
 fn video_query_inner(
