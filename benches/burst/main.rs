@@ -66,7 +66,7 @@ async fn run() {
         &config,
         format!(
             "[redis]\nurl = \"{redis_url}\"\n[tiktok]\nclient_key = \"bench\"\nclient_secret = \"bench\"\napi_base = \"{sim_base}\"\nauth_base = \"{sim_base}\"\nredirect_uri = \"http://127.0.0.1:{port}/oauth/callback\"\n\
-[http]\nlisten = \"127.0.0.1:{port}\"\n[worker]\nconcurrency = {concurrency}\nidle_poll_ms = 20\nstatus_interval_ms = 20\n[video]\nallowed_dirs = [\"{}\"]\n[tokens]\nencryption_key_file = \"{}\"\n[log]\nformat = \"text\"\nlevel = \"warn\"\n",
+[http]\nlisten = \"127.0.0.1:{port}\"\n[worker]\nconcurrency = {concurrency}\nidle_poll_ms = 20\nstatus_interval_ms = 20\n[video]\nallowed_dirs = [\"{}\"]\n[tokens]\nencryption_key_file = \"{}\"\n[warmup]\nenabled = false\n[log]\nformat = \"text\"\nlevel = \"warn\"\n",
             dir.path().display(),
             key_path.display()
         ),

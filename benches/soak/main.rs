@@ -187,7 +187,7 @@ async fn run() -> usize {
             &p,
             format!(
                 "[redis]\nurl = \"{}\"\n[tiktok]\nclient_key = \"soak\"\nclient_secret = \"soak\"\napi_base = \"{sim_base}\"\nauth_base = \"{sim_base}\"\nredirect_uri = \"http://127.0.0.1:{port}/oauth/callback\"\nrequest_timeout_secs = 5\n\
-[http]\nlisten = \"127.0.0.1:{port}\"\n[worker]\nid = \"soak-{name}\"\nconcurrency = 16\nlease_secs = 5\nidle_poll_ms = 100\nbackoff_base_ms = 200\nbackoff_max_secs = 5\nstatus_interval_ms = 300\nmax_attempts = 20\ndaily_post_budget = 100\n[video]\nallowed_dirs = [\"{}\"]\n[tokens]\nencryption_key_file = \"{}\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
+[http]\nlisten = \"127.0.0.1:{port}\"\n[worker]\nid = \"soak-{name}\"\nconcurrency = 16\nlease_secs = 5\nidle_poll_ms = 100\nbackoff_base_ms = 200\nbackoff_max_secs = 5\nstatus_interval_ms = 300\nmax_attempts = 20\ndaily_post_budget = 100\n[video]\nallowed_dirs = [\"{}\"]\n[tokens]\nencryption_key_file = \"{}\"\n[warmup]\nenabled = false\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
                 redis.url(),
                 dir.path().display(),
                 key_path.display()

@@ -7,7 +7,7 @@
 
 //!
 //! One file per section family (`redis`, `tiktok`, `http`, `worker`, `tokens`, `video`,
-//! `log`), the checks of every value in `validate.rs`; this file holds the loading and layering.
+//! `log`, `warmup`), the checks of every value in `validate.rs`; this file holds the loading and layering.
 //! The configuration is near the bottom of the layers (only `db` is below it): it describes values
 //! and knows none of the code that consumes them. The wiring turns settings into token keys and a
 //! TikTok client (`daemon/settings.rs`), the worker reads [`WorkerConfig`].
@@ -21,6 +21,7 @@ mod tiktok;
 mod tokens;
 mod validate;
 mod video;
+mod warmup;
 mod worker;
 
 pub use http::HttpSettings;
@@ -29,6 +30,7 @@ pub use redis::RedisSettings;
 pub use tiktok::{AppType, TikTokSettings};
 pub use tokens::TokenSettings;
 pub use video::{Policy, VideoSettings};
+pub use warmup::WarmupSettings;
 pub use worker::{WorkerConfig, WorkerSettings};
 
 use std::collections::HashMap;
@@ -99,6 +101,8 @@ pub struct Settings {
     pub video: VideoSettings,
     /// `[log]`
     pub log: LogSettings,
+    /// `[warmup]`
+    pub warmup: WarmupSettings,
 }
 
 /// Which file to read: the flag, then `$TIKTOK_POSTER_CONFIG`, then `./config.toml`, then

@@ -174,3 +174,27 @@ fn the_readme_lists_every_config_key() {
     }
     assert!(missing.is_empty(), "README lacks {missing:?}");
 }
+
+#[test]
+fn warmup_ramp_is_checked() {
+    let mut s = Settings::default();
+    assert!(s.validate().is_ok(), "the default ramp is valid");
+    for (ramp, want) in [
+        (vec![], "give 1 to 60 daily caps"),
+        (vec![4, 5], "the first day allows 4 posts"),
+        (vec![0, 5], "the first day allows 0 posts"),
+        (vec![3, 2], "goes down"),
+    ] {
+        s.warmup.ramp = ramp.clone();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("warmup.ramp") && e.contains(want),
+            "{ramp:?}: {e}"
+        );
+        assert!(e.contains("TIKTOK_POSTER__WARMUP__RAMP"), "{e}");
+    }
+    s.warmup.ramp = vec![3, 3, 20];
+    s.warmup.active_video_count = 0;
+    let e = s.validate().unwrap_err().to_string();
+    assert!(e.contains("warmup.active_video_count"), "{e}");
+}

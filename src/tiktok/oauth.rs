@@ -16,9 +16,16 @@ use url::Url;
 use super::body::{Reply, send_and_read};
 use super::{Client, ErrorKind, TikTokError, join};
 
-/// The scopes a posting account needs: its identity (`user.info.basic`), Direct Post
-/// (`video.publish`) and inbox drafts (`video.upload`). The configuration's default list.
-pub const REQUIRED_SCOPES: [&str; 3] = ["user.info.basic", PUBLISH_SCOPE, "video.upload"];
+/// The scopes a posting account needs: its identity (`user.info.basic`), its public posts
+/// (`video.list`: confirming posts whose outcome is unknown, the warm-up's activity check, the posts'
+/// counts), Direct Post (`video.publish`) and inbox drafts (`video.upload`). The configuration's
+/// default list; `user.info.stats` may be added (the warm-up then also reads `video_count`).
+pub const REQUIRED_SCOPES: [&str; 4] = [
+    "user.info.basic",
+    super::display::SCOPE_VIDEO_LIST,
+    "video.upload",
+    PUBLISH_SCOPE,
+];
 
 /// The scope that allows Direct Post, and with it the `creator_info` query that names the creator.
 pub const PUBLISH_SCOPE: &str = "video.publish";

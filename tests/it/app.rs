@@ -69,6 +69,8 @@ impl TestApp {
         s.video.policy = tiktok_poster::config::Policy::Api;
         // Videos come from the test's own directory and the fixtures, nowhere else.
         s.video.allowed_dirs = vec![dir.path().to_path_buf(), crate::support::fixture("")];
+        // Tests post many times for a fresh account; the ramp has its own tests (tests/it/safety.rs).
+        s.warmup.enabled = false;
         tweak(&mut s);
         s.validate().unwrap();
         let mut app = Self {

@@ -193,6 +193,8 @@ shutdown_grace_secs = 2
 id = "{worker_id}"
 [tokens]
 encryption_key_file = "{key}"
+[warmup]
+enabled = false
 [log]
 format = "json"
 "#,

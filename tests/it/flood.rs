@@ -54,6 +54,8 @@ status_interval_ms = 100
 shutdown_grace_secs = 2
 [tokens]
 encryption_key_file = "{key}"
+[warmup]
+enabled = false
 "#,
             redis = redis.url(),
             sim = sim.sim.base_url,

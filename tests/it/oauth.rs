@@ -13,14 +13,14 @@ async fn authorize_then_exchange_gives_tiktok_shaped_tokens() {
     assert_eq!(param(&q, "state").as_deref(), Some("st-123"));
     assert_eq!(
         param(&q, "scopes").as_deref(),
-        Some("user.info.basic,video.publish,video.upload")
+        Some("user.info.basic,video.list,video.upload,video.publish")
     );
     let code = param(&q, "code").unwrap();
     let tokens = t.client.exchange_code(&code, REDIRECT, None).await.unwrap();
     assert!(tokens.access_token.expose_secret().starts_with("act."));
     assert!(tokens.refresh_token.expose_secret().starts_with("rft."));
     assert_eq!(tokens.expires_in, Duration::from_secs(86_400));
-    assert_eq!(tokens.scopes.len(), 3);
+    assert_eq!(tokens.scopes.len(), 4);
     assert!(!tokens.open_id.is_empty());
 }
 
@@ -105,7 +105,7 @@ async fn pkce_with_the_hex_challenge_works_and_a_wrong_verifier_is_refused() {
     );
     assert_eq!(
         param(&query, "scope").as_deref(),
-        Some("user.info.basic,video.publish,video.upload")
+        Some("user.info.basic,video.list,video.upload,video.publish")
     );
 
     let code = param(&t.authorize(&req).await, "code").unwrap();

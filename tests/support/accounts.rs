@@ -23,11 +23,7 @@ pub const REDIRECT: &str = "http://127.0.0.1:1/oauth/callback";
 /// daemon asks for.
 pub fn auth_request(username: &str, private: bool) -> AuthorizeRequest {
     AuthorizeRequest {
-        scopes: vec![
-            "user.info.basic".into(),
-            "video.publish".into(),
-            "video.upload".into(),
-        ],
+        scopes: tiktok_poster::config::TikTokSettings::default().scopes,
         redirect_uri: REDIRECT.into(),
         state: "st-123".into(),
         pkce_challenge: None,
