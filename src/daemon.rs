@@ -117,6 +117,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         ledger.clone(),
         accounts.clone(),
         settings.worker.daily_post_budget,
+        settings.warmup.clone(),
     );
     match ledger.index_held_once().await {
         Ok(0) => {}
@@ -136,6 +137,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         client,
         cfg: settings.worker.worker_config(),
         video: settings.video.clone(),
+        warmup: settings.warmup.clone(),
         rate: RateLimiter::new(conn.clone(), keys.clone()),
         shutdown: shutdown.clone(),
         heartbeats: heartbeats.clone(),

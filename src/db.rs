@@ -87,6 +87,10 @@ impl Keys {
     pub fn refresh_lock(&self, name: &str) -> String {
         format!("{}:lock:refresh:{name}", self.ns)
     }
+    /// The lock of one warm-up activity check of an account (one daemon asks TikTok at a time).
+    pub fn warmup_lock(&self, name: &str) -> String {
+        format!("{}:lock:warmup:{name}", self.ns)
+    }
     /// Accounts by planned refresh time (ms).
     pub fn refresh_due(&self) -> String {
         format!("{}:refresh_due", self.ns)

@@ -343,7 +343,15 @@ async fn world(s: &Setup, n: usize) -> (TestRedis, Proc, u16) {
     let keys = Keys::new(NS);
     let key = TokenKey::load(&s.key_path).unwrap();
     let accounts = Accounts::new(manager.clone(), keys.clone(), key, s.client.clone());
-    let calendars = Calendars::new(Ledger::new(manager, keys), accounts.clone(), 15);
+    let calendars = Calendars::new(
+        Ledger::new(manager, keys),
+        accounts.clone(),
+        15,
+        tiktok_poster::config::WarmupSettings {
+            enabled: false,
+            ..Default::default()
+        },
+    );
     futures_util::stream::iter(0..n)
         .map(|i| {
             let (accounts, calendars) = (accounts.clone(), calendars.clone());

@@ -15,6 +15,7 @@ mod name;
 mod refresh;
 pub(crate) mod refresher;
 mod store;
+pub mod warmup;
 
 use std::collections::HashMap;
 
@@ -28,6 +29,7 @@ use crate::tiktok::{Client, TikTokError};
 pub use crypto::{CryptoError, TokenKey};
 pub use name::{NAME_PATTERN, NAME_RULE, check_name, valid_name};
 pub use refresh::{plan_refresh, refresh_margin_ms};
+pub use warmup::{Step, Warmup};
 
 /// Account state: posts of a `reauth_required` account wait until the user connects it again.
 pub const STATE_OK: &str = "ok";
@@ -114,6 +116,8 @@ pub struct AccountInfo {
     pub refreshed_ms: i64,
     /// When the next refresh is planned (ms), 0 if none (e.g. `reauth_required`).
     pub next_refresh_ms: i64,
+    /// Where it stands in its warm-up.
+    pub warmup: Warmup,
 }
 
 /// The account store.
@@ -309,5 +313,6 @@ fn info_from(name: &str, h: &HashMap<String, String>) -> AccountInfo {
         key_id: s("key_id"),
         refreshed_ms: n("refreshed_ms"),
         next_refresh_ms: 0,
+        warmup: Warmup::from_hash(h),
     }
 }

@@ -18,6 +18,9 @@ type CallbackState = (
     tokio::sync::mpsc::Sender<Result<String, String>>,
 );
 
+/// How far apart the posts a skipped warm-up held back are made due.
+const SKIP_STAGGER_MS: i64 = 60_000;
+
 /// `accounts …`.
 pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result<(), CliError> {
     let env = env(config).await?;
@@ -25,12 +28,32 @@ pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result
     match cmd {
         AccountsCommand::List { json } => {
             let list = accounts.list().await.context("listing accounts")?;
+            let warm = &env.settings.warmup;
+            let budget = env.settings.worker.daily_post_budget;
+            let now = now_ms();
             if json {
-                println!("{}", serde_json::to_string(&list).unwrap_or_default());
+                let rows: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|a| {
+                        let mut v = serde_json::to_value(a).unwrap_or_default();
+                        let step = warm
+                            .enabled
+                            .then(|| a.warmup.step(&warm.ramp, budget, now))
+                            .flatten();
+                        v["warmup_status"] = a
+                            .warmup
+                            .describe(&warm.ramp, budget, warm.enabled, now)
+                            .into();
+                        v["warmup_day"] = step.map(|s| s.day).into();
+                        v["cap_today"] = step.map_or(budget, |s| s.cap).into();
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string(&rows).unwrap_or_default());
             } else {
                 println!(
-                    "{:<20} {:<20} {:<16} {:<26} RECONNECT BEFORE",
-                    "NAME", "TIKTOK USER", "STATE", "ACCESS TOKEN EXPIRES"
+                    "{:<20} {:<20} {:<16} {:<26} {:<26} WARM-UP",
+                    "NAME", "TIKTOK USER", "STATE", "ACCESS TOKEN EXPIRES", "RECONNECT BEFORE"
                 );
                 for a in list {
                     let t = |ms: i64| {
@@ -38,20 +61,73 @@ pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result
                             .map(|t| t.to_rfc3339())
                             .unwrap_or_default()
                     };
-                    let soon = if a.refresh_expires_ms - now_ms() < 7 * 86_400_000 {
+                    let soon = if a.refresh_expires_ms - now < 7 * 86_400_000 {
                         " (soon!)"
                     } else {
                         ""
                     };
                     println!(
-                        "{:<20} @{:<19} {:<16} {:<26} {}{soon}",
+                        "{:<20} @{:<19} {:<16} {:<26} {:<26} {}",
                         a.name,
                         a.username,
                         a.state,
                         t(a.access_expires_ms),
-                        t(a.refresh_expires_ms)
+                        format!("{}{soon}", t(a.refresh_expires_ms)),
+                        a.warmup.describe(&warm.ramp, budget, warm.enabled, now)
                     );
                 }
+            }
+        }
+        AccountsCommand::Warmup { name, skip, ramp } => {
+            if skip || ramp {
+                if !accounts
+                    .set_warmup_skip(&name, skip)
+                    .await
+                    .map_err(|e| CliError::Failure(e.into()))?
+                {
+                    return Err(CliError::Failure(anyhow::anyhow!(
+                        "no account {name:?}; `tiktok-poster accounts list` shows the connected ones"
+                    )));
+                }
+                if skip {
+                    // What the ramp held back goes now, a minute apart (the daily budget still
+                    // applies).
+                    let ledger = crate::posts::Ledger::new(env.conn.clone(), env.keys.clone());
+                    let woken = ledger
+                        .wake_deferred(&name, "warming_up", SKIP_STAGGER_MS)
+                        .await
+                        .context("waking the posts the ramp held back")?;
+                    if woken > 0 {
+                        println!(
+                            "{name}: {woken} post(s) held back by the warm-up are due again, one a minute"
+                        );
+                    }
+                }
+            }
+            let info = accounts
+                .info(&name)
+                .await
+                .map_err(|e| CliError::Failure(e.into()))?;
+            let warm = &env.settings.warmup;
+            let budget = env.settings.worker.daily_post_budget;
+            let now = now_ms();
+            println!(
+                "{name}: warm-up {}",
+                info.warmup.describe(&warm.ramp, budget, warm.enabled, now)
+            );
+            if let Some(first) = info.warmup.first_post_ms {
+                println!(
+                    "  first post through the daemon: {}",
+                    chrono::DateTime::from_timestamp_millis(first)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                );
+            }
+            if !info.warmup.note.is_empty() {
+                println!("  last activity check: {}", info.warmup.note);
+            }
+            if warm.enabled {
+                println!("  ramp: {:?} Direct Posts a day, then {budget}", warm.ramp);
             }
         }
         AccountsCommand::Refresh { name } => {

@@ -159,7 +159,12 @@ pub async fn calendar_cmd(config: Option<&Path>, cmd: CalendarCommand) -> Result
     let env = env(config).await?;
     let accounts = accounts(&env)?;
     let ledger = Ledger::new(env.conn.clone(), env.keys.clone());
-    let calendars = Calendars::new(ledger, accounts, env.settings.worker.daily_post_budget);
+    let calendars = Calendars::new(
+        ledger,
+        accounts,
+        env.settings.worker.daily_post_budget,
+        env.settings.warmup.clone(),
+    );
     let listen = env.settings.http.listen.clone();
     match cmd {
         CalendarCommand::Set {

@@ -126,8 +126,12 @@ pub async fn enqueue(config: Option<&Path>, args: EnqueueArgs) -> Result<(), Cli
         .unwrap_or_else(|| format!("cli-{}", &random_id()[..16]));
     let ledger = Ledger::new(env.conn.clone(), env.keys.clone());
     let created = if sub.slot_next {
-        let calendars =
-            crate::planner::Calendars::new(ledger, accounts, env.settings.worker.daily_post_budget);
+        let calendars = crate::planner::Calendars::new(
+            ledger,
+            accounts,
+            env.settings.worker.daily_post_budget,
+            env.settings.warmup.clone(),
+        );
         match calendars.assign(&id, &sub, &extra).await {
             Ok(crate::planner::Assigned::Slot(at)) => {
                 if args.json {

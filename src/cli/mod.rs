@@ -244,6 +244,19 @@ pub enum AccountsCommand {
         /// The account name.
         name: String,
     },
+    /// Show where an account stands in its warm-up, or skip it (`--skip`) or put it back on its
+    /// ramp (`--ramp`).
+    Warmup {
+        /// The account name.
+        name: String,
+        /// The account is not new: give it the full daily budget from now on.
+        #[arg(long, conflicts_with = "ramp")]
+        skip: bool,
+        /// Undo a skip (the operator's or the activity check's): the ramp applies again, counted
+        /// from the account's first post through the daemon.
+        #[arg(long)]
+        ramp: bool,
+    },
 }
 
 /// How a command failed, which decides the exit code.

@@ -114,7 +114,12 @@ async fn index(State(st): State<AppState>) -> Response {
         }
     };
     let mut rows = String::new();
+    let warm = &st.settings.warmup;
+    let budget = st.settings.worker.daily_post_budget;
     for a in &accounts {
+        let warmup = a
+            .warmup
+            .describe(&warm.ramp, budget, warm.enabled, now_ms());
         let state_class = if a.state == STATE_OK { "ok" } else { "bad" };
         let warn = if a.refresh_expires_ms - now_ms() < 7 * 86_400_000 {
             " class=bad"
@@ -122,21 +127,22 @@ async fn index(State(st): State<AppState>) -> Response {
             ""
         };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>@{}</td><td class={state_class}>{}</td><td>{}</td><td>{}</td><td{warn}>{}</td><td><a href=\"/calendar?account={}\">calendar</a></td></tr>",
+            "<tr><td>{}</td><td>@{}</td><td class={state_class}>{}</td><td>{}</td><td>{}</td><td{warn}>{}</td><td>{}</td><td><a href=\"/calendar?account={}\">calendar</a></td></tr>",
             esc(&a.name),
             esc(&a.username),
             esc(&a.state),
             when(a.access_expires_ms),
             if a.next_refresh_ms > 0 { when(a.next_refresh_ms) } else { "-".into() },
             when(a.refresh_expires_ms),
+            esc(&warmup),
             esc(&a.name)
         ));
     }
     if accounts.is_empty() {
-        rows.push_str("<tr><td colspan=7>No account is connected yet.</td></tr>");
+        rows.push_str("<tr><td colspan=8>No account is connected yet.</td></tr>");
     }
     let body = format!(
-        "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Access token expires</th><th>Next refresh</th><th>Reconnect before</th><th>Posting calendar</th></tr></thead><tbody>{rows}</tbody></table>\
+        "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Access token expires</th><th>Next refresh</th><th>Reconnect before</th><th>Warm-up</th><th>Posting calendar</th></tr></thead><tbody>{rows}</tbody></table>\
 <h2>Connect an account</h2><form method=get action=/connect><label>Account name <input name=account required pattern=\"{pattern}\"></label> \
 <button type=submit>Connect TikTok</button></form>",
         pattern = crate::accounts::NAME_PATTERN
@@ -171,6 +177,7 @@ async fn metrics_page(State(st): State<AppState>) -> Response {
         if let Some(min) = ok.iter().map(|a| a.access_expires_ms - now).min() {
             metrics::gauge!("tiktok_poster_token_min_seconds_left").set(min as f64 / 1000.0);
         }
+        warmup_gauges(&st.settings, &list, now);
     }
     match crate::telemetry::metrics::handle() {
         Some(h) => (
@@ -187,6 +194,44 @@ async fn metrics_page(State(st): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Accounts shown with warm-up gauges since this process started: one that leaves its ramp is set
+/// to 0 once, so a scrape never shows a stale day (and the series stay bounded by the accounts
+/// that were ever warming up).
+static WARMING: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// `tiktok_poster_accounts_warming_up`, and per warming-up account its ramp day and today's cap.
+fn warmup_gauges(
+    settings: &crate::config::Settings,
+    list: &[crate::accounts::AccountInfo],
+    now: i64,
+) {
+    let warm = &settings.warmup;
+    let budget = settings.worker.daily_post_budget;
+    let mut seen = WARMING.lock().unwrap_or_else(|p| p.into_inner());
+    let mut n = 0;
+    for a in list {
+        let step = warm
+            .enabled
+            .then(|| a.warmup.step(&warm.ramp, budget, now))
+            .flatten();
+        let (day, cap) = match step {
+            Some(s) => {
+                n += 1;
+                seen.insert(a.name.clone());
+                (s.day, s.cap)
+            }
+            None if seen.remove(&a.name) => (0, 0),
+            None => continue,
+        };
+        metrics::gauge!("tiktok_poster_account_warmup_day", "account" => a.name.clone())
+            .set(f64::from(day));
+        metrics::gauge!("tiktok_poster_account_warmup_cap", "account" => a.name.clone())
+            .set(f64::from(cap));
+    }
+    metrics::gauge!("tiktok_poster_accounts_warming_up").set(f64::from(n));
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {

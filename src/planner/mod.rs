@@ -51,6 +51,15 @@ pub enum PlanError {
     Redis(#[from] redis::RedisError),
 }
 
+impl From<crate::accounts::AccountError> for PlanError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        match e {
+            crate::accounts::AccountError::Redis(r) => Self::Redis(r),
+            other => Self::Invalid(other.to_string()),
+        }
+    }
+}
+
 /// A calendar as read: its settings, parsed slots and feed token (sealed).
 #[derive(Debug, Clone)]
 pub struct Calendar {
@@ -79,6 +88,7 @@ pub struct Calendars {
     ledger: Ledger,
     accounts: Accounts,
     default_budget: u32,
+    warmup: crate::config::WarmupSettings,
     cache: Arc<Mutex<HashMap<String, Arc<Calendar>>>>,
 }
 
@@ -90,12 +100,19 @@ impl std::fmt::Debug for Calendars {
 
 impl Calendars {
     /// The calendars, over the ledger's connection. `default_budget` is `worker.daily_post_budget`,
-    /// the budget of a calendar set without `--daily-budget`.
-    pub fn new(ledger: Ledger, accounts: Accounts, default_budget: u32) -> Self {
+    /// the budget of a calendar set without `--daily-budget`; a warming-up account's free slots also
+    /// respect the day's cap of `warmup`'s ramp.
+    pub fn new(
+        ledger: Ledger,
+        accounts: Accounts,
+        default_budget: u32,
+        warmup: crate::config::WarmupSettings,
+    ) -> Self {
         Self {
             ledger,
             accounts,
             default_budget,
+            warmup,
             cache: Arc::default(),
         }
     }

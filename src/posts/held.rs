@@ -46,24 +46,24 @@ end
 
 /// Records a post in the first free instant of the candidates, unless the id exists. KEYS: post,
 /// posts, due, events, state counts, held, account posts, the calendar. ARGV: id, now, spacing ms,
-/// budget, n, the calendar's `version` the candidates come from, then n pairs (instant ms,
-/// `slot_at` text), then the post's fields. Returns {1, i} (taken the i-th), {0, 0} (the id exists),
-/// {-1, 0} (none of the candidates is free) or {-2, 0} (the calendar changed or went: the caller's
-/// copy is stale).
+/// the calendar's budget (each candidate brings its own, at most this), n, the calendar's `version` the candidates come from, then n triples (instant ms,
+/// `slot_at` text, the budget at that instant: the calendar's, or a warm-up day's lower cap), then
+/// the post's fields. Returns {1, i} (taken the i-th), {0, 0} (the id exists), {-1, 0} (none of the
+/// candidates is free) or {-2, 0} (the calendar changed or went: the caller's copy is stale).
 const SLOT_CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, 0} end
 if redis.call('HGET', KEYS[8], 'version') ~= ARGV[6] then return {-2, 0} end
 local n = tonumber(ARGV[5])
-local sp, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local sp = tonumber(ARGV[3])
 local pick = 0
 for i = 1, n do
-  if free(KEYS[6], tonumber(ARGV[5 + 2 * i]), sp, budget, {}) then pick = i; break end
+  if free(KEYS[6], tonumber(ARGV[4 + 3 * i]), sp, tonumber(ARGV[6 + 3 * i]), {}) then pick = i; break end
 end
 if pick == 0 then return {-1, 0} end
-local t, at = ARGV[5 + 2 * pick], ARGV[6 + 2 * pick]
+local t, at = ARGV[4 + 3 * pick], ARGV[5 + 3 * pick]
 local st = S_QUEUED
 if tonumber(t) > tonumber(ARGV[2]) then st = S_SCHEDULED end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7 + 2 * n))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7 + 3 * n))
 redis.call('HSET', KEYS[1], 'state', st, 'due_ms', t, 'held_ms', t, 'slot_at', at)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], t, ARGV[1])
@@ -127,6 +127,19 @@ redis.call('ZADD', ARGV[2] .. f[1], at, ARGV[1])
 return 1
 "#;
 
+/// Makes a waiting post due at ARGV[3] if it is still `deferred` with error code ARGV[2] and waiting
+/// in the due index (a claimed post is not there, and is left alone). KEYS: post, due. ARGV: id,
+/// code, instant ms. Returns 1 when moved.
+const WAKE: &str = r#"
+if redis.call('HGET', KEYS[1], 'state') ~= S_DEFERRED then return 0 end
+if redis.call('HGET', KEYS[1], 'error_code') ~= ARGV[2] then return 0 end
+if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'deferred_until_ms', ARGV[3])
+return 1
+"#;
+
+static WAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(WAKE));
 static SLOT_CREATE_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| state::lua_script(&format!("{FREE_LUA}{SLOT_CREATE}")));
 static MOVE_SCRIPT: LazyLock<redis::Script> =
@@ -142,8 +155,9 @@ pub struct Rules {
     pub daily_budget: u32,
 }
 
-/// One candidate instant: epoch ms and its RFC 3339 text in the account's zone.
-pub type Candidate = (i64, String);
+/// One candidate instant: epoch ms, its RFC 3339 text in the account's zone, and the most posts any
+/// rolling 24 hours around it may hold (the calendar's budget, or a warm-up day's lower cap).
+pub type Candidate = (i64, String, u32);
 
 /// What [`Ledger::create_in_slot`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,8 +213,8 @@ impl Ledger {
             .arg(rules.daily_budget)
             .arg(candidates.len())
             .arg(calendar_version);
-        for (ms, text) in candidates {
-            inv.arg(*ms).arg(text);
+        for (ms, text, budget) in candidates {
+            inv.arg(*ms).arg(text).arg(budget.min(&rules.daily_budget));
         }
         for (k, v) in self.fields_of(id, sub, now, extra) {
             inv.arg(k).arg(v);
@@ -292,6 +306,50 @@ impl Ledger {
             Some(limit),
         )
         .await
+    }
+
+    /// Makes the account's posts that wait `deferred` with `error_code` = `code` due again, the first
+    /// now and each next `stagger_ms` later (in the order they hold their instants), so what waited
+    /// does not all go in the same second. Looks at the posts held from a week back to a week
+    /// ahead (at most 5,000). Returns how many were woken.
+    pub async fn wake_deferred(
+        &self,
+        account: &str,
+        code: &str,
+        stagger_ms: i64,
+    ) -> redis::RedisResult<usize> {
+        const WEEK: i64 = 7 * 86_400_000;
+        let now = now_ms();
+        let posts = self
+            .account_posts_between(account, now - WEEK, now + WEEK, 5_000)
+            .await?;
+        let mut woken = 0;
+        for (id, _) in posts {
+            let at = now + stagger_ms * woken as i64;
+            let mut conn = self.conn();
+            let moved: i64 = WAKE_SCRIPT
+                .key(self.keys().post(&id))
+                .key(self.keys().due())
+                .arg(&id)
+                .arg(code)
+                .arg(at)
+                .invoke_async(&mut conn)
+                .await?;
+            woken += moved as usize;
+        }
+        Ok(woken)
+    }
+
+    /// The earliest instant held in an account's calendar at or after `from_ms`, if any.
+    pub async fn first_held_from(
+        &self,
+        account: &str,
+        from_ms: i64,
+    ) -> redis::RedisResult<Option<i64>> {
+        let first = self
+            .range(&self.keys().held(account), from_ms, i64::MAX, Some(1))
+            .await?;
+        Ok(first.first().map(|(_, ms)| *ms))
     }
 
     async fn range(

@@ -11,6 +11,7 @@ mod probe_guard;
 mod publish;
 pub mod rate;
 mod video;
+pub mod warmup;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct Ctx {
     pub cfg: WorkerConfig,
     /// The video policy, applied again just before upload.
     pub video: crate::config::VideoSettings,
+    /// How new accounts are ramped in.
+    pub warmup: crate::config::WarmupSettings,
     /// Per-account rate limits shared through Redis.
     pub rate: rate::RateLimiter,
     /// Cancelled on SIGTERM: handlers hand their post back between steps.

@@ -647,7 +647,14 @@ async fn the_free_rule_in_redis_agrees_with_the_pure_rule() {
         let id = format!("probe-{trial}");
         let text = DateTime::from_timestamp_millis(t).unwrap().to_rfc3339();
         let got = ledger
-            .create_in_slot(&id, &sub_at(None), &[], &[(t, text)], rules, 7)
+            .create_in_slot(
+                &id,
+                &sub_at(None),
+                &[],
+                &[(t, text, rules.daily_budget)],
+                rules,
+                7,
+            )
             .await
             .unwrap();
         match got {

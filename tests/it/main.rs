@@ -9,6 +9,7 @@
 //! - `display`: the Display API and user info: fields by scope, list paging, queries, rate limits.
 //! - `files`: where videos may come from, a file changed during upload, transient read errors.
 //! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
+//! - `safety`: the warm-up of new accounts (caps, the activity check, scopes, skips, calendar slots).
 //! - `calendar`, `calendar_views`: the posting calendar through two daemons; its feed, page and
 //!   screenshot over real HTTP and in headless Chromium.
 //!
@@ -36,6 +37,7 @@ mod media;
 mod oauth;
 mod pipeline;
 mod posting;
+mod safety;
 mod upload;
 mod webhooks;
 

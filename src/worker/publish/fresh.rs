@@ -83,8 +83,17 @@ impl Job<'_> {
                 return Err(Stop::Paused(since));
             }
             // Recorded before the call: for a pull, a lost answer must never lead to a second init.
-            self.set(&[(Field::InitStartedMs, now_ms().to_string())])
-                .await
+            let sent = now_ms();
+            self.set(&[(Field::InitStartedMs, sent.to_string())])
+                .await?;
+            if !self.sub.draft {
+                // The warm-up counts its days from the account's first Direct Post.
+                self.ctx
+                    .accounts
+                    .note_post_sent(&self.sub.account, sent)
+                    .await?;
+            }
+            Ok(())
         };
         if let Err(stop) = before_init.await {
             if took_budget && stop.never_created_a_post() {
@@ -209,12 +218,23 @@ impl Job<'_> {
 
     /// Takes one post from the account's daily budget (Direct Posts) or pending-draft budget (inbox),
     /// both rolling 24-hour windows kept in Redis for every worker; when it is used up the post is
-    /// deferred until a slot frees, instead of meeting TikTok's own cap.
+    /// deferred until a slot frees, instead of meeting TikTok's own cap. While the account warms up,
+    /// the day's cap of its ramp is the budget (`warming_up` when it is used up).
     ///
     /// Returns whether this attempt took the slot now (`false`: an earlier attempt of the post holds
     /// it, and may have reached TikTok's init, so this attempt must never give it back).
     async fn budget(&self) -> Result<bool, Stop> {
-        let limit = self.budget_limit();
+        let mut limit = self.budget_limit();
+        let warm = if self.sub.draft {
+            None
+        } else {
+            super::super::warmup::step_now(self.ctx, &self.sub.account)
+                .await?
+                .filter(|s| s.cap < limit.limit)
+        };
+        if let Some(step) = warm {
+            limit.limit = step.cap;
+        }
         match self
             .ctx
             .rate
@@ -223,8 +243,45 @@ impl Job<'_> {
         {
             rate::Held::Taken => Ok(true),
             rate::Held::Already => Ok(false),
-            rate::Held::Full(wait) => self.defer_for_budget(limit, wait).await.map(|()| false),
+            rate::Held::Full(wait) => match warm {
+                Some(step) => self.defer_for_warmup(step, wait).await.map(|()| false),
+                None => self.defer_for_budget(limit, wait).await.map(|()| false),
+            },
         }
+    }
+
+    /// Defers the post until its account's warm-up allows another post: when the window frees a
+    /// place or the next day of the ramp begins, whichever comes first.
+    async fn defer_for_warmup(
+        &self,
+        step: crate::accounts::Step,
+        wait: Duration,
+    ) -> Result<(), Stop> {
+        let frees = now_ms() + wait.as_millis() as i64;
+        let until = frees.min(step.ends_ms.max(now_ms())) + rand::random_range(0..60_000);
+        let account = &self.sub.account;
+        let msg = format!(
+            "account {account:?} is warming up: day {} of {} of its ramp allows {} Direct Posts in any 24 hours, and they are used; deferred until {}. The ramp is the daemon's safeguard for new accounts ([warmup] in the config); if this account is not new, skip it with `tiktok-poster accounts warmup {account} --skip`",
+            step.day,
+            step.days,
+            step.cap,
+            chrono::DateTime::from_timestamp_millis(until)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default()
+        );
+        tracing::info!(message = %msg, "Post deferred by the account's warm-up.");
+        self.transition(
+            State::Deferred,
+            &[
+                (Field::DeferredUntilMs, until.to_string()),
+                (Field::ErrorCode, "warming_up".into()),
+                (Field::ErrorMessage, msg.clone()),
+                (Field::Attempts, "0".into()),
+            ],
+            &msg,
+        )
+        .await?;
+        Err(Stop::Settled(Next::At(until)))
     }
 
     /// The budget a post of this kind is counted in.
