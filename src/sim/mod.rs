@@ -289,10 +289,18 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<()> {
     let handle = spawn(cfg)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen: {e}"))?;
+    // The signal handlers are installed (by polling once) before the address is printed: a script
+    // that reads the address and sends SIGTERM at once must get a clean stop, not the default kill.
+    let mut stop = Box::pin(crate::shutdown_signal());
+    std::future::poll_fn(|cx| {
+        let _ = stop.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
     // Printed on stdout, one line, so scripts can read the address when port 0 was asked for.
     println!("tiktok-poster sim listening on {}", handle.base_url);
     tracing::info!(addr = %handle.addr, "Simulator started.");
-    crate::shutdown_signal().await;
+    stop.await;
     handle.stop().await;
     Ok(())
 }
