@@ -129,6 +129,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             tracing::warn!(%error, "Could not index the earlier posts for the calendar; will try at the next start.")
         }
     }
+    match crate::worker::warmup::backfill_once(&ledger, &accounts).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            accounts = n,
+            "Read the accounts' first posts for the warm-up from the posts recorded before it."
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "Could not read the accounts' first posts for the warm-up; will try at the next start.")
+        }
+    }
     let ctx = Arc::new(Ctx {
         calendars: calendars.clone(),
         ledger: ledger.clone(),

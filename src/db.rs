@@ -158,6 +158,10 @@ impl Keys {
     pub fn calendar_indexed(&self) -> String {
         format!("{}:calendar_indexed", self.ns)
     }
+    /// Set once the accounts' first posts were read from the posts recorded before the warm-up.
+    pub fn warmup_indexed(&self) -> String {
+        format!("{}:warmup_indexed", self.ns)
+    }
     /// A per-account sliding-window rate limit.
     pub fn rate(&self, account: &str, what: &str) -> String {
         format!("{}:rate:{account}:{what}", self.ns)

@@ -23,6 +23,10 @@ pub const CHECKED_FIELD: &str = "warmup_checked_ms";
 /// What that check found, or why it could not tell.
 pub const NOTE_FIELD: &str = "warmup_note";
 
+/// Set when the operator put the account back on its ramp (`accounts warmup NAME --ramp`): the
+/// activity check may not skip it again.
+pub const FORCED_FIELD: &str = "warmup_forced";
+
 /// The prefix of a skip the operator asked for.
 pub const SKIP_BY_OPERATOR: &str = "operator";
 
@@ -52,6 +56,8 @@ pub struct Warmup {
     pub checked_ms: i64,
     /// What that check found, or why it could not tell.
     pub note: String,
+    /// Set (with when) when the operator put the account back on its ramp.
+    pub forced: Option<String>,
 }
 
 /// One day of the ramp.
@@ -76,6 +82,7 @@ impl Warmup {
             skip: h.get(SKIP_FIELD).filter(|v| !v.is_empty()).cloned(),
             checked_ms: int(CHECKED_FIELD).unwrap_or(0),
             note: h.get(NOTE_FIELD).cloned().unwrap_or_default(),
+            forced: h.get(FORCED_FIELD).filter(|v| !v.is_empty()).cloned(),
         }
     }
 
@@ -118,7 +125,13 @@ impl Accounts {
     /// The account's warm-up record.
     pub async fn warmup(&self, name: &str) -> Result<Warmup, AccountError> {
         let mut conn = self.conn.clone();
-        let fields = [FIRST_POST_FIELD, SKIP_FIELD, CHECKED_FIELD, NOTE_FIELD];
+        let fields = [
+            FIRST_POST_FIELD,
+            SKIP_FIELD,
+            CHECKED_FIELD,
+            NOTE_FIELD,
+            FORCED_FIELD,
+        ];
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.keys.account(name))
             .arg(&fields[..])
@@ -141,19 +154,24 @@ impl Accounts {
     }
 
     /// The operator skips the account's ramp (`accounts warmup NAME --skip`), or puts it back on it
-    /// (`skip` false). Returns false when the account does not exist.
+    /// for good (`skip` false: no activity check skips it again). Returns false when the account
+    /// does not exist.
     pub async fn set_warmup_skip(&self, name: &str, skip: bool) -> Result<bool, AccountError> {
-        if skip {
-            let why = format!(
-                "{SKIP_BY_OPERATOR}, {}",
-                chrono::DateTime::from_timestamp_millis(now_ms())
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default()
-            );
-            self.set_field(name, "set", SKIP_FIELD, &why).await
+        let why = format!(
+            "{SKIP_BY_OPERATOR}, {}",
+            chrono::DateTime::from_timestamp_millis(now_ms())
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        );
+        let (set, clear) = if skip {
+            (SKIP_FIELD, FORCED_FIELD)
         } else {
-            self.set_field(name, "del", SKIP_FIELD, "").await
+            (FORCED_FIELD, SKIP_FIELD)
+        };
+        if !self.set_field(name, "set", set, &why).await? {
+            return Ok(false);
         }
+        self.set_field(name, "del", clear, "").await
     }
 
     /// Records what a check of the account's activity found: `active` (why the ramp does not apply)

@@ -26,8 +26,12 @@ if redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('PEXPIRE', KEYS[1], window)
   return 0
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
+-- Full: a place frees when the entry that keeps the count at the limit ages out (the oldest when
+-- the window holds exactly the limit; a later one when a lower limit than before applies, e.g. a
+-- warm-up day's cap).
+local i = redis.call('ZCARD', KEYS[1]) - limit
+local e = redis.call('ZRANGE', KEYS[1], i, i, 'WITHSCORES')
+return math.max(1, tonumber(e[2]) + window - now)
 "#;
 
 /// What [`RateLimiter::hold`] did.

@@ -30,6 +30,9 @@ const MAX_PAGES: usize = 10;
 /// The most posts of the account read from the ledger to know which videos are ours.
 const MAX_OWN_POSTS: usize = 5_000;
 
+/// How far apart the posts a skipped warm-up held back are made due again.
+pub const WAKE_STAGGER_MS: i64 = 60_000;
+
 /// How long a post waits for another worker's first check of its account.
 const FIRST_CHECK_WAIT: Duration = Duration::from_secs(20);
 
@@ -50,8 +53,12 @@ pub async fn step_now(ctx: &Ctx, account: &str) -> Result<Option<Step>, AccountE
         return Ok(None);
     }
     if now - state.checked_ms >= RECHECK.as_millis() as i64 {
-        if lock(ctx, account).await? {
-            check(ctx, account).await?;
+        if state.forced.is_some() {
+            // The operator put the account on its ramp: no check may skip it again.
+        } else if lock(ctx, account).await? {
+            let checked = check(ctx, account).await;
+            unlock(ctx, account).await;
+            checked?;
             state = ctx.accounts.warmup(account).await?;
         } else if state.checked_ms == 0 {
             // Never checked, and another worker is checking now: its answer decides this post too
@@ -78,6 +85,15 @@ async fn lock(ctx: &Ctx, account: &str) -> Result<bool, AccountError> {
         .query_async(&mut conn)
         .await?;
     Ok(got.is_some())
+}
+
+/// Lets the next check go at once (the lock also expires by itself).
+async fn unlock(ctx: &Ctx, account: &str) {
+    let mut conn = ctx.ledger.conn();
+    let _: redis::RedisResult<()> = redis::cmd("DEL")
+        .arg(ctx.ledger.keys().warmup_lock(account))
+        .query_async(&mut conn)
+        .await;
 }
 
 /// Asks the ledger and TikTok whether the account is already active, and records what was found.
@@ -108,7 +124,7 @@ async fn check(ctx: &Ctx, account: &str) -> Result<(), AccountError> {
     };
     let mut notes = Vec::new();
     if has(SCOPE_VIDEO_LIST) {
-        match manual_video(ctx, account, &token, &own.post_ids).await {
+        match manual_video(ctx, account, &token, &own).await {
             Ok(Some(why)) => return record_active(ctx, account, &why).await,
             Ok(None) => notes.push(format!(
                 "no public video older than {} h that we did not post",
@@ -150,6 +166,8 @@ async fn check(ctx: &Ctx, account: &str) -> Result<(), AccountError> {
     ctx.accounts.record_warmup_check(account, None, &note).await
 }
 
+/// Records that the ramp does not apply, and makes the posts it held back due again (a minute
+/// apart: the daily budget still applies).
 async fn record_active(ctx: &Ctx, account: &str, why: &str) -> Result<(), AccountError> {
     tracing::info!(
         account,
@@ -158,7 +176,19 @@ async fn record_active(ctx: &Ctx, account: &str, why: &str) -> Result<(), Accoun
     );
     ctx.accounts
         .record_warmup_check(account, Some(why), "the ramp does not apply")
-        .await
+        .await?;
+    let woken = ctx
+        .ledger
+        .wake_deferred(account, "warming_up", WAKE_STAGGER_MS)
+        .await?;
+    if woken > 0 {
+        tracing::info!(
+            account,
+            woken,
+            "Posts held back by the warm-up are due again."
+        );
+    }
+    Ok(())
 }
 
 /// What the ledger knows of the account's own posts.
@@ -205,13 +235,21 @@ async fn own_posts(ctx: &Ctx, account: &str) -> Result<OwnPosts, AccountError> {
 }
 
 /// A public video not posted by us and older than the threshold, in words; `None` if there is none.
+///
+/// A video counts as posted by hand only when it is not one of our posts' public ids and it was
+/// created before the account's first init through us (less a minute of clock skew): one of our
+/// public posts whose id TikTok has not given yet (it may take hours) must never end the ramp.
 async fn manual_video(
     ctx: &Ctx,
     account: &str,
     token: &SecretString,
-    ours: &HashSet<u64>,
+    own: &OwnPosts,
 ) -> Result<Option<String>, TikTokError> {
-    let old_before_s = (now_ms() / 1000) - i64::from(ctx.warmup.manual_min_age_hours) * 3600;
+    let mut old_before_s = (now_ms() / 1000) - i64::from(ctx.warmup.manual_min_age_hours) * 3600;
+    if let Some(first) = own.first_sent_ms {
+        old_before_s = old_before_s.min(first / 1000 - 60);
+    }
+    let ours = &own.post_ids;
     let mut cursor = None;
     for _ in 0..MAX_PAGES {
         wait_for(ctx, account, limits::VIDEO_LIST_RATE).await;
@@ -265,4 +303,43 @@ async fn wait_for(ctx: &Ctx, account: &str, limit: limits::RateLimit) {
     {
         tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
     }
+}
+
+/// Once per Redis (a flag key): records each account's first Direct Post from the posts recorded
+/// before the warm-up existed (their `init_started_ms`), so an account that already posted through
+/// the daemon is shown and planned at its real ramp day from the first start of this version, not
+/// as new. Returns how many accounts got a first post.
+pub async fn backfill_once(
+    ledger: &crate::posts::Ledger,
+    accounts: &crate::accounts::Accounts,
+) -> Result<usize, AccountError> {
+    let flag = ledger.keys().warmup_indexed();
+    let mut conn = ledger.conn();
+    if redis::AsyncCommands::exists(&mut conn, &flag).await? {
+        return Ok(0);
+    }
+    let mut first: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut cursor = 0;
+    loop {
+        let (next, ids) = ledger.scan_ids(cursor).await?;
+        for post in ledger.get_many(&ids).await?.into_iter().flatten() {
+            let sent = post.int(Field::InitStartedMs);
+            if sent <= 0 || post.draft() == Some("true") {
+                continue;
+            }
+            if let Some(account) = post.account() {
+                let e = first.entry(account.to_string()).or_insert(sent);
+                *e = (*e).min(sent);
+            }
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    for (account, at) in &first {
+        accounts.note_post_sent(account, *at).await?;
+    }
+    redis::AsyncCommands::set::<_, _, ()>(&mut conn, &flag, now_ms()).await?;
+    Ok(first.len())
 }

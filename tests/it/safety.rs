@@ -256,9 +256,13 @@ async fn five_manual_public_videos_older_than_48_hours_give_the_full_budget() {
     .await;
     let ids = submit_many(&app, "recent", 4).await;
     let posts = settled(&app, &ids).await;
-    assert_eq!(
-        in_state(&posts, "published").len(),
-        app.settings.warmup.ramp[0] as usize
+    let cap = app.settings.warmup.ramp[0] as usize;
+    assert_eq!(in_state(&posts, "published").len(), cap);
+    let held = in_state(&posts, "deferred");
+    assert_eq!(held.len(), 4 - cap);
+    assert!(
+        held.iter().all(|p| p["error_code"] == "warming_up"),
+        "{held:#?}"
     );
 }
 
@@ -283,22 +287,25 @@ async fn the_user_info_call_never_names_a_field_whose_scope_was_not_granted() {
         json!({"username": "counted_creator", "video_count": 50}),
     )
     .await;
-    // Not granted: user.info.stats and video.list unticked; the account is ramped and says why.
-    connect_denying(&app, "unticked", "user.info.stats,video.list").await;
+    // Not granted: user.info.stats unticked (video.list granted, and the list is empty); the
+    // account is ramped and says why. A second one also unticks video.list.
+    connect_denying(&app, "unticked", "user.info.stats").await;
+    connect_denying(&app, "nolist", "user.info.stats,video.list").await;
 
     let mut ids = submit_many(&app, "counted", 4).await;
     ids.extend(submit_many(&app, "unticked", 4).await);
+    ids.extend(submit_many(&app, "nolist", 4).await);
     let posts = settled(&app, &ids).await;
-    let counted: Vec<_> = posts[..4]
-        .iter()
-        .filter(|p| p["state"] == "published")
-        .collect();
-    let unticked: Vec<_> = posts[4..]
-        .iter()
-        .filter(|p| p["state"] == "published")
-        .collect();
-    assert_eq!(counted.len(), 4, "video_count 50 skips the ramp");
-    assert_eq!(unticked.len(), app.settings.warmup.ramp[0] as usize);
+    let sent = |range: std::ops::Range<usize>| {
+        posts[range]
+            .iter()
+            .filter(|p| p["state"] == "published")
+            .count()
+    };
+    let cap = app.settings.warmup.ramp[0] as usize;
+    assert_eq!(sent(0..4), 4, "video_count 50 skips the ramp");
+    assert_eq!(sent(4..8), cap);
+    assert_eq!(sent(8..12), cap);
 
     let stats = app.sim.stats().await;
     assert_eq!(
@@ -318,9 +325,20 @@ async fn the_user_info_call_never_names_a_field_whose_scope_was_not_granted() {
     );
     let out = cli_ok(&cfg, &["accounts", "warmup", "unticked"]).await;
     assert!(
+        out.contains("no public video older than 48 h that we did not post")
+            && out.contains("user.info.stats not granted, so video_count was not read"),
+        "{out}"
+    );
+    let out = cli_ok(&cfg, &["accounts", "warmup", "nolist"]).await;
+    assert!(
         out.contains("did not grant video.list")
             && out.contains("user.info.stats not granted, so video_count was not read"),
         "{out}"
+    );
+    assert_eq!(
+        stats["requests"]["video_list"].as_u64(),
+        Some(2),
+        "only the accounts that granted video.list were listed: {stats}"
     );
     // `--ramp` undoes a skip.
     let out = cli_ok(&cfg, &["accounts", "warmup", "counted", "--ramp"]).await;
@@ -332,8 +350,7 @@ async fn a_warming_up_accounts_calendar_slots_keep_to_the_ramp() {
     let app = warm_app(|_| {}).await;
     app.connect("cal", false).await;
     let cfg = app.cli_config("cli", &[], "[warmup]\nenabled = true\n");
-    // A slot every hour, 15 minutes apart at least, budget 15: without the ramp the next 10 posts
-    // would take the next 10 hours.
+    // A slot every hour, budget 15: without the ramp the next 6 posts would take the next 6 hours.
     cli_ok(
         &cfg,
         &[
@@ -385,4 +402,47 @@ async fn a_warming_up_accounts_calendar_slots_keep_to_the_ramp() {
             ramp[day(t)]
         );
     }
+}
+
+#[tokio::test]
+async fn an_account_that_posted_through_an_earlier_version_starts_past_its_ramp() {
+    let mut app = warm_app(|_| {}).await;
+    app.connect("veteran", false).await;
+    let (id, _) = app.submit("veteran", "veteran.mp4", 300_000).await;
+    app.wait_state(&id, &["published"], Duration::from_secs(30))
+        .await;
+    // As an earlier version left it: its first post ten days ago, no warm-up fields, no flag.
+    let ten_days_ago = tiktok_poster::db::now_ms() - 10 * DAY_MS;
+    let mut conn = app.redis.conn().await;
+    let _: () = redis::AsyncCommands::hset(
+        &mut conn,
+        format!("tiktok-poster:post:{id}"),
+        "init_started_ms",
+        ten_days_ago,
+    )
+    .await
+    .unwrap();
+    let _: () = redis::cmd("HDEL")
+        .arg("tiktok-poster:account:veteran")
+        .arg(&["warmup_first_post_ms", "warmup_checked_ms", "warmup_note"][..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::AsyncCommands::del(&mut conn, "tiktok-poster:warmup_indexed")
+        .await
+        .unwrap();
+    let cfg = app.cli_config("cli", &[], "[warmup]\nenabled = true\n");
+    let out = cli_ok(&cfg, &["accounts", "warmup", "veteran"]).await;
+    assert!(out.contains("not started: day 1 of 5"), "{out}");
+    app.stop_daemon().await;
+    app.start_daemon().await;
+    let out = cli_ok(&cfg, &["accounts", "warmup", "veteran"]).await;
+    assert!(out.contains("veteran: warm-up done"), "{out}");
+    let when = chrono::DateTime::from_timestamp_millis(ten_days_ago)
+        .unwrap()
+        .to_rfc3339();
+    assert!(
+        out.contains(&format!("first post through the daemon: {when}")),
+        "{out}"
+    );
 }

@@ -86,12 +86,16 @@ impl Job<'_> {
             let sent = now_ms();
             self.set(&[(Field::InitStartedMs, sent.to_string())])
                 .await?;
-            if !self.sub.draft {
-                // The warm-up counts its days from the account's first Direct Post.
-                self.ctx
+            if !self.sub.draft
+                && let Err(error) = self
+                    .ctx
                     .accounts
                     .note_post_sent(&self.sub.account, sent)
-                    .await?;
+                    .await
+            {
+                // Best effort: the warm-up's next activity check finds the first post from the
+                // ledger's `init_started_ms` anyway, and this post must not stop over it.
+                tracing::warn!(%error, "Could not record the account's first post for its warm-up.");
             }
             Ok(())
         };
