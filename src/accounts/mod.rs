@@ -9,6 +9,7 @@
 //! refresh with its compare-and-set write, `name` is the one rule for account names, and
 //! `connect` is the OAuth connect flow.
 
+pub mod blocked;
 pub(crate) mod connect;
 mod crypto;
 mod name;
@@ -114,6 +115,8 @@ pub struct AccountInfo {
     pub refreshed_ms: i64,
     /// When the next refresh is planned (ms), 0 if none (e.g. `reauth_required`).
     pub next_refresh_ms: i64,
+    /// Set when the account may not post now (`posting_blocked`): its own block, else the app's.
+    pub posting_blocked: Option<blocked::Block>,
 }
 
 /// The account store.
@@ -180,6 +183,9 @@ impl Accounts {
         let mut conn = self.conn.clone();
         let next: Option<f64> = conn.zscore(self.keys.refresh_due(), name).await?;
         info.next_refresh_ms = next.map(|v| v as i64).unwrap_or(0);
+        if info.posting_blocked.is_none() {
+            info.posting_blocked = self.app_block().await?;
+        }
         Ok(info)
     }
 
@@ -196,6 +202,7 @@ impl Accounts {
         let mut conn = self.conn.clone();
         let mut names: Vec<String> = conn.smembers(self.keys.accounts()).await?;
         names.sort();
+        let app_block = self.app_block().await?;
         let mut out = Vec::with_capacity(names.len());
         for page in names.chunks(PAGE) {
             let mut pipe = redis::pipe();
@@ -222,6 +229,9 @@ impl Accounts {
                     info.key_id = found;
                 }
                 info.next_refresh_ms = next.map(|v| v as i64).unwrap_or(0);
+                if info.posting_blocked.is_none() {
+                    info.posting_blocked.clone_from(&app_block);
+                }
                 out.push(info);
             }
         }
@@ -309,5 +319,6 @@ fn info_from(name: &str, h: &HashMap<String, String>) -> AccountInfo {
         key_id: s("key_id"),
         refreshed_ms: n("refreshed_ms"),
         next_refresh_ms: 0,
+        posting_blocked: blocked::from_hash(blocked::Scope::Account, h),
     }
 }
