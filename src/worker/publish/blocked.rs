@@ -41,6 +41,16 @@ pub(super) fn blocks(code: &str, has_publish_id: bool, never_created: bool) -> O
     blocked::scope_of(code)
 }
 
+/// What a block records of TikTok's answer: the call, TikTok's message and its `log_id` (which
+/// TikTok support asks for).
+fn reason(e: &TikTokError) -> String {
+    let mut out = format!("{}: {}", e.op, e.message);
+    if let Some(log_id) = &e.log_id {
+        out.push_str(&format!(" [log_id {log_id}]"));
+    }
+    out
+}
+
 /// What a re-check found.
 enum Recheck {
     /// `creator_info` answered: the creator may post.
@@ -93,7 +103,7 @@ impl Job<'_> {
                 Recheck::Blocked(by, e) => {
                     self.ctx
                         .accounts
-                        .set_block(by, &account, &e.code, &e.to_string())
+                        .set_block(by, &account, &e.code, &reason(&e))
                         .await?;
                     if by != scope {
                         // The answer said nothing about the block that was checked; it still holds.
@@ -192,7 +202,7 @@ impl Job<'_> {
         let held = async {
             self.ctx
                 .accounts
-                .set_block(scope, account, &e.code, &e.to_string())
+                .set_block(scope, account, &e.code, &reason(e))
                 .await?;
             let held = self.ctx.accounts.posting_blocks(account).await?;
             let Some(block) = held.iter().find(|b| b.scope == scope).or(held.first()) else {
@@ -233,6 +243,19 @@ impl Job<'_> {
             tracing::info!(message = %msg, code = %block.code, "Post held: its account may not post now.");
             self.transition(State::Deferred, &fields, &msg).await?;
         }
+        // A lift that came while this post was held missed it (a post in a worker's hands is not
+        // released): look again in a moment instead of at the next check.
+        if self
+            .ctx
+            .accounts
+            .posting_blocks(&self.sub.account)
+            .await?
+            .is_empty()
+        {
+            return Ok(Next::At(
+                now_ms() + RELEASE_STAGGER_MS + rand::random_range(0..RELEASE_STAGGER_MS),
+            ));
+        }
         Ok(Next::At(until))
     }
 }
@@ -255,5 +278,22 @@ mod tests {
         // The daily cap is deferred as before, never a block.
         assert_eq!(blocks("spam_risk_too_many_posts", false, true), None);
         assert_eq!(blocks("internal_error", false, true), None);
+    }
+
+    #[test]
+    fn a_blocks_reason_keeps_the_call_tiktoks_message_and_the_log_id() {
+        let e = crate::tiktok::TikTokError {
+            op: "video init".into(),
+            kind: crate::tiktok::ErrorKind::Api,
+            http_status: Some(403),
+            code: "spam_risk_user_banned_from_posting".into(),
+            message: "The user is banned from posting.".into(),
+            log_id: Some("2025LOG".into()),
+            retry_after: None,
+        };
+        assert_eq!(
+            reason(&e),
+            "video init: The user is banned from posting. [log_id 2025LOG]"
+        );
     }
 }
