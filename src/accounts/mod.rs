@@ -6,8 +6,9 @@
 //!
 //! This file is the facade (the store, its errors and what it shows); the parts that need care live
 //! beside it: `store` writes, reads and re-seals the sealed hash, `refresh` is the single-flight
-//! refresh with its compare-and-set write, `name` is the one rule for account names, and
-//! `connect` is the OAuth connect flow.
+//! refresh with its compare-and-set write, `name` is the one rule for account names,
+//! `connect` is the OAuth connect flow, and `blocked` is the `posting_blocked` state (an account, or
+//! the app, that TikTok says may not post now).
 
 pub mod blocked;
 pub(crate) mod connect;

@@ -30,7 +30,8 @@ const RECHECK_LOCK_MS: i64 = 60_000;
 /// How long a held post waits at least when a check is overdue but under way elsewhere, and at most
 /// after a check that got no answer.
 const LOCK_WAIT_MS: i64 = 5_000;
-const UNANSWERED_WAIT_MS: i64 = 60_000;
+/// How long a held post waits after a check that got no answer (the lock's life: the next check).
+const UNANSWERED_WAIT_MS: i64 = RECHECK_LOCK_MS;
 
 /// The block a TikTok error puts on the post's account, if any: only for a post TikTok does not
 /// have (no `publish_id`) and an answer that shows no post was created.
@@ -94,7 +95,11 @@ impl Job<'_> {
                 .await?
         {
             let found = self.recheck().await;
-            self.ctx.accounts.drop_recheck_lock(scope, &account).await;
+            // After a check without an answer the lock stays until it expires: at most one
+            // unanswered check per lock period, however many posts are held.
+            if !matches!(found, Ok(Recheck::Unanswered(_))) {
+                self.ctx.accounts.drop_recheck_lock(scope, &account).await;
+            }
             match found? {
                 Recheck::Allowed => {
                     self.lift(&held).await?;
@@ -120,14 +125,14 @@ impl Job<'_> {
         let Some(block) = held.first() else {
             return Ok(None);
         };
+        // The soonest of the blocks' next checks: any of them may find posting allowed.
         let until = wait.unwrap_or_else(|| {
-            blocked::next_look(
-                block,
-                now_ms(),
-                interval,
-                self.look_jitter(),
-                interval.min(LOCK_WAIT_MS),
-            )
+            let now = now_ms();
+            let jitter = self.look_jitter();
+            held.iter()
+                .map(|b| blocked::next_look(b, now, interval, jitter, interval.min(LOCK_WAIT_MS)))
+                .min()
+                .unwrap_or(now + interval)
         });
         self.hold_for_block(block, until).await.map(Some)
     }
