@@ -204,6 +204,16 @@ async fn the_apps_active_user_cap_holds_every_account_and_lifts() {
     .await;
     app.connect("a", false).await;
     app.connect("b", false).await;
+    // The switch is strict about its input, so a mistyped test fails loudly.
+    let typo = app
+        .sim
+        .http
+        .post(app.sim.url("/_sim/app"))
+        .json(&json!({"active_user_cap": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typo.status(), 400);
     sim_post(&app, "/_sim/app", json!({"active_user_cap_reached": true})).await;
     let mut posts = submit_n(&app, "a", "a", 2).await;
     posts.extend(submit_n(&app, "b", "b", 2).await);
