@@ -162,6 +162,17 @@ impl Keys {
     pub fn warmup_indexed(&self) -> String {
         format!("{}:warmup_indexed", self.ns)
     }
+    /// The app-wide posting block (TikTok's `reached_active_user_cap`): a hash with the fields an
+    /// account's block has in the account hash (`blocked_code`, `blocked_message`, `blocked_since_ms`,
+    /// `blocked_checked_ms`).
+    pub fn app_blocked(&self) -> String {
+        format!("{}:app_blocked", self.ns)
+    }
+    /// The lock one worker holds while it asks `creator_info` whether a posting block has lifted
+    /// (`scope`: `account:NAME` or `app`).
+    pub fn blocked_check_lock(&self, scope: &str) -> String {
+        format!("{}:lock:blocked_check:{scope}", self.ns)
+    }
     /// A per-account sliding-window rate limit.
     pub fn rate(&self, account: &str, what: &str) -> String {
         format!("{}:rate:{account}:{what}", self.ns)

@@ -6,9 +6,11 @@
 //!
 //! This file is the facade (the store, its errors and what it shows); the parts that need care live
 //! beside it: `store` writes, reads and re-seals the sealed hash, `refresh` is the single-flight
-//! refresh with its compare-and-set write, `name` is the one rule for account names, and
-//! `connect` is the OAuth connect flow.
+//! refresh with its compare-and-set write, `name` is the one rule for account names,
+//! `connect` is the OAuth connect flow, and `blocked` is the `posting_blocked` state (an account, or
+//! the app, that TikTok says may not post now).
 
+pub mod blocked;
 pub(crate) mod connect;
 mod crypto;
 mod name;
@@ -118,6 +120,8 @@ pub struct AccountInfo {
     pub next_refresh_ms: i64,
     /// Where it stands in its warm-up.
     pub warmup: Warmup,
+    /// Set when the account may not post now (`posting_blocked`): its own block, else the app's.
+    pub posting_blocked: Option<blocked::Block>,
 }
 
 /// The account store.
@@ -184,6 +188,9 @@ impl Accounts {
         let mut conn = self.conn.clone();
         let next: Option<f64> = conn.zscore(self.keys.refresh_due(), name).await?;
         info.next_refresh_ms = next.map(|v| v as i64).unwrap_or(0);
+        if info.posting_blocked.is_none() {
+            info.posting_blocked = self.app_block().await?;
+        }
         Ok(info)
     }
 
@@ -200,6 +207,7 @@ impl Accounts {
         let mut conn = self.conn.clone();
         let mut names: Vec<String> = conn.smembers(self.keys.accounts()).await?;
         names.sort();
+        let app_block = self.app_block().await?;
         let mut out = Vec::with_capacity(names.len());
         for page in names.chunks(PAGE) {
             let mut pipe = redis::pipe();
@@ -226,6 +234,9 @@ impl Accounts {
                     info.key_id = found;
                 }
                 info.next_refresh_ms = next.map(|v| v as i64).unwrap_or(0);
+                if info.posting_blocked.is_none() {
+                    info.posting_blocked.clone_from(&app_block);
+                }
                 out.push(info);
             }
         }
@@ -314,5 +325,6 @@ fn info_from(name: &str, h: &HashMap<String, String>) -> AccountInfo {
         refreshed_ms: n("refreshed_ms"),
         next_refresh_ms: 0,
         warmup: Warmup::from_hash(h),
+        posting_blocked: blocked::from_hash(blocked::Scope::Account, h),
     }
 }

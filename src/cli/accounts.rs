@@ -1,4 +1,5 @@
-//! `accounts …`: list, connect (serving the OAuth callback itself when the daemon does not), remove.
+//! `accounts …`: list, connect (serving the OAuth callback itself when the daemon does not), remove,
+//! resume (a `posting_blocked` account, or the app).
 
 use std::path::Path;
 use std::time::Duration;
@@ -52,10 +53,15 @@ pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result
                 println!("{}", serde_json::to_string(&rows).unwrap_or_default());
             } else {
                 println!(
-                    "{:<20} {:<20} {:<16} {:<26} {:<26} WARM-UP",
-                    "NAME", "TIKTOK USER", "STATE", "ACCESS TOKEN EXPIRES", "RECONNECT BEFORE"
+                    "{:<20} {:<20} {:<16} {:<16} {:<26} {:<26} WARM-UP",
+                    "NAME",
+                    "TIKTOK USER",
+                    "STATE",
+                    "POSTING",
+                    "ACCESS TOKEN EXPIRES",
+                    "RECONNECT BEFORE"
                 );
-                for a in list {
+                for a in &list {
                     let t = |ms: i64| {
                         chrono::DateTime::from_timestamp_millis(ms)
                             .map(|t| t.to_rfc3339())
@@ -66,15 +72,33 @@ pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result
                     } else {
                         ""
                     };
+                    let posting = if a.posting_blocked.is_some() {
+                        crate::accounts::blocked::POSTING_BLOCKED
+                    } else {
+                        "ok"
+                    };
                     println!(
-                        "{:<20} @{:<19} {:<16} {:<26} {:<26} {}",
+                        "{:<20} @{:<19} {:<16} {:<16} {:<26} {:<26} {}",
                         a.name,
                         a.username,
                         a.state,
+                        posting,
                         t(a.access_expires_ms),
                         format!("{}{soon}", t(a.refresh_expires_ms)),
                         a.warmup.describe(&warm.ramp, budget, warm.enabled, now)
                     );
+                }
+                for a in &list {
+                    if let Some(b) = &a.posting_blocked {
+                        println!(
+                            "{}: posting_blocked ({}) since {}: {}: {}",
+                            a.name,
+                            b.scope.as_str(),
+                            rfc3339(b.since_ms),
+                            b.code,
+                            b.message
+                        );
+                    }
                 }
             }
         }
@@ -93,10 +117,15 @@ pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result
                     // What the ramp held back goes now, a minute apart (the daily budget still
                     // applies).
                     let ledger = crate::posts::Ledger::new(env.conn.clone(), env.keys.clone());
-                    let woken = ledger
-                        .wake_deferred(&name, "warming_up", SKIP_STAGGER_MS)
-                        .await
-                        .context("waking the posts the ramp held back")?;
+                    let woken = crate::queue::release::release_held(
+                        &ledger,
+                        std::slice::from_ref(&name),
+                        "warming_up",
+                        now_ms(),
+                        SKIP_STAGGER_MS,
+                    )
+                    .await
+                    .context("waking the posts the ramp held back")?;
                     if woken > 0 {
                         println!(
                             "{name}: {woken} post(s) held back by the warm-up are due again, one a minute"
@@ -144,6 +173,9 @@ pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result
                 .map_err(|e| CliError::Failure(e.into()))?;
             println!("{name}: revoked and removed");
         }
+        AccountsCommand::Resume { name, app } => {
+            resume(&env, &accounts, name.as_deref().filter(|_| !app)).await?;
+        }
         AccountsCommand::Connect { name, replace } => {
             let started = now_ms();
             let url = connect::begin(
@@ -170,6 +202,76 @@ pub async fn accounts_cmd(config: Option<&Path>, cmd: AccountsCommand) -> Result
         }
     }
     Ok(())
+}
+
+/// `accounts resume NAME` (or, with `None`, `accounts resume --app`): clears the block and makes the
+/// held posts due now (`queue::release`, the same release the daemon makes when TikTok allows
+/// posting again).
+async fn resume(env: &Env, accounts: &Accounts, name: Option<&str>) -> Result<(), CliError> {
+    use crate::accounts::blocked::Scope;
+    let ledger = crate::posts::Ledger::new(env.conn.clone(), env.keys.clone());
+    let (scope, who, whom) = match name {
+        Some(n) => {
+            if !accounts.exists(n).await.context("reading the account")? {
+                return Err(CliError::Failure(anyhow::anyhow!(
+                    "account {n:?} is not connected; `tiktok-poster accounts list` shows the accounts"
+                )));
+            }
+            (Scope::Account, n.to_string(), vec![n.to_string()])
+        }
+        None => {
+            let all = accounts.list().await.context("listing accounts")?;
+            (
+                Scope::App,
+                "the app".to_string(),
+                all.into_iter().map(|a| a.name).collect(),
+            )
+        }
+    };
+    let how = match name {
+        Some(n) => format!("cleared by `tiktok-poster accounts resume {n}`"),
+        None => "cleared by `tiktok-poster accounts resume --app`".to_string(),
+    };
+    let cleared = accounts
+        .clear_block(scope, name.unwrap_or(""), &how)
+        .await
+        .context("clearing the block")?;
+    let moved = crate::queue::release::release_held(
+        &ledger,
+        &whom,
+        crate::accounts::blocked::POSTING_BLOCKED,
+        now_ms(),
+        crate::queue::release::RELEASE_STAGGER_MS,
+    )
+    .await
+    .context("releasing the held posts")?;
+    match cleared {
+        Some(b) => println!(
+            "{who}: posting resumed (posting_blocked since {} by {}); {moved} held posts are due now",
+            rfc3339(b.since_ms),
+            b.code
+        ),
+        None => println!("{who}: was not posting_blocked; {moved} held posts are due now"),
+    }
+    if scope == Scope::Account
+        && let Some(app) = accounts
+            .app_block()
+            .await
+            .context("reading the app block")?
+    {
+        println!(
+            "note: the app itself is posting_blocked since {} ({}); `tiktok-poster accounts resume --app` clears that",
+            rfc3339(app.since_ms),
+            app.code
+        );
+    }
+    Ok(())
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
 }
 
 /// Serves the callback itself when nothing listens on the redirect address; otherwise (the daemon runs

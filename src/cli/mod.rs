@@ -257,6 +257,16 @@ pub enum AccountsCommand {
         #[arg(long)]
         ramp: bool,
     },
+    /// Clear an account's `posting_blocked` state (or, with --app, the app-wide one) and make the
+    /// posts it held due now, a few seconds apart.
+    Resume {
+        /// The account name.
+        #[arg(required_unless_present = "app", conflicts_with = "app")]
+        name: Option<String>,
+        /// Clear the app-wide block (TikTok's `reached_active_user_cap`) instead.
+        #[arg(long)]
+        app: bool,
+    },
 }
 
 /// How a command failed, which decides the exit code.

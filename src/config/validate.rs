@@ -182,6 +182,13 @@ impl Settings {
                 1000,
             ),
             (
+                "worker.blocked_recheck_secs",
+                "WORKER__BLOCKED_RECHECK_SECS",
+                self.worker.blocked_recheck_secs,
+                1,
+                7 * 86_400,
+            ),
+            (
                 "tokens.refresh_check_ms",
                 "TOKENS__REFRESH_CHECK_MS",
                 self.tokens.refresh_check_ms,

@@ -31,6 +31,9 @@ pub struct WorkerSettings {
     /// Direct Posts per account per rolling 24 hours before the daemon defers the rest (TikTok's own
     /// cap is about 15 and shared by every app the creator uses).
     pub daily_post_budget: u32,
+    /// How often, in seconds, one worker asks `creator_info` whether a `posting_blocked` account (or
+    /// the app's block) may post again.
+    pub blocked_recheck_secs: u64,
     /// This daemon's identity in claim tokens; unique per daemon sharing a Redis (default: the host name).
     pub id: String,
 }
@@ -48,6 +51,7 @@ impl Default for WorkerSettings {
             settle_timeout_secs: 6 * 3600,
             shutdown_grace_secs: 30,
             daily_post_budget: 15,
+            blocked_recheck_secs: 1800,
             id: String::new(),
         }
     }
@@ -67,6 +71,7 @@ impl WorkerSettings {
             follow_slice: Duration::from_secs(300),
             settle_timeout: Duration::from_secs(self.settle_timeout_secs),
             daily_budget: self.daily_post_budget,
+            blocked_recheck: Duration::from_secs(self.blocked_recheck_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         }
     }
@@ -95,6 +100,8 @@ pub struct WorkerConfig {
     pub settle_timeout: Duration,
     /// Per-account daily budget of Direct Posts kept by the daemon (TikTok's cap is about 15).
     pub daily_budget: u32,
+    /// How often a `posting_blocked` account's (or the app's) block is checked with `creator_info`.
+    pub blocked_recheck: Duration,
     /// How long SIGTERM waits for in-flight posts.
     pub shutdown_grace: Duration,
 }
@@ -112,6 +119,7 @@ impl Default for WorkerConfig {
             follow_slice: Duration::from_secs(300),
             settle_timeout: Duration::from_secs(6 * 3600),
             daily_budget: 15,
+            blocked_recheck: Duration::from_secs(1800),
             shutdown_grace: Duration::from_secs(30),
         }
     }

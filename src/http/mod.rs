@@ -126,8 +126,18 @@ async fn index(State(st): State<AppState>) -> Response {
         } else {
             ""
         };
+        let posting = match &a.posting_blocked {
+            Some(b) => format!(
+                "<td class=bad title=\"{}\">posting_blocked ({}) since {}: {}</td>",
+                esc(&b.message),
+                b.scope.as_str(),
+                when(b.since_ms),
+                esc(&b.code)
+            ),
+            None => "<td class=ok>ok</td>".to_string(),
+        };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>@{}</td><td class={state_class}>{}</td><td>{}</td><td>{}</td><td{warn}>{}</td><td>{}</td><td><a href=\"/calendar?account={}\">calendar</a></td></tr>",
+            "<tr><td>{}</td><td>@{}</td><td class={state_class}>{}</td>{posting}<td>{}</td><td>{}</td><td{warn}>{}</td><td>{}</td><td><a href=\"/calendar?account={}\">calendar</a></td></tr>",
             esc(&a.name),
             esc(&a.username),
             esc(&a.state),
@@ -139,10 +149,10 @@ async fn index(State(st): State<AppState>) -> Response {
         ));
     }
     if accounts.is_empty() {
-        rows.push_str("<tr><td colspan=8>No account is connected yet.</td></tr>");
+        rows.push_str("<tr><td colspan=9>No account is connected yet.</td></tr>");
     }
     let body = format!(
-        "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Access token expires</th><th>Next refresh</th><th>Reconnect before</th><th>Warm-up</th><th>Posting calendar</th></tr></thead><tbody>{rows}</tbody></table>\
+        "<table><thead><tr><th>Account</th><th>TikTok user</th><th>Token</th><th>Posting</th><th>Access token expires</th><th>Next refresh</th><th>Reconnect before</th><th>Warm-up</th><th>Posting calendar</th></tr></thead><tbody>{rows}</tbody></table>\
 <h2>Connect an account</h2><form method=get action=/connect><label>Account name <input name=account required pattern=\"{pattern}\"></label> \
 <button type=submit>Connect TikTok</button></form>",
         pattern = crate::accounts::NAME_PATTERN
@@ -174,10 +184,16 @@ async fn metrics_page(State(st): State<AppState>) -> Response {
                 .filter(|a| a.refresh_expires_ms - now < warn_ms)
                 .count() as f64,
         );
+        metrics::gauge!("tiktok_poster_accounts_posting_blocked")
+            .set(list.iter().filter(|a| a.posting_blocked.is_some()).count() as f64);
         if let Some(min) = ok.iter().map(|a| a.access_expires_ms - now).min() {
             metrics::gauge!("tiktok_poster_token_min_seconds_left").set(min as f64 / 1000.0);
         }
         warmup_gauges(&st.settings, &list, now);
+    }
+    if let Ok(app) = st.accounts.app_block().await {
+        metrics::gauge!("tiktok_poster_app_posting_blocked")
+            .set(f64::from(u8::from(app.is_some())));
     }
     match crate::telemetry::metrics::handle() {
         Some(h) => (

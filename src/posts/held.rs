@@ -127,19 +127,6 @@ redis.call('ZADD', ARGV[2] .. f[1], at, ARGV[1])
 return 1
 "#;
 
-/// Makes a waiting post due at ARGV[3] if it is still `deferred` with error code ARGV[2] and waiting
-/// in the due index (a claimed post is not there, and is left alone). KEYS: post, due. ARGV: id,
-/// code, instant ms. Returns 1 when moved.
-const WAKE: &str = r#"
-if redis.call('HGET', KEYS[1], 'state') ~= S_DEFERRED then return 0 end
-if redis.call('HGET', KEYS[1], 'error_code') ~= ARGV[2] then return 0 end
-if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
-redis.call('HSET', KEYS[1], 'deferred_until_ms', ARGV[3])
-return 1
-"#;
-
-static WAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(WAKE));
 static SLOT_CREATE_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| state::lua_script(&format!("{FREE_LUA}{SLOT_CREATE}")));
 static MOVE_SCRIPT: LazyLock<redis::Script> =
@@ -306,38 +293,6 @@ impl Ledger {
             Some(limit),
         )
         .await
-    }
-
-    /// Makes the account's posts that wait `deferred` with `error_code` = `code` due again, the first
-    /// now and each next `stagger_ms` later (in the order they hold their instants), so what waited
-    /// does not all go in the same second. Looks at the posts held from a week back to a week
-    /// ahead (at most 5,000). Returns how many were woken.
-    pub async fn wake_deferred(
-        &self,
-        account: &str,
-        code: &str,
-        stagger_ms: i64,
-    ) -> redis::RedisResult<usize> {
-        const WEEK: i64 = 7 * 86_400_000;
-        let now = now_ms();
-        let posts = self
-            .account_posts_between(account, now - WEEK, now + WEEK, 5_000)
-            .await?;
-        let mut woken = 0;
-        for (id, _) in posts {
-            let at = now + stagger_ms * woken as i64;
-            let mut conn = self.conn();
-            let moved: i64 = WAKE_SCRIPT
-                .key(self.keys().post(&id))
-                .key(self.keys().due())
-                .arg(&id)
-                .arg(code)
-                .arg(at)
-                .invoke_async(&mut conn)
-                .await?;
-            woken += moved as usize;
-        }
-        Ok(woken)
     }
 
     /// The earliest instant held in an account's calendar at or after `from_ms`, if any.

@@ -1,11 +1,13 @@
 //! The job store and what works on it: the Redis store with its due and lease indexes
 //! (`store`), its apalis backend (`backend`), the verdict a handler ends a claim with ([`Next`]),
-//! the reconciler that re-queues a post with no queue entry (`reconcile`), and the worker identity
+//! the reconciler that re-queues a post with no queue entry (`reconcile`), the release of posts a
+//! posting block held (`release`), and the worker identity
 //! that keeps lease owners unique (`identity`).
 
 pub(crate) mod backend;
 pub(crate) mod identity;
 pub(crate) mod reconcile;
+pub mod release;
 mod store;
 
 pub use backend::{BackendSettings, RedisBackend};

@@ -223,6 +223,9 @@ pub struct SimState {
     pub(crate) by_upload_id: HashMap<String, usize>,
     pub(crate) faults: HashMap<String, VecDeque<Fault>>,
     pub(crate) stats: Stats,
+    /// The app reached its daily quota of active creators (`POST /_sim/app`): Direct Post inits
+    /// answer 403 and `creator_info` 200 `reached_active_user_cap`, for every creator.
+    pub(crate) active_user_cap_reached: bool,
 }
 
 impl SimState {

@@ -177,10 +177,14 @@ async fn record_active(ctx: &Ctx, account: &str, why: &str) -> Result<(), Accoun
     ctx.accounts
         .record_warmup_check(account, Some(why), "the ramp does not apply")
         .await?;
-    let woken = ctx
-        .ledger
-        .wake_deferred(account, "warming_up", WAKE_STAGGER_MS)
-        .await?;
+    let woken = crate::queue::release::release_held(
+        &ctx.ledger,
+        &[account.to_string()],
+        "warming_up",
+        now_ms(),
+        WAKE_STAGGER_MS,
+    )
+    .await?;
     if woken > 0 {
         tracing::info!(
             account,

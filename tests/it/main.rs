@@ -6,6 +6,7 @@
 //! - `pipeline`: the daemon end to end with its own redis-server.
 //! - `input`: hostile submissions and oversized answers (rejected with a reason, echoed within bounds).
 //! - `cli`: the binary's commands and exit codes.
+//! - `blocked`: `posting_blocked`: a banned account, the app's active-user cap, `accounts resume`.
 //! - `display`: the Display API and user info: fields by scope, list paging, queries, rate limits.
 //! - `files`: where videos may come from, a file changed during upload, transient read errors.
 //! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
@@ -19,6 +20,7 @@
 
 mod accounts;
 mod app;
+mod blocked;
 mod browser;
 mod calendar;
 mod calendar_views;

@@ -1,7 +1,8 @@
 //! The simulator's own endpoints under `/_sim/`, which TikTok does not have: the posts and counters as
 //! the simulated TikTok sees them (so a test can assert "published exactly once" against TikTok's own
 //! view), the fault queue, creating or changing a simulated creator, and giving a creator public
-//! videos posted "by hand" (what the Display API lists besides our posts).
+//! videos posted "by hand" (what the Display API lists besides our posts), and the app's own
+//! switches (its daily quota of active creators reached).
 //!
 //! Strict about its input only so a mistyped fault fails loudly instead of never firing: an unknown
 //! endpoint name, `times` 0 or an out-of-range `pad_bytes` is refused with the allowed values.
@@ -192,6 +193,26 @@ pub(super) async fn set_creator(
         None => {}
     }
     axum::Json(json!({"open_id": open_id_for(username)})).into_response()
+}
+
+/// The body of `POST /_sim/app`: switches of the app as a whole.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AppSpec {
+    /// The app reached TikTok's daily quota of active creators: Direct Post inits answer 403 and
+    /// `creator_info` 200 `reached_active_user_cap`, for every creator, until set back to false.
+    active_user_cap_reached: bool,
+}
+
+/// `POST /_sim/app {"active_user_cap_reached": bool}`: sets the app-wide switches; answers them.
+pub(super) async fn set_app(State(sim): State<Sim>, body: Bytes) -> Response {
+    let spec: AppSpec = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return bad_request(format!("bad app settings: {e}")),
+    };
+    let mut st = sim.lock();
+    st.active_user_cap_reached = spec.active_user_cap_reached;
+    axum::Json(json!({"active_user_cap_reached": st.active_user_cap_reached})).into_response()
 }
 
 /// The body of `POST /_sim/videos`: a public video the creator posted "by hand" (with `username`), or

@@ -68,6 +68,7 @@ pub(super) fn router(sim: Sim) -> Router {
         )
         .route("/_sim/creators", post(control::set_creator))
         .route("/_sim/videos", post(control::set_video))
+        .route("/_sim/app", post(control::set_app))
         .with_state(sim)
 }
 

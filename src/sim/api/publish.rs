@@ -5,7 +5,8 @@
 //! are refused, the chunk plan is checked at init under both readings of "MB" ([`check_plan`]),
 //! privacy levels must be among the creator's `creator_info` options, an unaudited app may post only
 //! to private accounts, pulled URLs must be on a verified prefix, and the daily Direct Post cap and
-//! the pending-inbox cap apply per creator.
+//! the pending-inbox cap apply per creator; a banned creator (and, while the app's quota of active
+//! creators is reached, every creator) cannot post.
 
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,7 @@ pub(super) async fn creator_info(
 
 fn creator_info_inner(sim: &Sim, st: &mut SimState, open_id: &str) -> Response {
     let cap = sim.cfg.daily_post_cap as usize;
+    let app_capped = st.active_user_cap_reached;
     let Some(c) = st.creators.get_mut(open_id) else {
         return api_error(
             st,
@@ -84,6 +86,14 @@ fn creator_info_inner(sim: &Sim, st: &mut SimState, open_id: &str) -> Response {
             200,
             "spam_risk_user_banned_from_posting",
             "The user is banned from posting.",
+        );
+    }
+    if app_capped {
+        return api_error(
+            st,
+            200,
+            "reached_active_user_cap",
+            "The app has reached its daily quota of active creators.",
         );
     }
     if c.direct_posts.len() >= cap {
@@ -329,6 +339,7 @@ fn init_inner(
     let unaudited = sim.cfg.unaudited;
     let cap = sim.cfg.daily_post_cap as usize;
     let pending_cap = sim.cfg.pending_inbox_cap as usize;
+    let app_capped = st.active_user_cap_reached;
     let pending = st
         .posts
         .iter()
@@ -359,6 +370,14 @@ fn init_inner(
     let mut public = false;
     match kind {
         PostKind::Direct => {
+            if app_capped {
+                return Err(api_error(
+                    st,
+                    403,
+                    "reached_active_user_cap",
+                    "The app has reached its daily quota of active creators.",
+                ));
+            }
             let options = c.privacy_options(unaudited);
             let is_private = c.private;
             let Some(p) = privacy.filter(|p| options.contains(&p.as_str())) else {

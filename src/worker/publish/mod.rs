@@ -13,12 +13,15 @@
 //!   expired, or FAILED with a retryable reason → TikTok cannot publish that attempt, so a new init is
 //!   allowed. Anything else that cannot be settled → `unconfirmed`, with a message saying what to check.
 //! - processing (`follow.rs`): status polls until the post settles or the claim's slice ends.
+//! - the account (or the app) may not post now (`blocked.rs`): the post is held, not failed, until
+//!   TikTok allows it again.
 //! - a step that stopped: `verdict.rs` decides what it means (a pure function), `settle.rs` applies it.
 //! - a published public post without its public id: `public_id.rs`, a job of its own.
 //!
 //! Handlers return [`Next`]; they never hold the claim past a shutdown: between steps they hand the post
 //! back (it resumes from its `publish_id` on the next claim).
 
+mod blocked;
 mod follow;
 mod fresh;
 mod public_id;
@@ -192,6 +195,11 @@ impl Job<'_> {
             && let Some(since) = self.ctx.calendars.paused_since(&self.sub.account).await?
         {
             return self.hold_for_pause(since).await;
+        }
+        if !self.post.has(Field::InitStartedMs)
+            && let Some(next) = self.held_by_block().await?
+        {
+            return Ok(next);
         }
         self.fresh().await
     }

@@ -107,6 +107,12 @@ impl Job<'_> {
             },
             Stop::TikTok(e) => {
                 crate::telemetry::metrics::tiktok_error(&e.code);
+                let has_publish_id = self.post.publish_id().is_some();
+                if let Some(scope) =
+                    super::blocked::blocks(&e.code, has_publish_id, e.never_created_a_post())
+                {
+                    return self.on_block(scope, &e).await;
+                }
                 Failure::TikTok {
                     disposition: e.disposition(),
                     transport: matches!(e.kind, ErrorKind::Transport { .. }),
