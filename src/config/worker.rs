@@ -28,6 +28,10 @@ pub struct WorkerSettings {
     pub settle_timeout_secs: u64,
     /// How long SIGTERM waits for posts in flight.
     pub shutdown_grace_secs: u64,
+    /// The first look for an `unconfirmed` public post on TikTok's video list, in milliseconds; later
+    /// looks double up to 60 times this and end after 4320 times this (72 h at the default). The posts'
+    /// stats are read at 60, 1440 and 10080 times this after publishing (1 h, 1 d, 7 d).
+    pub confirm_look_ms: u64,
     /// Direct Posts per account per rolling 24 hours before the daemon defers the rest (TikTok's own
     /// cap is about 15 and shared by every app the creator uses).
     pub daily_post_budget: u32,
@@ -47,6 +51,7 @@ impl Default for WorkerSettings {
             status_interval_ms: 3000,
             settle_timeout_secs: 6 * 3600,
             shutdown_grace_secs: 30,
+            confirm_look_ms: 60_000,
             daily_post_budget: 15,
             id: String::new(),
         }
@@ -68,6 +73,7 @@ impl WorkerSettings {
             settle_timeout: Duration::from_secs(self.settle_timeout_secs),
             daily_budget: self.daily_post_budget,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            confirm_look: Duration::from_millis(self.confirm_look_ms),
         }
     }
 }
@@ -97,6 +103,8 @@ pub struct WorkerConfig {
     pub daily_budget: u32,
     /// How long SIGTERM waits for in-flight posts.
     pub shutdown_grace: Duration,
+    /// The unit of the video-list looks and the stats reads (see `WorkerSettings::confirm_look_ms`).
+    pub confirm_look: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -113,6 +121,7 @@ impl Default for WorkerConfig {
             settle_timeout: Duration::from_secs(6 * 3600),
             daily_budget: 15,
             shutdown_grace: Duration::from_secs(30),
+            confirm_look: Duration::from_secs(60),
         }
     }
 }

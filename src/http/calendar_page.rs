@@ -121,6 +121,21 @@ fn entry(out: &mut String, e: &Entry) {
                 }
                 None => out.push_str(&esc(&title)),
             }
+            if let Some(st) = &p.stats {
+                let when = chrono::DateTime::from_timestamp_millis(st.read_ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                let _ = write!(
+                    out,
+                    " <small class=stats title=\"read {} ({} after publishing)\">{} views · {} likes · {} comments · {} shares</small>",
+                    esc(&when),
+                    esc(&st.read),
+                    st.views,
+                    st.likes,
+                    st.comments,
+                    st.shares
+                );
+            }
         }
     }
     if e.slot && e.post.is_some() {
@@ -175,6 +190,7 @@ mod tests {
             title: Some(title.to_owned()),
             state: state.to_owned(),
             url: url.map(str::to_owned),
+            stats: None,
         }
     }
 

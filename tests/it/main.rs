@@ -6,6 +6,7 @@
 //! - `pipeline`: the daemon end to end with its own redis-server.
 //! - `input`: hostile submissions and oversized answers (rejected with a reason, echoed within bounds).
 //! - `cli`: the binary's commands and exit codes.
+//! - `confirm`: `unconfirmed` posts resolved from TikTok's video list; posts' stats read back.
 //! - `display`: the Display API and user info: fields by scope, list paging, queries, rate limits.
 //! - `files`: where videos may come from, a file changed during upload, transient read errors.
 //! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
@@ -22,6 +23,7 @@ mod browser;
 mod calendar;
 mod calendar_views;
 mod cli;
+mod confirm;
 mod crafted_mp4;
 mod crafted_webm;
 mod crash;

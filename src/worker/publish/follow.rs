@@ -5,7 +5,7 @@
 //! by the lease, and a webhook that settled the post meanwhile is noticed before each poll. A post that
 //! stays unsettled long after its upload ends `unconfirmed`, never `failed`: TikTok may still publish it.
 
-use super::{Job, Stop, public_id};
+use super::{Job, Stop, public_id, stats};
 use crate::db::now_ms;
 use crate::posts::{Field, State};
 use crate::queue::Next;
@@ -59,7 +59,8 @@ impl Job<'_> {
                 .await?;
             match s.status {
                 StatusKind::PublishComplete => {
-                    let mut fields = vec![(Field::PublishedMs, now_ms().to_string())];
+                    let published_ms = now_ms();
+                    let mut fields = vec![(Field::PublishedMs, published_ms.to_string())];
                     let mut msg = String::new();
                     if let Some(id) = s.post_ids.first() {
                         fields.push((Field::PostId, id.to_string()));
@@ -87,6 +88,10 @@ impl Job<'_> {
                         // Public posts get their id after moderation (usually a minute, sometimes
                         // hours): look again later, without touching the state.
                         return Ok(Next::At(now_ms() + public_id::recheck_ms(self.ctx)));
+                    }
+                    if !s.post_ids.is_empty() && !self.sub.draft {
+                        // How the post did: read back at about 1 h, 1 d and 7 d.
+                        return Ok(stats::after_publish(self.ctx, &self.post, published_ms));
                     }
                     return Ok(Next::Done);
                 }
