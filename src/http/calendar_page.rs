@@ -272,6 +272,44 @@ mod tests {
     }
 
     #[test]
+    fn a_posts_stats_show_when_read() {
+        let s = Schedule::parse("UTC", &["0 9 * * MON"]).unwrap();
+        let monday = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        let mut read = post(
+            "p1",
+            "t",
+            "published",
+            Some("https://www.tiktok.com/@u/video/1"),
+        );
+        read.stats = Some(crate::calendar::week::PostStats {
+            views: 1234,
+            likes: 56,
+            comments: 7,
+            shares: 8,
+            read: "1d<".into(),
+            read_ms: ms("2026-06-02T09:00:00Z"),
+        });
+        let unread = post("p2", "u", "published", None);
+        let posts = vec![
+            (ms("2026-06-01T09:00:00Z"), read),
+            (ms("2026-06-01T10:00:00Z"), unread),
+        ];
+        let html = render(&build_week("a", &s, monday, false, 0, posts, |_| true));
+        assert!(
+            html.contains("1234 views · 56 likes · 7 comments · 8 shares</small>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("title=\"read 2026-06-02T09:00:00+00:00 (1d&lt; after publishing)\"")
+        );
+        assert_eq!(
+            html.matches("class=stats").count(),
+            1,
+            "only the post that was read"
+        );
+    }
+
+    #[test]
     fn an_unpaused_week_does_not_say_paused() {
         let s = Schedule::parse("UTC", &["0 9 * * MON"]).unwrap();
         let monday = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();

@@ -68,6 +68,24 @@ pub enum Confirmed {
     ClaimedBy(String),
 }
 
+/// Why `retry` refuses an `unconfirmed` post: while the daemon still looks for it on TikTok's video
+/// list (until `until_ms`), it must not be submitted again; after that, only once the app does not
+/// show it.
+pub(super) fn unconfirmed_refusal(id: &str, until_ms: i64, now_ms: i64) -> String {
+    if until_ms > now_ms {
+        let until = chrono::DateTime::from_timestamp_millis(until_ms)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        format!(
+            "post {id} is unconfirmed: TikTok may have published it, and the daemon is still looking for it on the account's public video list (until {until}); it becomes published by itself when found, so do not submit it again meanwhile"
+        )
+    } else {
+        format!(
+            "post {id} is unconfirmed: TikTok may have published it, and the daemon no longer looks for it (see its error_message); check the account in the TikTok app, and submit it again under a new id only if it is not there"
+        )
+    }
+}
+
 impl Ledger {
     /// Records `video_id` (and `url`) as post `id`'s public id, found on TikTok's video list: from
     /// `unconfirmed` the post becomes `published`; from `published` (without an id) only the id and
@@ -127,5 +145,19 @@ impl Ledger {
             cmd.arg(v.to_string());
         }
         cmd.query_async(&mut conn).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_never_advises_resubmitting_while_the_daemon_looks() {
+        let looking = unconfirmed_refusal("p1", 2_000, 1_000);
+        assert!(looking.contains("do not submit it again"), "{looking}");
+        assert!(!looking.contains("new id"), "{looking}");
+        let over = unconfirmed_refusal("p1", 0, 1_000);
+        assert!(over.contains("only if it is not there"), "{over}");
     }
 }

@@ -438,20 +438,29 @@ impl Ledger {
     /// cannot be published (empty: the post has no attempt). Refused when the post's attempt is
     /// another one by now. `Err` says why it is refused.
     pub async fn retry_confirmed(&self, id: &str, publish_id: &str) -> Result<(), String> {
-        self.guarded(&RETRY_SCRIPT, id, &[publish_id]).await.and_then(|r| match r.as_str() {
+        let r = self.guarded(&RETRY_SCRIPT, id, &[publish_id]).await?;
+        if r == State::Unconfirmed.as_str() {
+            let until = self
+                .get(id)
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |p| p.confirm_until_ms());
+            return Err(confirm::unconfirmed_refusal(id, until, now_ms()));
+        }
+        match r.as_str() {
             "ok" => Ok(()),
             "missing" => Err(format!("no post {id:?}")),
-            st if st == State::Unconfirmed.as_str() => Err(format!(
-                "post {id} is unconfirmed: TikTok may have published it, and a public post is still being looked for on the account's video list (see its error_message); do not submit it again while that goes on, and only after checking the account in the TikTok app"
-            )),
             "sent" => Err(format!(
                 "post {id} has an attempt at TikTok; `tiktok-poster retry {id}` asks TikTok for its status first"
             )),
             "changed" => Err(format!(
                 "post {id} changed while TikTok was asked about it; nothing was done, run the command again"
             )),
-            other => Err(format!("post {id} is {other}; only failed posts can be retried")),
-        })
+            other => Err(format!(
+                "post {id} is {other}; only failed posts can be retried"
+            )),
+        }
     }
 
     async fn guarded(

@@ -177,6 +177,23 @@ async fn two_look_alikes_leave_the_post_unconfirmed_naming_both() {
     }
     assert!(p["error_message"].contains("2 look-alike videos"), "{p:?}");
     assert!(!p.contains_key("post_id"), "{p:?}");
+    // Its next look waits in the due index, but it is no backlog.
+    let mut conn = app.redis.conn().await;
+    let due: Option<f64> = redis::AsyncCommands::zscore(&mut conn, "tiktok-poster:q:due", &id)
+        .await
+        .unwrap();
+    let leased: Option<f64> = redis::AsyncCommands::zscore(&mut conn, "tiktok-poster:q:lease", &id)
+        .await
+        .unwrap();
+    assert!(due.is_some() || leased.is_some(), "the looks go on");
+    let h: Value = reqwest::get(format!("{}/healthz", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["queue"]["due_or_scheduled"], 0, "{h}");
+    assert_eq!(h["oldest_due_lag_ms"], 0, "{h}");
 }
 
 /// A private post cannot be confirmed from the list: it is never looked for, and its message says so
@@ -228,4 +245,38 @@ async fn a_published_posts_stats_are_read_back() {
         p["stats_read_ms"].parse::<i64>().unwrap() >= p["published_ms"].parse::<i64>().unwrap()
     );
     assert!(requests(&app, "video_query").await >= 1);
+}
+
+/// A published public post whose status never gives its public id (moderation outlasts the test):
+/// after five status looks the list is tried, and the one video that fits becomes its id; the state
+/// stays `published`.
+#[tokio::test]
+async fn a_published_post_without_its_id_gets_it_from_the_list() {
+    let app = app(|c| c.post_id_delay_ms = 3_600_000, 200).await;
+    let title = "Waiting for moderation";
+    let id = submit(&app, "noid.mp4", "PUBLIC_TO_EVERYONE", title).await;
+    let p = app.wait_state(&id, &["published"], T).await;
+    assert!(!p.contains_key("post_id"), "{p:?}");
+    // The list shows it (as TikTok's may before the status does): here, as a video posted by hand.
+    let resp = app
+        .sim
+        .http
+        .post(app.sim.url("/_sim/videos"))
+        .json(&json!({"username": "main_creator", "title": title, "duration": 1}))
+        .send()
+        .await
+        .unwrap();
+    let vid = resp.json::<Value>().await.unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = wait_until(T, "the id from the list", || async {
+        let p = app.post(&id).await;
+        p.contains_key("post_id").then_some(p)
+    })
+    .await;
+    assert_eq!(p["post_id"], vid, "{p:?}");
+    assert_eq!(p["confirmed_by"], "video_list");
+    assert_eq!(p["state"], "published");
+    assert!(p["post_id_checks"].parse::<i64>().unwrap() > 5, "{p:?}");
 }
