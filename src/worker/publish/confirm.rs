@@ -217,6 +217,17 @@ pub(super) async fn look(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
         .to_string();
     let fence = Some(claim.token.as_str());
     let looks = post.confirm_looks() + 1;
+    if let Some(known) = post.post_id().and_then(|p| p.parse::<u64>().ok()) {
+        // TikTok told us its public id meanwhile (a webhook): that is the confirmation.
+        let video = Video {
+            id: known,
+            create_time: now_ms() / 1000,
+            ..Video::default()
+        };
+        return confirm_as(ctx, claim, account, &video)
+            .await
+            .unwrap_or(Next::Done);
+    }
     let found = match find(ctx, &claim.id, post).await {
         Err(Later::Wait(ms)) => return Next::At(now_ms() + ms),
         Err(Later::Cannot(why)) => {
@@ -236,39 +247,10 @@ pub(super) async fn look(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
         }
         Ok(found) => Ok(found),
     };
-    if let Ok([video]) = found.as_deref() {
-        let url = url_of(ctx, account, video).await;
-        let published_ms = video.create_time.saturating_mul(1000);
-        let msg = format!("confirmed on TikTok's video list: {url}");
-        match ctx
-            .ledger
-            .confirm_video(
-                &claim.id,
-                State::Unconfirmed,
-                video.id,
-                &url,
-                published_ms,
-                &msg,
-                fence,
-            )
-            .await
-        {
-            Ok(Confirmed::Done) => {
-                tracing::info!(
-                    post_id = video.id,
-                    "Unconfirmed post found on the video list: published."
-                );
-                return super::stats::next_read(ctx, published_ms, 0);
-            }
-            Ok(Confirmed::ClaimedBy(other)) => {
-                tracing::info!(post_id = video.id, other = %other, "The only look-alike is another post's now.");
-            }
-            Ok(_) => return Next::Done,
-            Err(error) => {
-                tracing::warn!(%error, "Cannot record the confirmation; looking again shortly.");
-                return Next::At(now_ms() + 2000);
-            }
-        }
+    if let Ok([video]) = found.as_deref()
+        && let Some(next) = confirm_as(ctx, claim, account, video).await
+    {
+        return next;
     }
     let now = now_ms();
     let next = now + delay(unit(ctx), looks);
@@ -320,6 +302,44 @@ pub(super) async fn look(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
         Ok(true) => Next::At(next),
         Ok(false) => Next::Done,
         Err(_) => Next::At(now + 2000),
+    }
+}
+
+/// Confirms the unconfirmed post as `video`: `Some` with how the claim ends, `None` when another post
+/// claimed the video first (the look goes on as if it found nothing).
+async fn confirm_as(ctx: &Ctx, claim: &Claim, account: &str, video: &Video) -> Option<Next> {
+    let url = url_of(ctx, account, video).await;
+    let published_ms = video.create_time.saturating_mul(1000);
+    let msg = format!("confirmed on TikTok's video list: {url}");
+    let done = ctx
+        .ledger
+        .confirm_video(
+            &claim.id,
+            State::Unconfirmed,
+            video.id,
+            &url,
+            published_ms,
+            &msg,
+            Some(&claim.token),
+        )
+        .await;
+    match done {
+        Ok(Confirmed::Done) => {
+            tracing::info!(
+                post_id = video.id,
+                "Unconfirmed post found on the video list: published."
+            );
+            Some(super::stats::next_read(ctx, published_ms, 0))
+        }
+        Ok(Confirmed::ClaimedBy(other)) => {
+            tracing::info!(post_id = video.id, other = %other, "The only look-alike is another post's now.");
+            None
+        }
+        Ok(_) => Some(Next::Done),
+        Err(error) => {
+            tracing::warn!(%error, "Cannot record the confirmation; looking again shortly.");
+            Some(Next::At(now_ms() + 2000))
+        }
     }
 }
 

@@ -46,6 +46,13 @@ impl Job<'_> {
                     state = %now,
                     "Post settled by a webhook ahead of polling."
                 );
+                // A published public post with its id is read back later (`stats.rs`).
+                if now == State::Published
+                    && let Ok(Some(p)) = self.ctx.ledger.get(self.id()).await
+                    && p.post_id().is_some()
+                {
+                    return Ok(stats::after_publish(self.ctx, &p, p.published_ms()));
+                }
                 return Ok(Next::Done);
             }
             self.slot(limits::STATUS).await?;

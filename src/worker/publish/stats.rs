@@ -37,6 +37,11 @@ pub(super) fn next_read(ctx: &Ctx, published_ms: i64, done: i64) -> Next {
 /// The next read of a post just published with its public id (`Done` when it is not public).
 pub(super) fn after_publish(ctx: &Ctx, post: &PostRecord, published_ms: i64) -> Next {
     if is_public(post) {
+        let published_ms = if published_ms > 0 {
+            published_ms
+        } else {
+            now_ms()
+        };
         next_read(ctx, published_ms, post.stats_reads())
     } else {
         Next::Done
@@ -45,10 +50,15 @@ pub(super) fn after_publish(ctx: &Ctx, post: &PostRecord, published_ms: i64) -> 
 
 /// One stats read of a published public post (see the module docs).
 pub(super) async fn read(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
+    // When it went live (a post settled by a webhook may lack it: then its last state change).
+    let published = match post.published_ms() {
+        p if p > 0 => p,
+        _ => post.updated_ms(),
+    };
     let mut done = post.stats_reads().max(0);
     // Reads whose time passed while the daemon was away are not made late under their own name.
     while (done as usize) + 1 < READS.len()
-        && matches!(next_read(ctx, post.published_ms(), done + 1), Next::At(t) if t <= now_ms())
+        && matches!(next_read(ctx, published, done + 1), Next::At(t) if t <= now_ms())
     {
         done += 1;
     }
@@ -62,7 +72,6 @@ pub(super) async fn read(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
     let Some((name, _)) = READS.get(done.max(0) as usize) else {
         return Next::Done;
     };
-    let published = post.published_ms();
     let Next::At(due) = next_read(ctx, published, done) else {
         return Next::Done;
     };
