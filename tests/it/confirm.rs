@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tiktok_poster::sim::CaptionField;
 
 use crate::app::{TestApp, path_str};
 use crate::support::wait_until;
@@ -50,7 +51,17 @@ async fn requests(app: &TestApp, endpoint: &str) -> u64 {
 /// simulator's own id, found through `video/list`, its URL, an event, and the video claimed.
 #[tokio::test]
 async fn a_public_post_whose_status_was_lost_is_confirmed_from_the_video_list() {
-    let app = app(|_| {}, 200).await;
+    lost_status_then_confirmed(CaptionField::Title).await;
+}
+
+/// The other reading of where TikTok puts a posted title: `video_description`, `title` empty.
+#[tokio::test]
+async fn the_confirmation_reads_the_caption_from_video_description_too() {
+    lost_status_then_confirmed(CaptionField::VideoDescription).await;
+}
+
+async fn lost_status_then_confirmed(caption: CaptionField) {
+    let app = app(|c| c.display_caption = caption, 200).await;
     lose_the_status(&app).await;
     let id = submit(
         &app,
