@@ -54,6 +54,13 @@ pub(super) fn delay(unit: i64, done: i64) -> i64 {
     unit.saturating_mul(factor.min(MAX_STEP))
 }
 
+/// When the look after look number `looks` comes, or `None` when it would come after `until` (the
+/// looks are over).
+pub(super) fn next_look(now: i64, unit: i64, looks: i64, until: i64) -> Option<i64> {
+    let next = now.saturating_add(delay(unit, looks));
+    (next <= until).then_some(next)
+}
+
 /// Whether a stored post is a public Direct Post (the only kind the list shows).
 pub(super) fn is_public(post: &PostRecord) -> bool {
     post.privacy_level() == Some(PrivacyLevel::PublicToEveryone.as_str())
@@ -253,8 +260,9 @@ pub(super) async fn look(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
         return next;
     }
     let now = now_ms();
-    let next = now + delay(unit(ctx), looks);
-    let last = next > until;
+    let next = next_look(now, unit(ctx), looks, until);
+    let last = next.is_none();
+    let next = next.unwrap_or(now);
     let (candidates, status) = match &found {
         Ok(v) if v.len() > 1 => {
             let mut named = Vec::new();
@@ -296,6 +304,11 @@ pub(super) async fn look(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
         (Field::ConfirmLooks, looks.to_string()),
         (Field::Candidates, candidates),
         (Field::ErrorMessage, format!("{reason}. {status}; {tail}")),
+        // After the last look `confirm_until_ms` says when the looks ended.
+        (
+            Field::ConfirmUntilMs,
+            if last { now } else { until }.to_string(),
+        ),
     ];
     match ctx.ledger.set_fields(&claim.id, &fields, fence).await {
         Ok(true) if last => Next::Done,
@@ -397,5 +410,12 @@ mod tests {
             n += 1;
         }
         assert!((60..=80).contains(&n), "{n} looks");
+    }
+
+    #[test]
+    fn the_looks_end_at_their_deadline() {
+        assert_eq!(next_look(1_000, 100, 1, 10_000), Some(1_200));
+        assert_eq!(next_look(9_900, 100, 1, 10_000), None, "past the deadline");
+        assert_eq!(next_look(9_800, 100, 1, 10_000), Some(10_000), "at it");
     }
 }
