@@ -228,7 +228,7 @@ async fn a_private_post_is_not_looked_for_and_says_what_to_check() {
 }
 
 /// How a published public post did: its counts (set on the simulator) are read at the first read
-/// (an hour after publishing, scaled down here) into the post hash.
+/// (an hour after publishing, scaled down here) into the post hash, and the calendar page shows them.
 #[tokio::test]
 async fn a_published_posts_stats_are_read_back() {
     let app = app(|_| {}, 20).await;
@@ -256,6 +256,31 @@ async fn a_published_posts_stats_are_read_back() {
         p["stats_read_ms"].parse::<i64>().unwrap() >= p["published_ms"].parse::<i64>().unwrap()
     );
     assert!(requests(&app, "video_query").await >= 1);
+    // The calendar page shows them next to the post.
+    let cfg = app.cli_config("cli", &[], "");
+    crate::calendar::cli_ok(
+        &cfg,
+        &[
+            "calendar",
+            "set",
+            "main",
+            "--tz",
+            "UTC",
+            "--slot",
+            "0 9 * * *",
+        ],
+    )
+    .await;
+    let html = reqwest::get(format!("{}/calendar?account=main", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("1234 views · 56 likes · 7 comments · 8 shares"),
+        "{html}"
+    );
 }
 
 /// A published public post whose status never gives its public id (moderation outlasts the test):
