@@ -103,6 +103,11 @@ impl Keys {
     pub fn publish_ids(&self) -> String {
         format!("{}:publish_ids", self.ns)
     }
+    /// TikTok video id → the post that claimed it (a hash): every public id recorded on a post, so the
+    /// list lookup of an `unconfirmed` post never takes another post's video.
+    pub fn claimed_videos(&self) -> String {
+        format!("{}:claimed_videos", self.ns)
+    }
     /// A webhook delivery already handled (by body hash).
     pub fn webhook_seen(&self, digest: &str) -> String {
         format!("{}:webhook:{digest}", self.ns)

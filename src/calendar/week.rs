@@ -27,6 +27,26 @@ pub struct WeekPost {
     pub state: String,
     /// The live post's address, once TikTok gave one.
     pub url: Option<String>,
+    /// How the post did at its last stats read, once read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<PostStats>,
+}
+
+/// A published post's counts at its last stats read (`video/query`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PostStats {
+    /// Views.
+    pub views: u64,
+    /// Likes.
+    pub likes: u64,
+    /// Comments.
+    pub comments: u64,
+    /// Shares.
+    pub shares: u64,
+    /// Which read: `1h`, `1d` or `7d` after publishing.
+    pub read: String,
+    /// When it was read (ms).
+    pub read_ms: i64,
 }
 
 /// One line of a day: a slot instant, a post, or a post in its slot.

@@ -17,6 +17,7 @@ fn post(id: &str, state: &str) -> WeekPost {
         title: Some(format!("title of {id}")),
         state: state.to_owned(),
         url: None,
+        stats: None,
     }
 }
 

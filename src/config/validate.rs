@@ -175,6 +175,13 @@ impl Settings {
                 3600,
             ),
             (
+                "worker.confirm_look_ms",
+                "WORKER__CONFIRM_LOOK_MS",
+                self.worker.confirm_look_ms,
+                10,
+                3_600_000,
+            ),
+            (
                 "worker.daily_post_budget",
                 "WORKER__DAILY_POST_BUDGET",
                 self.worker.daily_post_budget as u64,

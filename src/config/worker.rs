@@ -28,6 +28,10 @@ pub struct WorkerSettings {
     pub settle_timeout_secs: u64,
     /// How long SIGTERM waits for posts in flight.
     pub shutdown_grace_secs: u64,
+    /// The first look for an `unconfirmed` public post on TikTok's video list, in milliseconds; later
+    /// looks double up to 60 times this and end after 4320 times this (72 h at the default). The posts'
+    /// stats are read at 60, 1440 and 10080 times this after publishing (1 h, 1 d, 7 d).
+    pub confirm_look_ms: u64,
     /// Direct Posts per account per rolling 24 hours before the daemon defers the rest (TikTok's own
     /// cap is about 15 and shared by every app the creator uses).
     pub daily_post_budget: u32,
@@ -50,6 +54,7 @@ impl Default for WorkerSettings {
             status_interval_ms: 3000,
             settle_timeout_secs: 6 * 3600,
             shutdown_grace_secs: 30,
+            confirm_look_ms: 60_000,
             daily_post_budget: 15,
             blocked_recheck_secs: 1800,
             id: String::new(),
@@ -73,6 +78,7 @@ impl WorkerSettings {
             daily_budget: self.daily_post_budget,
             blocked_recheck: Duration::from_secs(self.blocked_recheck_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            confirm_look: Duration::from_millis(self.confirm_look_ms),
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct WorkerConfig {
     pub blocked_recheck: Duration,
     /// How long SIGTERM waits for in-flight posts.
     pub shutdown_grace: Duration,
+    /// The unit of the video-list looks and the stats reads (see `WorkerSettings::confirm_look_ms`).
+    pub confirm_look: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -121,6 +129,7 @@ impl Default for WorkerConfig {
             daily_budget: 15,
             blocked_recheck: Duration::from_secs(1800),
             shutdown_grace: Duration::from_secs(30),
+            confirm_look: Duration::from_secs(60),
         }
     }
 }

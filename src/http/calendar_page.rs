@@ -121,6 +121,21 @@ fn entry(out: &mut String, e: &Entry) {
                 }
                 None => out.push_str(&esc(&title)),
             }
+            if let Some(st) = &p.stats {
+                let when = chrono::DateTime::from_timestamp_millis(st.read_ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                let _ = write!(
+                    out,
+                    " <small class=stats title=\"read {} ({} after publishing)\">{} views · {} likes · {} comments · {} shares</small>",
+                    esc(&when),
+                    esc(&st.read),
+                    st.views,
+                    st.likes,
+                    st.comments,
+                    st.shares
+                );
+            }
         }
     }
     if e.slot && e.post.is_some() {
@@ -175,6 +190,7 @@ mod tests {
             title: Some(title.to_owned()),
             state: state.to_owned(),
             url: url.map(str::to_owned),
+            stats: None,
         }
     }
 
@@ -253,6 +269,44 @@ mod tests {
         assert_eq!(html.matches("<span class=free>free</span>").count(), 3);
         assert_eq!(html.matches("class=\"entry slot\"").count(), 7);
         assert_eq!(html.matches("<li class=\"entry\">").count(), 1);
+    }
+
+    #[test]
+    fn a_posts_stats_show_when_read() {
+        let s = Schedule::parse("UTC", &["0 9 * * MON"]).unwrap();
+        let monday = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        let mut read = post(
+            "p1",
+            "t",
+            "published",
+            Some("https://www.tiktok.com/@u/video/1"),
+        );
+        read.stats = Some(crate::calendar::week::PostStats {
+            views: 1234,
+            likes: 56,
+            comments: 7,
+            shares: 8,
+            read: "1d<".into(),
+            read_ms: ms("2026-06-02T09:00:00Z"),
+        });
+        let unread = post("p2", "u", "published", None);
+        let posts = vec![
+            (ms("2026-06-01T09:00:00Z"), read),
+            (ms("2026-06-01T10:00:00Z"), unread),
+        ];
+        let html = render(&build_week("a", &s, monday, false, 0, posts, |_| true));
+        assert!(
+            html.contains("1234 views · 56 likes · 7 comments · 8 shares</small>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("title=\"read 2026-06-02T09:00:00+00:00 (1d&lt; after publishing)\"")
+        );
+        assert_eq!(
+            html.matches("class=stats").count(),
+            1,
+            "only the post that was read"
+        );
     }
 
     #[test]

@@ -256,13 +256,12 @@ async fn healthz(State(st): State<AppState>) -> Response {
     // A stalled Redis must not stall the answer: what Redis cannot tell within the probe's bound is
     // reported as a stall.
     let read = tokio::time::timeout(crate::health::REDIS_PROBE_TIMEOUT, async {
-        let depth = st.store.depth().await?;
+        let backlog = st.store.backlog().await?;
         let accounts = st.accounts.list().await.unwrap_or_default();
-        // How late the oldest due post is (0 when nothing is waiting past its time).
-        let mut conn = st.accounts.conn.clone();
-        let oldest: Vec<(String, f64)> =
-            redis::AsyncCommands::zrange_withscores(&mut conn, st.keys.due(), 0, 0).await?;
-        Ok::<_, redis::RedisError>((depth, accounts, oldest))
+        // How late the oldest due post still to be sent is (0 when nothing waits past its time);
+        // follow-ups of settled posts (list looks, stats reads) are no backlog.
+        let oldest = backlog.oldest_due_ms;
+        Ok::<_, redis::RedisError>(((backlog.waiting, backlog.leased), accounts, oldest))
     })
     .await;
     let (redis_ok, problem, (due, leased), accounts, oldest) = match read {
@@ -272,7 +271,7 @@ async fn healthz(State(st): State<AppState>) -> Response {
             problem.or_else(|| Some(crate::db::explain(&e))),
             (0, 0),
             Vec::new(),
-            Vec::new(),
+            None,
         ),
         Err(_) => (
             false,
@@ -282,14 +281,11 @@ async fn healthz(State(st): State<AppState>) -> Response {
             )),
             (0, 0),
             Vec::new(),
-            Vec::new(),
+            None,
         ),
     };
     let reauth = accounts.iter().filter(|a| a.state != STATE_OK).count();
-    let lag_ms = oldest
-        .first()
-        .map(|(_, at)| (now_ms() - *at as i64).max(0))
-        .unwrap_or(0);
+    let lag_ms = oldest.map(|at| (now_ms() - at).max(0)).unwrap_or(0);
     let ok = redis_ok && workers && problem.is_none();
     let body = json!({
         "ok": ok,

@@ -130,6 +130,7 @@ impl Calendars {
                         title: p.fields.get("title").cloned().filter(|t| !t.is_empty()),
                         state: p.state_name().to_string(),
                         url: p.url().map(str::to_string),
+                        stats: stats_of(&p),
                     },
                 )
             })
@@ -168,4 +169,18 @@ impl Calendars {
             .collect::<Vec<_>>();
         Ok(Some(feed::render(account, &items, Utc::now())))
     }
+}
+
+/// A post's counts at its last stats read, when there was one (unreadable counts are 0).
+fn stats_of(p: &crate::posts::PostRecord) -> Option<crate::calendar::week::PostStats> {
+    let read = p.stats_read()?;
+    let n = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Some(crate::calendar::week::PostStats {
+        views: n(p.view_count()),
+        likes: n(p.like_count()),
+        comments: n(p.comment_count()),
+        shares: n(p.share_count()),
+        read: read.chars().take(8).collect(),
+        read_ms: p.stats_read_ms(),
+    })
 }

@@ -7,6 +7,7 @@
 //!
 //! Knows Redis, not apalis and not TikTok's HTTP.
 
+mod confirm;
 pub(crate) mod echo;
 pub(crate) mod held;
 mod limits;
@@ -22,6 +23,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::db::{Keys, now_ms};
+pub use confirm::Confirmed;
 pub use held::{Candidate, Moved, Rules, Slotted};
 pub use record::{Field, Fields, PostRecord};
 pub use state::State;
@@ -54,7 +56,7 @@ if old ~= ARGV[2] then
   redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_ms', ARGV[3])
-if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)); claim_post_id(KEYS[1], KEYS[5], 7) end
 if DEAD[ARGV[2]] then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1]) end
 if ARGV[2] == S_FAILED and (redis.call('HGET', KEYS[1], 'publish_id') or '') == '' then
   local acct = redis.call('HGET', KEYS[1], 'account')
@@ -77,7 +79,10 @@ if not st then return 0 end
 if (redis.call('HGET', KEYS[1], 'publish_id') or '') ~= ARGV[5] or ARGV[5] == '' then return 3 end
 local terminal = TERMINAL[st]
 local change = ARGV[2] ~= '' and not terminal
-if #ARGV > 6 and (ARGV[6] == 'always' or change) then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+if #ARGV > 6 and (ARGV[6] == 'always' or change) then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+  claim_post_id(KEYS[1], KEYS[5], 7)
+end
 if change then
   if st ~= ARGV[2] then
     redis.call('HINCRBY', KEYS[4], st, -1)
@@ -91,11 +96,12 @@ end
 return 1
 "#;
 
-/// Sets fields, fenced by the lease owner when a token is given.
+/// Sets fields, fenced by the lease owner when a token is given (a `post_id` among them is claimed in
+/// KEYS[2], see `confirm`).
 const SET_FIELDS: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[1] then return -1 end
-if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)); claim_post_id(KEYS[1], KEYS[2], 2) end
 return 1
 "#;
 
@@ -154,10 +160,12 @@ return 'ok'
 
 /// The scripts, each built once; those naming a state start with [`state::lua_prelude`].
 static CREATE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CREATE));
-static TRANSITION_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(TRANSITION));
-static ADVANCE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(ADVANCE));
+static TRANSITION_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| state::lua_script(&format!("{}{TRANSITION}", confirm::CLAIM_LUA)));
+static ADVANCE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| state::lua_script(&format!("{}{ADVANCE}", confirm::CLAIM_LUA)));
 static SET_FIELDS_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(SET_FIELDS));
+    LazyLock::new(|| redis::Script::new(&format!("{}{SET_FIELDS}", confirm::CLAIM_LUA)));
 static CANCEL_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(CANCEL));
 static RETRY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_script(RETRY));
 
@@ -322,6 +330,7 @@ impl Ledger {
             .key(self.keys.events())
             .key(self.keys.dead())
             .key(self.keys.state_counts())
+            .key(self.keys.claimed_videos())
             .arg(id)
             .arg(new_state.as_str())
             .arg(now_ms())
@@ -348,7 +357,9 @@ impl Ledger {
         fence: Option<&str>,
     ) -> redis::RedisResult<bool> {
         let mut inv = SET_FIELDS_SCRIPT.prepare_invoke();
-        inv.key(self.keys.post(id)).arg(fence.unwrap_or(""));
+        inv.key(self.keys.post(id))
+            .key(self.keys.claimed_videos())
+            .arg(fence.unwrap_or(""));
         for (k, v) in record::names(fields) {
             inv.arg(k).arg(v);
         }
@@ -376,6 +387,7 @@ impl Ledger {
             .key(self.keys.events())
             .key(self.keys.dead())
             .key(self.keys.state_counts())
+            .key(self.keys.claimed_videos())
             .arg(id)
             .arg(new_state.map_or("", State::as_str))
             .arg(now_ms())
@@ -426,20 +438,29 @@ impl Ledger {
     /// cannot be published (empty: the post has no attempt). Refused when the post's attempt is
     /// another one by now. `Err` says why it is refused.
     pub async fn retry_confirmed(&self, id: &str, publish_id: &str) -> Result<(), String> {
-        self.guarded(&RETRY_SCRIPT, id, &[publish_id]).await.and_then(|r| match r.as_str() {
+        let r = self.guarded(&RETRY_SCRIPT, id, &[publish_id]).await?;
+        if r == State::Unconfirmed.as_str() {
+            let until = self
+                .get(id)
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |p| p.confirm_until_ms());
+            return Err(confirm::unconfirmed_refusal(id, until, now_ms()));
+        }
+        match r.as_str() {
             "ok" => Ok(()),
             "missing" => Err(format!("no post {id:?}")),
-            st if st == State::Unconfirmed.as_str() => Err(format!(
-                "post {id} is unconfirmed: TikTok may have published it; check the account in the TikTok app, and submit it again under a new id only if it is not there"
-            )),
             "sent" => Err(format!(
                 "post {id} has an attempt at TikTok; `tiktok-poster retry {id}` asks TikTok for its status first"
             )),
             "changed" => Err(format!(
                 "post {id} changed while TikTok was asked about it; nothing was done, run the command again"
             )),
-            other => Err(format!("post {id} is {other}; only failed posts can be retried")),
-        })
+            other => Err(format!(
+                "post {id} is {other}; only failed posts can be retried"
+            )),
+        }
     }
 
     async fn guarded(

@@ -135,6 +135,38 @@ post_fields! {
     VideoMtimeMs => video_mtime_ms: int,
     /// The submitted file's identity at submission (device, inode, …).
     VideoIdentity => video_identity: text,
+    /// The video's duration as probed before its upload (ms); matched against TikTok's video list.
+    DurationMs => duration_ms: int,
+    /// The video's display width as probed before its upload (pixels).
+    VideoWidth => video_width: int,
+    /// The video's display height as probed before its upload (pixels).
+    VideoHeight => video_height: int,
+    /// Why the post ended `unconfirmed` (its first `error_message`, kept while the looks add to it).
+    UnconfirmedReason => unconfirmed_reason: text,
+    /// Looks for an `unconfirmed` post on TikTok's video list so far.
+    ConfirmLooks => confirm_looks: int,
+    /// When the daemon stops looking for an `unconfirmed` post on the video list (ms).
+    ConfirmUntilMs => confirm_until_ms: int,
+    /// The look-alike videos of an `unconfirmed` post (comma-separated TikTok ids).
+    Candidates => candidates: text,
+    /// How the post's public id was found: `video_list` when the list lookup confirmed it.
+    ConfirmedBy => confirmed_by: text,
+    /// Views at the last stats read.
+    ViewCount => view_count: text,
+    /// Likes at the last stats read.
+    LikeCount => like_count: text,
+    /// Comments at the last stats read.
+    CommentCount => comment_count: text,
+    /// Shares at the last stats read.
+    ShareCount => share_count: text,
+    /// When the stats were last read (ms).
+    StatsReadMs => stats_read_ms: int,
+    /// Which read that was: `1h`, `1d` or `7d` after publishing.
+    StatsRead => stats_read: text,
+    /// Stats reads done (or given up) so far.
+    StatsReads => stats_reads: int,
+    /// Failed tries of the current stats read.
+    StatsTries => stats_tries: int,
 }
 
 /// A post as stored.

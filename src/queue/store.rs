@@ -234,14 +234,65 @@ impl JobStore {
         Ok(n == 1)
     }
 
-    /// Number of ids due or scheduled, and number leased.
+    /// Number of posts due or scheduled that are still to be sent, and number leased. A settled
+    /// post's entry (a follow-up: a look for an `unconfirmed` post on TikTok's list, a public id
+    /// check, a stats read) is no backlog and is not counted.
     pub async fn depth(&self) -> redis::RedisResult<(u64, u64)> {
+        let b = self.backlog().await?;
+        Ok((b.waiting, b.leased))
+    }
+
+    /// The backlog: posts still to be sent in the due index (follow-ups of settled posts left out),
+    /// the earliest due time among them, and the leased count.
+    pub async fn backlog(&self) -> redis::RedisResult<Backlog> {
         let mut conn = self.conn.clone();
-        let (a, b): (u64, u64) = redis::pipe()
-            .zcard(self.keys.due())
-            .zcard(self.keys.lease())
-            .query_async(&mut conn)
+        let (waiting, oldest, leased): (u64, i64, u64) = BACKLOG_SCRIPT
+            .key(self.keys.due())
+            .key(self.keys.lease())
+            .arg(self.keys.post_prefix())
+            .arg(BACKLOG_SCAN)
+            .invoke_async(&mut conn)
             .await?;
-        Ok((a, b))
+        Ok(Backlog {
+            waiting,
+            oldest_due_ms: (oldest >= 0).then_some(oldest),
+            leased,
+        })
     }
 }
+
+/// What [`JobStore::backlog`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Posts due or scheduled that are still to be sent.
+    pub waiting: u64,
+    /// The earliest due time among them (ms).
+    pub oldest_due_ms: Option<i64>,
+    /// Posts leased by a worker now.
+    pub leased: u64,
+}
+
+/// Due entries the backlog script looks at, earliest first; any beyond are counted as backlog.
+const BACKLOG_SCAN: usize = 10_000;
+
+/// Counts the earliest ARGV[2] due entries whose post is not settled (ARGV[1]: the post hashes'
+/// prefix) and returns that count (plus every entry beyond them), the earliest such due time (-1:
+/// none) and the number of leases.
+const BACKLOG: &str = r#"
+local limit = tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', KEYS[1], 0, limit - 1, 'WITHSCORES')
+local n, oldest = 0, -1
+for i = 1, #ids, 2 do
+  local st = redis.call('HGET', ARGV[1] .. ids[i], 'state')
+  if not (st and TERMINAL[st]) then
+    n = n + 1
+    if oldest < 0 then oldest = math.floor(tonumber(ids[i + 1])) end
+  end
+end
+local total = redis.call('ZCARD', KEYS[1])
+if total > limit then n = n + total - limit end
+return {n, oldest, redis.call('ZCARD', KEYS[2])}
+"#;
+
+static BACKLOG_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| crate::posts::state::lua_script(BACKLOG));

@@ -22,6 +22,11 @@ pub struct LocalVideo {
     /// The identity every chunk is checked against: the one recorded at submission (or, for a post
     /// recorded before identities were kept, the one seen now).
     pub identity: FileIdentity,
+    /// The probed duration (ms) and display size, matched against TikTok's video list when the post's
+    /// outcome is unknown.
+    pub duration_ms: Option<i64>,
+    /// Display width and height after rotation.
+    pub size: Option<(u32, u32)>,
 }
 
 impl LocalVideo {
@@ -111,16 +116,19 @@ pub async fn prepare(
         });
     }
     let creator_max = creator_max_secs.map(u64::from);
-    if let Err(r) = crate::media::check_video(&resolved, video, creator_max).await {
-        if r.transient {
+    let info = match crate::media::check_video(&resolved, video, creator_max).await {
+        Ok(info) => info,
+        Err(r) if r.transient => {
             return Err(Refused::Later(r.message));
         }
         // The first rule's code names the failure; the message lists them all.
-        return Err(Refused::Fail {
-            code: r.code(),
-            message: r.message,
-        });
-    }
+        Err(r) => {
+            return Err(Refused::Fail {
+                code: r.code(),
+                message: r.message,
+            });
+        }
+    };
     let plan = ChunkPlan::for_size(meta.len()).map_err(|e| Refused::Fail {
         code: "video_too_large",
         message: e.to_string(),
@@ -129,5 +137,10 @@ pub async fn prepare(
         plan,
         path: resolved,
         identity: recorded.unwrap_or(now),
+        duration_ms: info
+            .duration_secs
+            .filter(|d| d.is_finite() && *d >= 0.0)
+            .map(|d| (d * 1000.0).round() as i64),
+        size: info.width.zip(info.height),
     })
 }

@@ -7,6 +7,7 @@
 //! - `input`: hostile submissions and oversized answers (rejected with a reason, echoed within bounds).
 //! - `cli`: the binary's commands and exit codes.
 //! - `blocked`: `posting_blocked`: a banned account, the app's active-user cap, `accounts resume`.
+//! - `confirm`: `unconfirmed` posts resolved from TikTok's video list; posts' stats read back.
 //! - `display`: the Display API and user info: fields by scope, list paging, queries, rate limits.
 //! - `files`: where videos may come from, a file changed during upload, transient read errors.
 //! - `hostile_video`: crafted files against the probe's memory and time bounds, and crash loops.
@@ -25,6 +26,7 @@ mod browser;
 mod calendar;
 mod calendar_views;
 mod cli;
+mod confirm;
 mod crafted_mp4;
 mod crafted_webm;
 mod crash;

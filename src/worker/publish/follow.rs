@@ -5,7 +5,7 @@
 //! by the lease, and a webhook that settled the post meanwhile is noticed before each poll. A post that
 //! stays unsettled long after its upload ends `unconfirmed`, never `failed`: TikTok may still publish it.
 
-use super::{Job, Stop, public_id};
+use super::{Job, Stop, public_id, stats};
 use crate::db::now_ms;
 use crate::posts::{Field, State};
 use crate::queue::Next;
@@ -46,6 +46,13 @@ impl Job<'_> {
                     state = %now,
                     "Post settled by a webhook ahead of polling."
                 );
+                // A published public post with its id is read back later (`stats.rs`).
+                if now == State::Published
+                    && let Ok(Some(p)) = self.ctx.ledger.get(self.id()).await
+                    && p.post_id().is_some()
+                {
+                    return Ok(stats::after_publish(self.ctx, &p, p.published_ms()));
+                }
                 return Ok(Next::Done);
             }
             self.slot(limits::STATUS).await?;
@@ -59,7 +66,8 @@ impl Job<'_> {
                 .await?;
             match s.status {
                 StatusKind::PublishComplete => {
-                    let mut fields = vec![(Field::PublishedMs, now_ms().to_string())];
+                    let published_ms = now_ms();
+                    let mut fields = vec![(Field::PublishedMs, published_ms.to_string())];
                     let mut msg = String::new();
                     if let Some(id) = s.post_ids.first() {
                         fields.push((Field::PostId, id.to_string()));
@@ -87,6 +95,10 @@ impl Job<'_> {
                         // Public posts get their id after moderation (usually a minute, sometimes
                         // hours): look again later, without touching the state.
                         return Ok(Next::At(now_ms() + public_id::recheck_ms(self.ctx)));
+                    }
+                    if !s.post_ids.is_empty() && !self.sub.draft {
+                        // How the post did: read back at about 1 h, 1 d and 7 d.
+                        return Ok(stats::after_publish(self.ctx, &self.post, published_ms));
                     }
                     return Ok(Next::Done);
                 }

@@ -134,6 +134,16 @@ impl Job<'_> {
             (Field::PublishId, init.publish_id.clone()),
             (Field::UploadDone, "0".to_string()),
         ];
+        if let Some(v) = &local {
+            // What the video list is matched against should the outcome be unknown.
+            if let Some(ms) = v.duration_ms {
+                fields.push((Field::DurationMs, ms.to_string()));
+            }
+            if let Some((w, h)) = v.size {
+                fields.push((Field::VideoWidth, w.to_string()));
+                fields.push((Field::VideoHeight, h.to_string()));
+            }
+        }
         if let Some(url) = &init.upload_url {
             let sealed = self.ctx.accounts.seal(
                 &self.sub.account,

@@ -17,15 +17,20 @@
 //!   TikTok allows it again.
 //! - a step that stopped: `verdict.rs` decides what it means (a pure function), `settle.rs` applies it.
 //! - a published public post without its public id: `public_id.rs`, a job of its own.
+//! - an `unconfirmed` public post: `confirm.rs` looks for it on TikTok's video list (matching in
+//!   `candidates.rs`), a job of its own; a published public post's stats: `stats.rs`.
 //!
 //! Handlers return [`Next`]; they never hold the claim past a shutdown: between steps they hand the post
 //! back (it resumes from its `publish_id` on the next claim).
 
 mod blocked;
+mod candidates;
+mod confirm;
 mod follow;
 mod fresh;
 mod public_id;
 mod settle;
+mod stats;
 mod upload;
 mod verdict;
 
@@ -121,10 +126,14 @@ pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
         }
     };
     if post.current().is_some_and(State::is_terminal) {
-        if post.current() == Some(State::Published) && post.post_id().is_none() {
-            return public_id::collect(ctx, claim, &post).await;
-        }
-        return Next::Done;
+        return match post.current() {
+            Some(State::Published) if post.post_id().is_none() => {
+                public_id::collect(ctx, claim, &post).await
+            }
+            Some(State::Published) => stats::read(ctx, claim, &post).await,
+            Some(State::Unconfirmed) => confirm::look(ctx, claim, &post).await,
+            _ => Next::Done,
+        };
     }
     let sub = match post.submission() {
         Ok(s) => s,

@@ -3,6 +3,8 @@
 //! TikTok gives a public post its id after moderation (usually a minute, sometimes hours). This job
 //! looks once per claim, records the id and URL when TikTok has them and never touches the state, so
 //! repeating it or losing it costs at most a status call; it gives up after [`POST_ID_CHECKS`] looks.
+//! After [`LIST_AFTER_CHECKS`] looks without the id, each look also tries the account's video list
+//! (`confirm.rs`): a single candidate is taken as the post's id.
 
 use std::time::Duration;
 
@@ -18,6 +20,9 @@ use crate::tiktok::status::post_url;
 /// How many times a published public post is asked for its public id (every twenty status intervals:
 /// a minute by default).
 const POST_ID_CHECKS: i64 = 60;
+
+/// Status looks without the id after which each look also tries TikTok's video list (`confirm.rs`).
+const LIST_AFTER_CHECKS: i64 = 5;
 
 /// When to look for the public id again.
 pub(super) fn recheck_ms(ctx: &Ctx) -> i64 {
@@ -65,11 +70,24 @@ pub(super) async fn collect(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next
             fields.push((Field::Url, post_url(&username, *id)));
         }
         tracing::info!(post_id = id, "Public post id recorded.");
+        return match ctx
+            .ledger
+            .set_fields(&claim.id, &fields, Some(&claim.token))
+            .await
+        {
+            Ok(true) => super::stats::after_publish(ctx, post, post.published_ms()),
+            _ => Next::Done,
+        };
+    }
+    if checks > LIST_AFTER_CHECKS
+        && let Some(published_ms) = super::confirm::find_missing_id(ctx, claim, post).await
+    {
+        // Found on the video list instead (one candidate, claimed atomically).
         let _ = ctx
             .ledger
             .set_fields(&claim.id, &fields, Some(&claim.token))
             .await;
-        return Next::Done;
+        return super::stats::after_publish(ctx, post, published_ms);
     }
     let _ = ctx
         .ledger

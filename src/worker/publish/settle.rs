@@ -190,23 +190,28 @@ impl Job<'_> {
                 message,
                 log_id,
             } => self.fail_now(&code, &message, log_id.as_deref()).await,
-            Verdict::Unconfirmed(message) => {
+            Verdict::Unconfirmed(reason) => {
+                // A public post is then looked for on TikTok's video list (`confirm.rs`).
+                let (message, mut fields, next) =
+                    super::confirm::on_unconfirmed(self.ctx, &self.post, &reason).await;
                 tracing::warn!(message, "Post unconfirmed.");
-                let _ = self
+                fields.push((Field::ErrorCode, "unconfirmed".into()));
+                fields.push((Field::ErrorMessage, message.clone()));
+                match self
                     .ctx
                     .ledger
                     .transition(
                         self.id(),
                         State::Unconfirmed,
-                        &[
-                            (Field::ErrorCode, "unconfirmed".into()),
-                            (Field::ErrorMessage, message.clone()),
-                        ],
+                        &fields,
                         &message,
                         Some(&self.claim.token),
                     )
-                    .await;
-                Next::Done
+                    .await
+                {
+                    Ok(true) => next,
+                    _ => Next::Done,
+                }
             }
         }
     }
