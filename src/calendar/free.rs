@@ -19,12 +19,13 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The first instant of `instants` (ascending, starting where the caller wants) that is free under
 /// the rules above, or `None` once the instants pass `horizon_end` (an instant equal to it may
-/// still be taken). `taken` must be sorted ascending.
+/// still be taken). `taken` must be sorted ascending. `daily_budget` gives the budget at each
+/// instant (the calendar's, or a warming-up account's lower cap of that day).
 pub fn first_free(
     instants: impl IntoIterator<Item = DateTime<Utc>>,
     taken: &[i64],
     min_spacing: Duration,
-    daily_budget: u32,
+    daily_budget: impl Fn(i64) -> u32,
     horizon_end: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     debug_assert!(taken.is_sorted(), "taken must be sorted");
@@ -32,7 +33,10 @@ pub fn first_free(
     instants
         .into_iter()
         .take_while(|t| *t <= horizon_end)
-        .find(|t| is_free(t.timestamp_millis(), taken, spacing, daily_budget))
+        .find(|t| {
+            let ms = t.timestamp_millis();
+            is_free(ms, taken, spacing, daily_budget(ms))
+        })
 }
 
 /// Whether the instant `t` (ms) is free; see the module doc.
@@ -100,7 +104,7 @@ mod tests {
     #[test]
     fn empty_ledger_takes_the_first_instant() {
         assert_eq!(
-            first_free(hourly(), &[], MIN15, 10, at(99 * H)),
+            first_free(hourly(), &[], MIN15, |_| 10, at(99 * H)),
             Some(at(0))
         );
     }
@@ -108,7 +112,7 @@ mod tests {
     #[test]
     fn a_held_instant_is_skipped_even_with_zero_spacing() {
         assert_eq!(
-            first_free(hourly(), &[0], Duration::ZERO, 10, at(99 * H)),
+            first_free(hourly(), &[0], Duration::ZERO, |_| 10, at(99 * H)),
             Some(at(H))
         );
     }
@@ -117,16 +121,16 @@ mod tests {
     fn exactly_min_spacing_apart_is_free() {
         // Post at 45 min; the slot at 1 h is exactly 15 min after it.
         assert_eq!(
-            first_free(hourly(), &[45 * M], MIN15, 10, at(99 * H)),
+            first_free(hourly(), &[45 * M], MIN15, |_| 10, at(99 * H)),
             Some(at(0))
         );
         assert_eq!(
-            first_free(hourly().skip(1), &[45 * M], MIN15, 10, at(99 * H)),
+            first_free(hourly().skip(1), &[45 * M], MIN15, |_| 10, at(99 * H)),
             Some(at(H))
         );
         // And exactly 15 min before a post.
         assert_eq!(
-            first_free(hourly().skip(1), &[H + 15 * M], MIN15, 10, at(99 * H)),
+            first_free(hourly().skip(1), &[H + 15 * M], MIN15, |_| 10, at(99 * H)),
             Some(at(H))
         );
     }
@@ -139,7 +143,7 @@ mod tests {
                 hourly().skip(1),
                 &[H - 14 * M - 59_000],
                 MIN15,
-                10,
+                |_| 10,
                 at(99 * H)
             ),
             Some(at(2 * H))
@@ -149,7 +153,7 @@ mod tests {
                 hourly().skip(1),
                 &[H + 14 * M + 59_000],
                 MIN15,
-                10,
+                |_| 10,
                 at(99 * H)
             ),
             Some(at(2 * H))
@@ -162,12 +166,12 @@ mod tests {
         // free one is 24 h (the post at 0 h is then exactly 24 h back, outside [s, s + 24h)).
         let taken = [0, 10 * H];
         assert_eq!(
-            first_free(hourly().skip(11), &taken, MIN15, 2, at(99 * H)),
+            first_free(hourly().skip(11), &taken, MIN15, |_| 2, at(99 * H)),
             Some(at(24 * H))
         );
         // Budget 3 lets 11 h through.
         assert_eq!(
-            first_free(hourly().skip(11), &taken, MIN15, 3, at(99 * H)),
+            first_free(hourly().skip(11), &taken, MIN15, |_| 3, at(99 * H)),
             Some(at(11 * H))
         );
     }
@@ -178,17 +182,17 @@ mod tests {
         // t > 40 h - 24 h = 16 h; at 16 h exactly the post at 40 h is just outside.
         let taken = [30 * H, 40 * H];
         assert_eq!(
-            first_free(hourly(), &taken, MIN15, 2, at(99 * H)),
+            first_free(hourly(), &taken, MIN15, |_| 2, at(99 * H)),
             Some(at(0))
         );
         assert_eq!(
-            first_free(hourly().skip(16), &taken, MIN15, 2, at(99 * H)),
+            first_free(hourly().skip(16), &taken, MIN15, |_| 2, at(99 * H)),
             Some(at(16 * H))
         );
         // From 17 h until 30 h + 24 h, some window holds both posts and the slot; at 54 h the post
         // at 30 h is exactly 24 h back, so no window holds all three.
         assert_eq!(
-            first_free(hourly().skip(17), &taken, MIN15, 2, at(99 * H)),
+            first_free(hourly().skip(17), &taken, MIN15, |_| 2, at(99 * H)),
             Some(at(54 * H))
         );
     }
@@ -199,12 +203,12 @@ mod tests {
         // window starting at 20 h holds 20 h and 30 h (2); no 24 h window holds all three.
         let taken = [0, 30 * H];
         assert_eq!(
-            first_free(hourly().skip(20), &taken, MIN15, 2, at(99 * H)),
+            first_free(hourly().skip(20), &taken, MIN15, |_| 2, at(99 * H)),
             Some(at(20 * H))
         );
         // Budget 1: nothing within 24 h of either post; 54 h is the first.
         assert_eq!(
-            first_free(hourly().skip(1), &taken, MIN15, 1, at(99 * H)),
+            first_free(hourly().skip(1), &taken, MIN15, |_| 1, at(99 * H)),
             Some(at(54 * H))
         );
     }
@@ -213,14 +217,14 @@ mod tests {
     fn horizon_is_inclusive_and_then_none() {
         let taken: Vec<i64> = (0..5).map(|h| h * H).collect();
         assert_eq!(
-            first_free(hourly(), &taken, MIN15, 10, at(5 * H)),
+            first_free(hourly(), &taken, MIN15, |_| 10, at(5 * H)),
             Some(at(5 * H))
         );
         assert_eq!(
-            first_free(hourly(), &taken, MIN15, 10, at(4 * H + 59 * M)),
+            first_free(hourly(), &taken, MIN15, |_| 10, at(4 * H + 59 * M)),
             None
         );
-        assert_eq!(first_free(hourly(), &[], MIN15, 0, at(99 * H)), None);
+        assert_eq!(first_free(hourly(), &[], MIN15, |_| 0, at(99 * H)), None);
     }
 
     #[test]
@@ -234,5 +238,20 @@ mod tests {
         // Zero spacing: only the same instant is refused.
         assert_eq!(first_spaced(10 * M, &taken, 0), 10 * M + 1);
         assert_eq!(first_spaced(11 * M, &taken, 0), 11 * M);
+    }
+
+    #[test]
+    fn the_budget_can_differ_by_instant() {
+        // Posts at 0 and 12 h. With a budget of 2 everywhere, no slot before 24 h is free (the
+        // window from 0 would hold 3); with 3 allowed from 13 h on, 13 h is.
+        let budget = |ms: i64| if ms < 13 * H { 2 } else { 3 };
+        assert_eq!(
+            first_free(hourly(), &[0, 12 * H], Duration::ZERO, budget, at(99 * H)),
+            Some(at(13 * H))
+        );
+        assert_eq!(
+            first_free(hourly(), &[0, 12 * H], Duration::ZERO, |_| 2, at(99 * H)),
+            Some(at(24 * H))
+        );
     }
 }

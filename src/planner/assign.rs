@@ -83,27 +83,8 @@ impl Calendars {
             .schedule
             .instants_from(now)
             .take_while(|t| *t <= horizon_end);
-        let budget = cal.settings.daily_budget;
-        // A warming-up account's free slots respect each day's cap of its ramp. Before its first
-        // post is sent, the ramp is counted from the earliest post it holds (that one will be the
-        // first), or from the candidate itself.
-        let warmup = if self.warmup.enabled {
-            let mut w = self.accounts.warmup(&sub.account).await?;
-            if w.first_post_ms.is_none() {
-                let day_ago =
-                    now.timestamp_millis() - crate::tiktok::DAILY_WINDOW.as_millis() as i64;
-                w.first_post_ms = self.ledger.first_held_from(&sub.account, day_ago).await?;
-            }
-            Some(w)
-        } else {
-            None
-        };
-        let budget_at = |ms: i64| match &warmup {
-            Some(w) => w
-                .step(&self.warmup.ramp, budget, ms.max(now.timestamp_millis()))
-                .map_or(budget, |s| s.cap),
-            None => budget,
-        };
+        // A warming-up account's free slots respect each day's cap of its ramp.
+        let caps = self.caps(&sub.account, cal.settings.daily_budget).await?;
         let mut size = FIRST_CHUNK;
         loop {
             let chunk: Vec<Candidate> = instants
@@ -111,7 +92,7 @@ impl Calendars {
                 .take(size)
                 .map(|t| {
                     let ms = t.timestamp_millis();
-                    (ms, local_text(cal, t), budget_at(ms))
+                    (ms, local_text(cal, t), caps.at(ms))
                 })
                 .collect();
             size = CHUNK;

@@ -312,3 +312,49 @@ impl Calendars {
         self.accounts.seal(account, &SecretString::from(token))
     }
 }
+
+/// The most posts any rolling 24 hours around an instant may hold for one account: its calendar's
+/// budget, or less while the account warms up (the day's cap of its ramp, counted from its first
+/// post, or before that from the earliest post it holds, which will be the first).
+#[derive(Debug, Clone)]
+pub struct Caps {
+    warmup: Option<crate::accounts::Warmup>,
+    ramp: Vec<u32>,
+    budget: u32,
+    now_ms: i64,
+}
+
+impl Caps {
+    /// The budget at instant `ms`.
+    pub fn at(&self, ms: i64) -> u32 {
+        match &self.warmup {
+            Some(w) => w
+                .step(&self.ramp, self.budget, ms.max(self.now_ms))
+                .map_or(self.budget, |s| s.cap),
+            None => self.budget,
+        }
+    }
+}
+
+impl Calendars {
+    /// The caps of `account`'s calendar whose budget is `budget`, as of now.
+    pub async fn caps(&self, account: &str, budget: u32) -> Result<Caps, PlanError> {
+        let now_ms = crate::db::now_ms();
+        let warmup = if self.warmup.enabled {
+            let mut w = self.accounts.warmup(account).await?;
+            if w.first_post_ms.is_none() {
+                let day_ago = now_ms - crate::tiktok::DAILY_WINDOW.as_millis() as i64;
+                w.first_post_ms = self.ledger.first_held_from(account, day_ago).await?;
+            }
+            Some(w)
+        } else {
+            None
+        };
+        Ok(Caps {
+            warmup,
+            ramp: self.warmup.ramp.clone(),
+            budget,
+            now_ms,
+        })
+    }
+}

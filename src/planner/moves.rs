@@ -8,7 +8,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use redis::AsyncCommands;
 
 use super::assign::local_text;
-use super::{Calendar, Calendars, PlanError};
+use super::{Calendar, Calendars, Caps, PlanError};
 use crate::calendar::settings::PAUSED_FIELD;
 use crate::calendar::{first_free, first_spaced};
 use crate::db::now_ms;
@@ -62,15 +62,20 @@ impl Calendars {
         Ok(v)
     }
 
-    /// The first free slot for a post at or after `from`, given `taken`.
-    fn next_slot(cal: &Calendar, taken: &[i64], from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The first free slot for a post at or after `from`, given `taken` and the account's `caps`.
+    fn next_slot(
+        cal: &Calendar,
+        caps: &Caps,
+        taken: &[i64],
+        from: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         let now = Utc::now();
         let horizon_end = now + chrono::Duration::days(i64::from(cal.settings.horizon_days));
         first_free(
             cal.schedule.instants_from(from),
             taken,
             cal.settings.min_spacing,
-            cal.settings.daily_budget,
+            |ms| caps.at(ms),
             horizon_end,
         )
     }
@@ -90,6 +95,7 @@ impl Calendars {
             .ok_or_else(|| PlanError::Invalid(format!("no post {post_id:?}")))?;
         let account = post.account().unwrap_or_default().to_string();
         let cal = self.require(&account).await?;
+        let caps = self.caps(&account, cal.settings.daily_budget).await?;
         let me = [post_id.to_string()];
         for _ in 0..REPLANS {
             let (t, slot_text) = match at {
@@ -108,7 +114,7 @@ impl Calendars {
                     let taken = self
                         .taken(&cal, now_ms() - DAY_MS - cal.settings.spacing_ms(), &me)
                         .await?;
-                    let t = Self::next_slot(&cal, &taken, Utc::now()).ok_or_else(|| {
+                    let t = Self::next_slot(&cal, &caps, &taken, Utc::now()).ok_or_else(|| {
                         PlanError::Invalid(format!(
                             "calendar_full: no free slot in the calendar of {account:?} within its horizon of {} days; add slots or raise --daily-budget or --horizon-days",
                             cal.settings.horizon_days
@@ -118,6 +124,10 @@ impl Calendars {
                 }
             };
             let message = format!("moved by calendar reslot to {}", local_text(&cal, t));
+            let rules = Rules {
+                daily_budget: caps.at(t.timestamp_millis()),
+                ..cal.rules()
+            };
             match self
                 .ledger
                 .move_post(
@@ -125,7 +135,7 @@ impl Calendars {
                     &account,
                     t.timestamp_millis(),
                     slot_text.as_deref(),
-                    cal.rules(),
+                    rules,
                     &[],
                     &message,
                 )
@@ -137,7 +147,7 @@ impl Calendars {
                     return Err(PlanError::Invalid(format!(
                         "{} is not free for post {post_id}: another post of {account:?} is closer than --min-spacing, or the 24 hours around it already hold {} posts; pick another time",
                         local_text(&cal, t),
-                        cal.settings.daily_budget
+                        rules.daily_budget
                     )));
                 }
                 Moved::Taken => continue,
@@ -185,6 +195,7 @@ impl Calendars {
         only_held: bool,
     ) -> Result<Vec<(String, String)>, PlanError> {
         let mut done = Vec::new();
+        let caps = self.caps(&cal.account, cal.settings.daily_budget).await?;
         'plan: for _ in 0..REPLANS {
             let now = now_ms();
             let start = now + RESUME_LEAD_MS;
@@ -213,13 +224,19 @@ impl Calendars {
                 let queue_post = post.slot_at().is_some();
                 let slot = if queue_post {
                     DateTime::from_timestamp_millis(start)
-                        .and_then(|from| Self::next_slot(cal, &taken, from))
+                        .and_then(|from| Self::next_slot(cal, &caps, &taken, from))
                         .map(|t| t.timestamp_millis())
                 } else {
                     None
                 };
                 let (t, rules) = match slot {
-                    Some(t) => (t, cal.rules()),
+                    Some(t) => (
+                        t,
+                        Rules {
+                            daily_budget: caps.at(t),
+                            ..cal.rules()
+                        },
+                    ),
                     // A fixed-time post (or a queue post with no free slot left): spread by the
                     // spacing; the daily budget defers it at posting time if it must.
                     None => (

@@ -135,7 +135,8 @@ impl Calendars {
                 )
             })
             .collect();
-        let (spacing, budget) = (cal.settings.spacing_ms(), cal.settings.daily_budget);
+        let spacing = cal.settings.spacing_ms();
+        let caps = self.caps(account, cal.settings.daily_budget).await?;
         Ok(build_week(
             account,
             &cal.schedule,
@@ -143,7 +144,7 @@ impl Calendars {
             cal.settings.paused_ms.is_some(),
             now_ms(),
             shown,
-            |t| is_free(t, &taken, spacing, budget),
+            |t| is_free(t, &taken, spacing, caps.at(t)),
         ))
     }
 

@@ -372,12 +372,7 @@ async fn reconnect_warnings_show_in_metrics_list_and_page() {
     let (id, _) = app.submit("soon", "m.mp4", 200_000).await;
     app.wait_state(&id, &["published"], Duration::from_secs(20))
         .await;
-    let text = reqwest::get(format!("{}/metrics", app.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     assert!(
         text.contains("tiktok_poster_accounts_reconnect_soon 1"),
         "{text}"

@@ -139,6 +139,16 @@ impl TestApp {
             .await;
     }
 
+    /// The body of `GET path` on the daemon's main listener (`/metrics`, `/`, …).
+    pub async fn get_text(&self, path: &str) -> String {
+        reqwest::get(format!("{}{path}", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
         let mut conn = self.redis.conn().await;
         conn.xadd("tiktok-poster:submit", "*", fields)

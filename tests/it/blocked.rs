@@ -155,17 +155,12 @@ async fn a_ban_at_init_holds_the_accounts_posts_until_tiktok_lifts_it() {
             && list.contains("spam_risk_user_banned_from_posting"),
         "{list}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", app.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("tiktok_poster_accounts_posting_blocked 1"),
         "{metrics}"
     );
-    let page = reqwest::get(&app.base).await.unwrap().text().await.unwrap();
+    let page = app.get_text("/").await;
     assert!(page.contains("posting_blocked (account) since"), "{page}");
 
     // TikTok lifts the ban: the next re-check clears the block and every held post goes.
@@ -248,12 +243,7 @@ async fn the_apps_active_user_cap_holds_every_account_and_lifts() {
             "{a}"
         );
     }
-    let metrics = reqwest::get(format!("{}/metrics", app.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("tiktok_poster_app_posting_blocked 1"),
         "{metrics}"

@@ -118,7 +118,7 @@ fn expected_free(
             schedule.instants_from(from),
             &taken,
             spacing,
-            budget,
+            |_| budget,
             horizon,
         )
         .expect("a free slot")

@@ -271,12 +271,7 @@ async fn a_published_posts_stats_are_read_back() {
         ],
     )
     .await;
-    let html = reqwest::get(format!("{}/calendar?account=main", app.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_text("/calendar?account=main").await;
     assert!(
         html.contains("1234 views · 56 likes · 7 comments · 8 shares"),
         "{html}"

@@ -159,14 +159,9 @@ async fn a_new_account_sends_only_its_first_days_cap_and_defers_the_rest_with_wa
             .starts_with("ramp applies: no public video older than 48 h"),
         "{fresh}"
     );
-    let page = reqwest::get(&app.base).await.unwrap().text().await.unwrap();
+    let page = app.get_text("/").await;
     assert!(page.contains(&format!("day 1 of 5: {cap} a day")), "{page}");
-    let metrics = reqwest::get(format!("{}/metrics", app.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("tiktok_poster_account_warmup_day{account=\"fresh\"} 1"),
         "{metrics}"
@@ -366,6 +361,7 @@ async fn a_warming_up_accounts_calendar_slots_keep_to_the_ramp() {
     .await;
     let (video, _) = app.video("cal.mp4", 300_000);
     let mut at = Vec::new();
+    let mut ids = Vec::new();
     for _ in 0..6 {
         let out = cli_ok(
             &cfg,
@@ -385,6 +381,7 @@ async fn a_warming_up_accounts_calendar_slots_keep_to_the_ramp() {
         let id = out.split_whitespace().next().unwrap().to_string();
         let p = app.post(&id).await;
         at.push(ms(&p, "held_ms"));
+        ids.push(id);
     }
     let ramp = &app.settings.warmup.ramp;
     // Day 1 (from the first post) holds ramp[0] posts, day 2 ramp[1], and no rolling 24 hours
@@ -401,6 +398,28 @@ async fn a_warming_up_accounts_calendar_slots_keep_to_the_ramp() {
             day(t) + 1,
             ramp[day(t)]
         );
+    }
+    // `calendar reslot` keeps to the ramp too: the last post does not move into day 1's free
+    // hours (the calendar's budget of 15 alone would allow them).
+    cli_ok(&cfg, &["calendar", "reslot", &ids[5]]).await;
+    let moved = ms(&app.post(&ids[5]).await, "held_ms");
+    assert!(day(moved) >= 1, "reslotted into day 1 at {moved}: {at:?}");
+    // And the week (what the page shows) marks day 1's other hours as not free.
+    let week: Value =
+        serde_json::from_str(&cli_ok(&cfg, &["calendar", "week", "cal", "--json"]).await)
+            .expect("calendar week --json is JSON");
+    for e in week["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["entries"].as_array().unwrap())
+    {
+        let t = chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        if t > first && t < first + DAY_MS && e["post"].is_null() {
+            assert_eq!(e["free"], false, "day 1 is full under the ramp: {e}");
+        }
     }
 }
 

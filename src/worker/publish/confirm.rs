@@ -195,8 +195,8 @@ pub(super) async fn find(ctx: &Ctx, id: &str, post: &PostRecord) -> Result<Vec<V
         .collect())
 }
 
-/// The public URL of `video` on `account`.
-pub(super) async fn url_of(ctx: &Ctx, account: &str, video: &Video) -> String {
+/// The public URL of video `id` on `account` (empty when the account's @handle is unknown).
+pub(super) async fn url_of(ctx: &Ctx, account: &str, id: u64) -> String {
     let username = ctx
         .accounts
         .info(account)
@@ -206,7 +206,7 @@ pub(super) async fn url_of(ctx: &Ctx, account: &str, video: &Video) -> String {
     if username.is_empty() {
         return String::new();
     }
-    post_url(&username, video.id)
+    post_url(&username, id)
 }
 
 /// An unconfirmed post's look: see the module docs.
@@ -267,7 +267,7 @@ pub(super) async fn look(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
         Ok(v) if v.len() > 1 => {
             let mut named = Vec::new();
             for c in v.iter().take(MAX_NAMED) {
-                let url = url_of(ctx, account, c).await;
+                let url = url_of(ctx, account, c.id).await;
                 named.push(if url.is_empty() {
                     c.id.to_string()
                 } else {
@@ -321,7 +321,7 @@ pub(super) async fn look(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next {
 /// Confirms the unconfirmed post as `video`: `Some` with how the claim ends, `None` when another post
 /// claimed the video first (the look goes on as if it found nothing).
 async fn confirm_as(ctx: &Ctx, claim: &Claim, account: &str, video: &Video) -> Option<Next> {
-    let url = url_of(ctx, account, video).await;
+    let url = url_of(ctx, account, video.id).await;
     let published_ms = video.create_time.saturating_mul(1000);
     let msg = format!("confirmed on TikTok's video list: {url}");
     let done = ctx
@@ -367,7 +367,7 @@ pub(super) async fn find_missing_id(ctx: &Ctx, claim: &Claim, post: &PostRecord)
     let [video] = found.as_slice() else {
         return None;
     };
-    let url = url_of(ctx, account, video).await;
+    let url = url_of(ctx, account, video.id).await;
     let published_ms = post.published_ms();
     match ctx
         .ledger

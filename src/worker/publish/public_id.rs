@@ -15,7 +15,6 @@ use crate::queue::Claim;
 use crate::queue::Next;
 use crate::tiktok::PrivacyLevel;
 use crate::tiktok::limits;
-use crate::tiktok::status::post_url;
 
 /// How many times a published public post is asked for its public id (every twenty status intervals:
 /// a minute by default).
@@ -60,14 +59,9 @@ pub(super) async fn collect(ctx: &Ctx, claim: &Claim, post: &PostRecord) -> Next
         && let Some(id) = s.post_ids.first()
     {
         fields.push((Field::PostId, id.to_string()));
-        let username = ctx
-            .accounts
-            .info(account)
-            .await
-            .map(|i| i.username)
-            .unwrap_or_default();
-        if !username.is_empty() {
-            fields.push((Field::Url, post_url(&username, *id)));
+        let url = super::confirm::url_of(ctx, account, *id).await;
+        if !url.is_empty() {
+            fields.push((Field::Url, url));
         }
         tracing::info!(post_id = id, "Public post id recorded.");
         return match ctx
