@@ -38,14 +38,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
     // Bound first and answering from now on: 503 with the reason until the daemon is ready.
     let listeners = crate::http::listeners::Listeners::bind(&settings.http, &shutdown).await?;
-    let Some(conn) = connect_redis(&settings.redis.url, &shutdown)
+    let target = settings.redis_target();
+    let Some(conn) = connect_redis(&target, &shutdown)
         .await
         .map_err(|e| ConfigError(e.0))?
     else {
         return Ok(());
     };
     listeners.starting(true, "starting: taking this daemon's worker identity");
-    let Some(ingest_conn) = connect_redis(&settings.redis.url, &shutdown)
+    let Some(ingest_conn) = connect_redis(&target, &shutdown)
         .await
         .map_err(|e| ConfigError(e.0))?
     else {

@@ -7,6 +7,9 @@
 use redis::aio::ConnectionManager;
 
 pub(crate) mod startup;
+mod target;
+
+pub use target::{Target, tls_problem};
 
 /// Key names under one namespace.
 #[derive(Debug, Clone)]
@@ -164,9 +167,11 @@ impl Keys {
     }
 }
 
-/// Opens a managed connection (reconnects by itself after a drop).
-pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
-    let client = redis::Client::open(url)?;
+/// Opens a managed connection (reconnects by itself after a drop) to a [`Target`]: the daemon and
+/// the CLI pass the settings' one (`Settings::redis_target`, TLS files included); a bare URL is a
+/// target without TLS files.
+pub async fn connect(target: impl Into<Target>) -> redis::RedisResult<ConnectionManager> {
+    let client = target.into().client()?;
     let cfg = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
         .set_response_timeout(Some(std::time::Duration::from_secs(10)))
@@ -206,7 +211,9 @@ pub fn is_out_of_memory(e: &redis::RedisError) -> bool {
 
 /// One line that says what a Redis error means for the operator.
 pub fn explain(e: &redis::RedisError) -> String {
-    if is_out_of_memory(e) {
+    if let Some(problem) = tls_problem(e) {
+        format!("cannot connect to Redis over TLS: {problem}")
+    } else if is_out_of_memory(e) {
         format!(
             "Redis is out of memory (maxmemory reached) and refuses writes: raise maxmemory or free memory ({e})"
         )

@@ -69,6 +69,9 @@ impl Settings {
                 "TikTok requires a static redirect URI without query or fragment".into(),
             );
         }
+        for (key, env, msg) in self.redis_tls_problems() {
+            bad(key, env, msg);
+        }
         for (key, env, msg) in self.warmup.problems() {
             bad(key, env, msg);
         }

@@ -4,6 +4,7 @@
 //! - `posting`: creator_info, inits, status, cancel, caps and rate limits, faults.
 //! - `upload`: chunked uploads, resumes after 416 and dropped connections, expiry.
 //! - `pipeline`: the daemon end to end with its own redis-server.
+//! - `redis_tls`: `rediss://` with a private CA and mutual TLS; certificates that must be refused.
 //! - `input`: hostile submissions and oversized answers (rejected with a reason, echoed within bounds).
 //! - `cli`: the binary's commands and exit codes.
 //! - `display`: the Display API and user info: fields by scope, list paging, queries, rate limits.
@@ -37,6 +38,7 @@ mod media;
 mod oauth;
 mod pipeline;
 mod posting;
+mod redis_tls;
 mod safety;
 mod upload;
 mod webhooks;
