@@ -16,7 +16,7 @@ use crate::accounts::Accounts;
 use crate::accounts::refresher::refresh_loop;
 use crate::config::{ConfigError, Settings};
 use crate::db::Keys;
-use crate::db::startup::{check_redis, connect_redis};
+use crate::db::startup::{check_cluster, check_redis, connect_redis};
 use crate::ingest::Ingest;
 use crate::planner::Calendars;
 use crate::posts::Ledger;
@@ -53,6 +53,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         return Ok(());
     };
     check_redis(conn.clone(), settings.redis.allow_eviction)
+        .await
+        .map_err(|e| ConfigError(e.0))?;
+    check_cluster(conn.clone(), &settings.redis.namespace)
         .await
         .map_err(|e| ConfigError(e.0))?;
     let keys = Keys::new(&settings.redis.namespace);

@@ -167,6 +167,16 @@ impl Keys {
     }
 }
 
+/// The hash tag of a namespace: the non-empty text between its first `{` and the first `}` after it,
+/// both inside the namespace. With one, every key of the namespace is in the same Redis Cluster
+/// hash slot (`{tiktok-poster}:submit`, `{tiktok-poster}:post:…`).
+pub fn hash_tag(namespace: &str) -> Option<&str> {
+    let open = namespace.find('{')?;
+    let rest = &namespace[open + 1..];
+    let close = rest.find('}')?;
+    (close > 0).then(|| &rest[..close])
+}
+
 /// Opens a managed connection (reconnects by itself after a drop) to a [`Target`]: the daemon and
 /// the CLI pass the settings' one (`Settings::redis_target`, TLS files included); a bare URL is a
 /// target without TLS files.
@@ -241,4 +251,20 @@ pub fn random_id() -> String {
         .take(32)
         .map(char::from)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hash_tags_are_read_as_redis_cluster_does() {
+        assert_eq!(super::hash_tag("{tiktok-poster}"), Some("tiktok-poster"));
+        assert_eq!(super::hash_tag("agency-{a}"), Some("a"));
+        assert_eq!(super::hash_tag("tiktok-poster"), None);
+        assert_eq!(super::hash_tag("{}x"), None, "an empty tag is no tag");
+        assert_eq!(
+            super::hash_tag("{open"),
+            None,
+            "a tag must close inside the namespace"
+        );
+    }
 }

@@ -268,3 +268,16 @@ fn redis_tls_files_are_checked() {
     .unwrap();
     assert_eq!(s.redis_target().ca_file.as_deref(), Some(ca.as_path()));
 }
+
+#[test]
+fn a_namespace_in_braces_is_accepted_and_a_broken_tag_is_not() {
+    let mut s = Settings::default();
+    s.redis.namespace = "{tiktok-poster}".into();
+    assert!(s.validate().is_ok());
+    s.redis.namespace = "{tiktok-poster".into();
+    let e = s.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("redis.namespace: \"{tiktok-poster\" has braces that enclose no hash tag"),
+        "{e}"
+    );
+}

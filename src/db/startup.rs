@@ -125,3 +125,19 @@ pub async fn check_redis(mut conn: ConnectionManager, allow_eviction: bool) -> R
     }
     Ok(())
 }
+
+/// On a Redis Cluster endpoint (`cluster_enabled:1`), refuses a namespace without a hash tag: its
+/// keys would spread over slots, and the daemon's multi-key scripts fail with `CROSSSLOT`.
+pub async fn check_cluster(mut conn: ConnectionManager, namespace: &str) -> Result<(), Refused> {
+    let info: redis::RedisResult<String> = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut conn)
+        .await;
+    let cluster = info.is_ok_and(|i| i.lines().any(|l| l.trim() == "cluster_enabled:1"));
+    if cluster && super::hash_tag(namespace).is_none() {
+        return Err(Refused(format!(
+            "Redis is a Cluster endpoint and [redis] namespace {namespace:?} has no hash tag, so the daemon's keys would spread over slots: set namespace = \"{{{namespace}}}\" (in braces) for a new installation"
+        )));
+    }
+    Ok(())
+}

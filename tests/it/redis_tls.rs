@@ -23,9 +23,9 @@ fn server(certs: &TestCerts, cert: &CertFiles, auth_clients: bool, trusted: bool
     })
 }
 
-/// Runs the daemon against `redis` with `tweak`ed TLS settings and returns the error it stops with
+/// Runs the daemon against `redis` with `tweak`ed settings and returns the error it stops with
 /// (it must stop on its own: a refused certificate is not an outage to wait out).
-async fn refusal(redis: &TestRedis, tweak: impl FnOnce(&mut Settings)) -> String {
+pub(crate) async fn refusal(redis: &TestRedis, tweak: impl FnOnce(&mut Settings)) -> String {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("token.key");
     tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
