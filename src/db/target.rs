@@ -146,11 +146,10 @@ pub fn tls_problem(e: &RedisError) -> Option<String> {
         "the server's TLS certificate is expired or not valid yet: renew it (or fix this host's clock)"
     } else if has("invalid peer certificate") {
         "the server's TLS certificate was refused: check it and [redis] ca_file"
-    } else if has("CertificateRequired")
-        || has("HandshakeFailure")
-        || has("peer sent no certificates")
-    {
+    } else if has("CertificateRequired") {
         "the server requires a client certificate (mutual TLS): set [redis] client_cert_file and client_key_file"
+    } else if has("HandshakeFailure") {
+        "the server ended the TLS handshake: it may require a client certificate ([redis] client_cert_file and client_key_file) or a TLS version this client lacks"
     } else if has("BadCertificate") || has("UnknownCA") || has("DecryptError") {
         "the server refused this client's TLS certificate: check [redis] client_cert_file and client_key_file against the server's CA"
     } else if has("InvalidContentType") || has("CorruptMessage") {
