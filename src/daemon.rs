@@ -16,7 +16,7 @@ use crate::accounts::Accounts;
 use crate::accounts::refresher::refresh_loop;
 use crate::config::{ConfigError, Settings};
 use crate::db::Keys;
-use crate::db::startup::{check_redis, connect_redis};
+use crate::db::startup::{check_cluster, check_redis, connect_redis};
 use crate::ingest::Ingest;
 use crate::planner::Calendars;
 use crate::posts::Ledger;
@@ -38,20 +38,24 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
     // Bound first and answering from now on: 503 with the reason until the daemon is ready.
     let listeners = crate::http::listeners::Listeners::bind(&settings.http, &shutdown).await?;
-    let Some(conn) = connect_redis(&settings.redis.url, &shutdown)
+    let target = settings.redis_target();
+    let Some(conn) = connect_redis(&target, &shutdown)
         .await
         .map_err(|e| ConfigError(e.0))?
     else {
         return Ok(());
     };
     listeners.starting(true, "starting: taking this daemon's worker identity");
-    let Some(ingest_conn) = connect_redis(&settings.redis.url, &shutdown)
+    let Some(ingest_conn) = connect_redis(&target, &shutdown)
         .await
         .map_err(|e| ConfigError(e.0))?
     else {
         return Ok(());
     };
     check_redis(conn.clone(), settings.redis.allow_eviction)
+        .await
+        .map_err(|e| ConfigError(e.0))?;
+    check_cluster(conn.clone(), &settings.redis.namespace)
         .await
         .map_err(|e| ConfigError(e.0))?;
     let keys = Keys::new(&settings.redis.namespace);

@@ -7,6 +7,9 @@
 use redis::aio::ConnectionManager;
 
 pub(crate) mod startup;
+mod target;
+
+pub use target::{Target, tls_problem};
 
 /// Key names under one namespace.
 #[derive(Debug, Clone)]
@@ -184,9 +187,21 @@ impl Keys {
     }
 }
 
-/// Opens a managed connection (reconnects by itself after a drop).
-pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
-    let client = redis::Client::open(url)?;
+/// The hash tag of a namespace: the non-empty text between its first `{` and the first `}` after it,
+/// both inside the namespace. With one, every key of the namespace is in the same Redis Cluster
+/// hash slot (`{tiktok-poster}:submit`, `{tiktok-poster}:post:…`).
+pub fn hash_tag(namespace: &str) -> Option<&str> {
+    let open = namespace.find('{')?;
+    let rest = &namespace[open + 1..];
+    let close = rest.find('}')?;
+    (close > 0).then(|| &rest[..close])
+}
+
+/// Opens a managed connection (reconnects by itself after a drop) to a [`Target`]: the daemon and
+/// the CLI pass the settings' one (`Settings::redis_target`, TLS files included); a bare URL is a
+/// target without TLS files.
+pub async fn connect(target: impl Into<Target>) -> redis::RedisResult<ConnectionManager> {
+    let client = target.into().client()?;
     let cfg = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
         .set_response_timeout(Some(std::time::Duration::from_secs(10)))
@@ -226,7 +241,9 @@ pub fn is_out_of_memory(e: &redis::RedisError) -> bool {
 
 /// One line that says what a Redis error means for the operator.
 pub fn explain(e: &redis::RedisError) -> String {
-    if is_out_of_memory(e) {
+    if let Some(problem) = tls_problem(e) {
+        format!("cannot connect to Redis over TLS: {problem}")
+    } else if is_out_of_memory(e) {
         format!(
             "Redis is out of memory (maxmemory reached) and refuses writes: raise maxmemory or free memory ({e})"
         )
@@ -254,4 +271,20 @@ pub fn random_id() -> String {
         .take(32)
         .map(char::from)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hash_tags_are_read_as_redis_cluster_does() {
+        assert_eq!(super::hash_tag("{tiktok-poster}"), Some("tiktok-poster"));
+        assert_eq!(super::hash_tag("agency-{a}"), Some("a"));
+        assert_eq!(super::hash_tag("tiktok-poster"), None);
+        assert_eq!(super::hash_tag("{}x"), None, "an empty tag is no tag");
+        assert_eq!(
+            super::hash_tag("{open"),
+            None,
+            "a tag must close inside the namespace"
+        );
+    }
 }

@@ -25,7 +25,7 @@ pub(super) async fn env(config: Option<&Path>) -> Result<Env, CliError> {
     let settings = load_settings(config)?;
     let conn = tokio::time::timeout(
         Duration::from_secs(10),
-        crate::db::connect(&settings.redis.url),
+        crate::db::connect(settings.redis_target()),
     )
     .await
     .map_err(|_| {
@@ -34,11 +34,15 @@ pub(super) async fn env(config: Option<&Path>) -> Result<Env, CliError> {
             crate::db::redact_url(&settings.redis.url)
         )
     })?
-    .with_context(|| {
-        format!(
-            "cannot connect to Redis at {} ([redis] url)",
-            crate::db::redact_url(&settings.redis.url)
-        )
+    .map_err(|e| {
+        let url = crate::db::redact_url(&settings.redis.url);
+        match crate::db::tls_problem(&e) {
+            Some(problem) => {
+                anyhow::anyhow!("cannot connect to Redis at {url} over TLS: {problem}")
+            }
+            None => anyhow::Error::new(e)
+                .context(format!("cannot connect to Redis at {url} ([redis] url)")),
+        }
     })?;
     let keys = Keys::new(&settings.redis.namespace);
     Ok(Env {

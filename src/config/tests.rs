@@ -198,3 +198,86 @@ fn warmup_ramp_is_checked() {
     let e = s.validate().unwrap_err().to_string();
     assert!(e.contains("warmup.active_video_count"), "{e}");
 }
+
+/// `[redis]` TLS files: only with rediss://, certificate and key together, readable PEM; each
+/// problem names its key and the fix. The environment sets them too.
+#[test]
+fn redis_tls_files_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["redis.example".to_string()]).unwrap();
+    let ca = write(&dir, "ca.pem", &made.cert.pem());
+    let fake = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let broken = write(&dir, "broken.pem", fake);
+    let not_pem = write(&dir, "junk.pem", "hello");
+    let problems = |f: &dyn Fn(&mut Settings)| {
+        let mut s = Settings::default();
+        s.redis.url = "rediss://redis.example:6380".into();
+        f(&mut s);
+        s.validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let plain = problems(&|s| {
+        s.redis.url = "redis://127.0.0.1:6379".into();
+        s.redis.ca_file = Some(ca.clone());
+    });
+    assert!(
+        plain.contains("redis.ca_file: is for TLS only: use a rediss:// [redis] url"),
+        "{plain}"
+    );
+    let lone = problems(&|s| s.redis.client_cert_file = Some(ca.clone()));
+    assert!(
+        lone.contains("redis.client_key_file: is missing: client_cert_file needs the private key"),
+        "{lone}"
+    );
+    let missing = problems(&|s| s.redis.ca_file = Some(dir.path().join("nope.pem")));
+    assert!(
+        missing.contains("redis.ca_file:") && missing.contains("cannot read it"),
+        "{missing}"
+    );
+    assert!(
+        missing.contains("TIKTOK_POSTER__REDIS__CA_FILE"),
+        "{missing}"
+    );
+    let junk = problems(&|s| s.redis.ca_file = Some(not_pem.clone()));
+    assert!(junk.contains("holds no PEM certificate"), "{junk}");
+    let key = problems(&|s| {
+        s.redis.client_cert_file = Some(ca.clone());
+        s.redis.client_key_file = Some(ca.clone());
+    });
+    assert!(
+        key.contains("redis.client_key_file:") && key.contains("holds no PEM private key"),
+        "{key}"
+    );
+    let unparsable = problems(&|s| s.redis.ca_file = Some(broken.clone()));
+    assert!(
+        unparsable.contains("redis.ca_file: cannot be parsed as PEM certificates"),
+        "{unparsable}"
+    );
+    let good = problems(&|s| s.redis.ca_file = Some(ca.clone()));
+    assert_eq!(good, "", "a real certificate is accepted");
+    // From the environment, as every other key.
+    let s = Settings::load(
+        None,
+        env(&[
+            ("TIKTOK_POSTER__REDIS__URL", "rediss://127.0.0.1:6380"),
+            ("TIKTOK_POSTER__REDIS__CA_FILE", ca.to_str().unwrap()),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.redis_target().ca_file.as_deref(), Some(ca.as_path()));
+}
+
+#[test]
+fn a_namespace_in_braces_is_accepted_and_a_broken_tag_is_not() {
+    let mut s = Settings::default();
+    s.redis.namespace = "{tiktok-poster}".into();
+    assert!(s.validate().is_ok());
+    s.redis.namespace = "{tiktok-poster".into();
+    let e = s.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("redis.namespace: \"{tiktok-poster\" has braces that enclose no hash tag"),
+        "{e}"
+    );
+}

@@ -69,6 +69,19 @@ impl Settings {
                 "TikTok requires a static redirect URI without query or fragment".into(),
             );
         }
+        let ns = &self.redis.namespace;
+        if ns.contains(['{', '}']) && crate::db::hash_tag(ns).is_none() {
+            bad(
+                "redis.namespace",
+                "REDIS__NAMESPACE",
+                format!(
+                    "{ns:?} has braces that enclose no hash tag: write the whole namespace in braces, e.g. \"{{tiktok-poster}}\", or none"
+                ),
+            );
+        }
+        for (key, env, msg) in self.redis_tls_problems() {
+            bad(key, env, msg);
+        }
         for (key, env, msg) in self.warmup.problems() {
             bad(key, env, msg);
         }

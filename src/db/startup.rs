@@ -15,15 +15,16 @@ use tokio_util::sync::CancellationToken;
 pub struct Refused(pub String);
 
 /// Connects to Redis, waiting (and saying so once) while it is unreachable, with a backoff from
-/// 200 ms doubling to 5 s. Credentials Redis refuses are a configuration error, not an outage to wait
-/// out. `Ok(None)` when `shutdown` came first.
+/// 200 ms doubling to 5 s. Credentials Redis refuses, and a TLS connection that cannot be trusted (a
+/// certificate of another CA or host, a client certificate the server wants), are configuration
+/// errors, not an outage to wait out. `Ok(None)` when `shutdown` came first.
 pub async fn connect_redis(
-    url: &str,
+    target: &super::Target,
     shutdown: &CancellationToken,
 ) -> Result<Option<ConnectionManager>, Refused> {
     let said = AtomicBool::new(false);
     let attempt = || async {
-        let mut c = super::connect(url).await?;
+        let mut c = super::connect(target).await?;
         redis::cmd("PING").query_async::<()>(&mut c).await?;
         Ok::<_, redis::RedisError>(c)
     };
@@ -34,7 +35,7 @@ pub async fn connect_redis(
     let retried = attempt
         .retry(backoff)
         .sleep(tokio::time::sleep)
-        .when(|error| !super::is_auth_error(error))
+        .when(|error| !is_misconfigured(error))
         .notify(|error, _| {
             if !said.swap(true, Ordering::Relaxed) {
                 tracing::warn!(error = %super::explain(error), "Redis is not usable; waiting for it.");
@@ -51,11 +52,26 @@ pub async fn connect_redis(
             }
             Ok(Some(c))
         }
-        Err(error) => Err(Refused(format!(
+        Err(error) if super::is_auth_error(&error) => Err(Refused(format!(
             "Redis refused the credentials ({}): put the right user and password in [redis] url (redis://USER:PASSWORD@host:port), then start again",
             error.code().unwrap_or("authentication failed")
         ))),
+        Err(error) => Err(Refused(match super::tls_problem(&error) {
+            Some(problem) => format!(
+                "cannot connect to Redis at {} over TLS: {problem}; then start again",
+                super::redact_url(&target.url)
+            ),
+            None => format!("cannot use the [redis] settings: {error}; fix them, then start again"),
+        })),
     }
+}
+
+/// An error that waiting will not cure: refused credentials, an untrusted TLS connection, or TLS
+/// files that cannot be used.
+fn is_misconfigured(e: &redis::RedisError) -> bool {
+    super::is_auth_error(e)
+        || super::tls_problem(e).is_some()
+        || e.kind() == redis::ErrorKind::InvalidClientConfig
 }
 
 /// Refuses an eviction policy that can drop posts (unless allowed) and warns when Redis keeps nothing
@@ -106,6 +122,22 @@ pub async fn check_redis(mut conn: ConnectionManager, allow_eviction: bool) -> R
                 "Redis has no append-only file: a crash loses the posts since the last snapshot. `appendonly yes` is recommended."
             );
         }
+    }
+    Ok(())
+}
+
+/// On a Redis Cluster endpoint (`cluster_enabled:1`), refuses a namespace without a hash tag: its
+/// keys would spread over slots, and the daemon's multi-key scripts fail with `CROSSSLOT`.
+pub async fn check_cluster(mut conn: ConnectionManager, namespace: &str) -> Result<(), Refused> {
+    let info: redis::RedisResult<String> = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut conn)
+        .await;
+    let cluster = info.is_ok_and(|i| i.lines().any(|l| l.trim() == "cluster_enabled:1"));
+    if cluster && super::hash_tag(namespace).is_none() {
+        return Err(Refused(format!(
+            "Redis is a Cluster endpoint and [redis] namespace {namespace:?} has no hash tag, so the daemon's keys would spread over slots: set namespace = \"{{{namespace}}}\" (in braces) for a new installation"
+        )));
     }
     Ok(())
 }

@@ -44,7 +44,11 @@ impl TestApp {
         tiktok_poster::accounts::TokenKey::generate_file(&key).unwrap();
         let port = free_port();
         let mut s = Settings::default();
-        s.redis.url = redis.url();
+        let target = redis.target();
+        s.redis.url = target.url;
+        s.redis.ca_file = target.ca_file;
+        s.redis.client_cert_file = target.client_cert_file;
+        s.redis.client_key_file = target.client_key_file;
         s.tiktok.client_key = "test-client-key".into();
         s.tiktok.client_secret = Some(tiktok_poster::config::Secret(secrecy::SecretString::from(
             "test-secret".to_string(),
@@ -151,22 +155,25 @@ impl TestApp {
 
     pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
         let mut conn = self.redis.conn().await;
-        conn.xadd("tiktok-poster:submit", "*", fields)
-            .await
-            .unwrap()
+        conn.xadd(self.keys().submit(), "*", fields).await.unwrap()
+    }
+
+    /// The key names of this app's namespace.
+    pub fn keys(&self) -> tiktok_poster::db::Keys {
+        tiktok_poster::db::Keys::new(&self.settings.redis.namespace)
     }
 
     /// The post ledger over this app's Redis.
     pub async fn ledger(&self) -> tiktok_poster::posts::Ledger {
-        let conn = tiktok_poster::db::connect(&self.redis.url()).await.unwrap();
-        tiktok_poster::posts::Ledger::new(conn, tiktok_poster::db::Keys::new("tiktok-poster"))
+        let conn = tiktok_poster::db::connect(self.redis.target())
+            .await
+            .unwrap();
+        tiktok_poster::posts::Ledger::new(conn, self.keys())
     }
 
     pub async fn post(&self, id: &str) -> std::collections::HashMap<String, String> {
         let mut conn = self.redis.conn().await;
-        conn.hgetall(format!("tiktok-poster:post:{id}"))
-            .await
-            .unwrap()
+        conn.hgetall(self.keys().post(id)).await.unwrap()
     }
 
     /// Waits until the post reaches one of `states`; returns its fields.
@@ -193,7 +200,7 @@ impl TestApp {
     pub async fn rejected(&self) -> Vec<std::collections::HashMap<String, String>> {
         let mut conn = self.redis.conn().await;
         let reply: redis::streams::StreamRangeReply =
-            conn.xrange_all("tiktok-poster:rejected").await.unwrap();
+            conn.xrange_all(self.keys().rejected()).await.unwrap();
         reply
             .ids
             .into_iter()
@@ -243,10 +250,21 @@ impl TestApp {
                 .collect()
         };
         let cfg = self.dir.path().join(format!("{name}.toml"));
+        let r = &self.settings.redis;
+        let mut redis = format!("namespace = {:?}\n", r.namespace);
+        for (key, file) in [
+            ("ca_file", &r.ca_file),
+            ("client_cert_file", &r.client_cert_file),
+            ("client_key_file", &r.client_key_file),
+        ] {
+            if let Some(f) = file {
+                redis.push_str(&format!("{key} = {:?}\n", f.display().to_string()));
+            }
+        }
         std::fs::write(
             &cfg,
             format!(
-                "[redis]\nurl = \"{}\"\n[tiktok]\nclient_key = \"test-client-key\"\nclient_secret = \"test-secret\"\napi_base = \"{sim}\"\nauth_base = \"{sim}\"\nredirect_uri = \"{}\"\n[video]\nallowed_dirs = [{}]\n[tokens]\nencryption_key_file = \"{}\"\n{extra}",
+                "[redis]\nurl = \"{}\"\n{redis}[tiktok]\nclient_key = \"test-client-key\"\nclient_secret = \"test-secret\"\napi_base = \"{sim}\"\nauth_base = \"{sim}\"\nredirect_uri = \"{}\"\n[video]\nallowed_dirs = [{}]\n[tokens]\nencryption_key_file = \"{}\"\n{extra}",
                 self.redis.url(),
                 self.settings.tiktok.redirect_uri,
                 dirs.join(", "),

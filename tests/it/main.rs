@@ -4,6 +4,8 @@
 //! - `posting`: creator_info, inits, status, cancel, caps and rate limits, faults.
 //! - `upload`: chunked uploads, resumes after 416 and dropped connections, expiry.
 //! - `pipeline`: the daemon end to end with its own redis-server.
+//! - `cluster_keys`: a `{namespace}` puts every key in one slot; the daemon on a Cluster-mode endpoint.
+//! - `redis_tls`: `rediss://` with a private CA and mutual TLS; certificates that must be refused.
 //! - `input`: hostile submissions and oversized answers (rejected with a reason, echoed within bounds).
 //! - `cli`: the binary's commands and exit codes.
 //! - `blocked`: `posting_blocked`: a banned account, the app's active-user cap, `accounts resume`.
@@ -26,6 +28,7 @@ mod browser;
 mod calendar;
 mod calendar_views;
 mod cli;
+mod cluster_keys;
 mod confirm;
 mod crafted_mp4;
 mod crafted_webm;
@@ -41,6 +44,7 @@ mod media;
 mod oauth;
 mod pipeline;
 mod posting;
+mod redis_tls;
 mod safety;
 mod upload;
 mod webhooks;

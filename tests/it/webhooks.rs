@@ -21,7 +21,7 @@ pub fn signed(secret: &str, body: &str) -> String {
 }
 
 /// A signed `post.publish.*` delivery to `url`; returns the status and body of the answer.
-async fn deliver(
+pub(crate) async fn deliver(
     url: &str,
     event: &str,
     publish_id: &str,

@@ -17,14 +17,16 @@
 mod accounts;
 mod redis_server;
 mod sim;
+mod tls;
 mod video;
 mod wait;
 
 pub use accounts::{
     REDIRECT, auth_request, authorize, connect, connect_accounts, connect_via_daemon, param,
 };
-pub use redis_server::TestRedis;
+pub use redis_server::{ServerTls, TestRedis};
 pub use sim::{TestSim, sim_client, sim_posts, sim_stats, start_sim};
+pub use tls::{CertFiles, TestCerts};
 pub use video::{GOOD_MP4, fixture, make_video, sha256_file};
 pub use wait::{wait_healthy, wait_until};
 

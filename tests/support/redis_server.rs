@@ -1,12 +1,27 @@
 //! A `redis-server` of the test's (or benchmark's) own, on a free port in a temporary directory, never
 //! the Redis on 6379: tests kill it, restart it, empty it and change its settings.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// How long a start or restart may take before the server is taken for broken; generous, as a restart
 /// replays the append-only file (a long soak leaves a large one).
 const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// TLS on the server's only port (`--port 0 --tls-port P`).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// The server's certificate and key.
+    pub cert: super::CertFiles,
+    /// The CA client certificates must chain to (`--tls-ca-cert-file`).
+    pub ca: PathBuf,
+    /// `--tls-auth-clients yes`: a client without a certificate is refused.
+    pub auth_clients: bool,
+    /// The CA and client certificate of the test's own connections; `None` when the server's
+    /// certificate is one the test means to be refused (then "ready" is a TCP connect).
+    pub client: Option<(PathBuf, Option<super::CertFiles>)>,
+}
 
 /// A running `redis-server`; killed on drop.
 pub struct TestRedis {
@@ -18,6 +33,8 @@ pub struct TestRedis {
     extra: Vec<String>,
     /// `user:password@` for every connection, when the server has ACL users.
     auth: String,
+    /// TLS instead of a plain port.
+    tls: Option<ServerTls>,
 }
 
 impl TestRedis {
@@ -37,23 +54,78 @@ impl TestRedis {
             appendonly,
             extra,
             auth: auth.to_string(),
+            tls: None,
         };
         r.spawn();
         r
+    }
+
+    /// A server (append-only) that speaks only TLS, on a free port.
+    pub fn start_tls(tls: ServerTls) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Self {
+            child: None,
+            port: super::free_port(),
+            dir,
+            appendonly: true,
+            extra: Vec::new(),
+            auth: String::new(),
+            tls: Some(tls),
+        };
+        r.spawn();
+        r
+    }
+
+    /// `redis-server`'s port arguments: the plain port, or TLS on the port and no plain one.
+    fn port_args(&self) -> Vec<String> {
+        let Some(t) = &self.tls else {
+            return vec!["--port".into(), self.port.to_string()];
+        };
+        let mut a = vec!["--port".into(), "0".into(), "--tls-port".into()];
+        a.push(self.port.to_string());
+        for (flag, path) in [
+            ("--tls-cert-file", &t.cert.cert),
+            ("--tls-key-file", &t.cert.key),
+            ("--tls-ca-cert-file", &t.ca),
+        ] {
+            a.push(flag.into());
+            a.push(path.display().to_string());
+        }
+        a.push("--tls-auth-clients".into());
+        a.push(if t.auth_clients { "yes" } else { "no" }.into());
+        a
+    }
+
+    /// Whether the server answers: PING through the test's own target, or for a server whose
+    /// certificate the test means to be refused, a TCP connect.
+    fn answers(&self) -> bool {
+        if self.tls.as_ref().is_some_and(|t| t.client.is_none()) {
+            return std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+        }
+        self.target()
+            .client()
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+    }
+
+    /// Where the test's own connections go, with the TLS files they trust and present.
+    pub fn target(&self) -> tiktok_poster::db::Target {
+        let mut t = tiktok_poster::db::Target::from(&self.url());
+        if let Some((ca, client)) = self.tls.as_ref().and_then(|t| t.client.clone()) {
+            t.ca_file = Some(ca);
+            t.client_cert_file = client.as_ref().map(|c| c.cert.clone());
+            t.client_key_file = client.map(|c| c.key);
+        }
+        t
     }
 
     /// Starts the server and waits until it answers PING (a server still loading its append-only file
     /// answers `LOADING`, so this waits that out too).
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
+            .args(self.port_args())
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
             .args([
                 "--appendfsync",
@@ -71,14 +143,9 @@ impl TestRedis {
             .spawn()
             .expect("redis-server is installed (apt-get install redis-server)");
         self.child = Some(child);
-        let url = self.url();
         let deadline = std::time::Instant::now() + READY_WITHIN;
         loop {
-            let ok = redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok();
-            if ok {
+            if self.answers() {
                 return;
             }
             assert!(
@@ -91,7 +158,12 @@ impl TestRedis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://{}127.0.0.1:{}", self.auth, self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://{}127.0.0.1:{}", self.auth, self.port)
     }
 
     /// Kills the server (SIGKILL) and starts it again on the same port and directory.
@@ -128,7 +200,8 @@ impl TestRedis {
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(10)))
             .set_response_timeout(Some(Duration::from_secs(10)));
-        redis::Client::open(self.url())
+        self.target()
+            .client()
             .unwrap()
             .get_multiplexed_async_connection_with_config(&cfg)
             .await

@@ -1,0 +1,161 @@
+//! Where the daemon's Redis is and how a TLS connection to it is trusted: `[redis] url` with
+//! `ca_file`, `client_cert_file` and `client_key_file`. Every connection the daemon and the CLI open
+//! is built from one [`Target`] (`Settings::redis_target`), so a later way of finding the server
+//! (asking Sentinel for the primary) plugs in here and reaches every connection at once.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use redis::{ClientTlsConfig, ErrorKind, RedisError, TlsCertificates};
+
+/// The most a certificate or key file may hold; a PEM chain is a few KB.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// A Redis URL and the files that make a `rediss://` connection trust a private CA or present a
+/// client certificate. Without files, `rediss://` trusts the host's root certificates.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// `redis://`, `rediss://` or `unix://`.
+    pub url: String,
+    /// PEM certificates of the CA(s) the server's certificate must chain to (instead of the host's).
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate (chain) presented to a server that asks for one (mutual TLS).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl From<&str> for Target {
+    fn from(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            ..Self::default()
+        }
+    }
+}
+
+impl From<&String> for Target {
+    fn from(url: &String) -> Self {
+        Self::from(url.as_str())
+    }
+}
+
+impl From<&Target> for Target {
+    fn from(t: &Target) -> Self {
+        t.clone()
+    }
+}
+
+impl Target {
+    /// Whether any TLS file is set.
+    pub fn has_tls_files(&self) -> bool {
+        self.ca_file.is_some() || self.client_cert_file.is_some() || self.client_key_file.is_some()
+    }
+
+    /// A client for this target: the files are read (and parsed) now, so a client built at start
+    /// keeps working when a file is replaced later, and a broken file is an error here, not at the
+    /// first connection.
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        if !self.has_tls_files() {
+            return redis::Client::open(self.url.as_str());
+        }
+        let root_cert = self
+            .ca_file
+            .as_deref()
+            .map(|p| read_pem("redis.ca_file", p))
+            .transpose()?;
+        let client_tls = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: read_pem("redis.client_cert_file", cert)?,
+                client_key: read_pem("redis.client_key_file", key)?,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "redis.client_cert_file and redis.client_key_file go together: set both or neither",
+                )));
+            }
+        };
+        redis::Client::build_with_tls(
+            self.url.as_str(),
+            TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )
+    }
+}
+
+impl Target {
+    /// Why the file of `key` (`redis.ca_file`, `redis.client_cert_file`, `redis.client_key_file`)
+    /// cannot be used, if it cannot: unreadable, too large, or without the PEM block it needs.
+    pub fn read_check(key: &str, path: &Path) -> Result<(), String> {
+        let pem = read_pem(key, path).map_err(|e| {
+            e.detail()
+                .map(|d| d.trim_start_matches(key).trim().to_string())
+                .unwrap_or_else(|| e.to_string())
+        })?;
+        let text = String::from_utf8_lossy(&pem);
+        let (block, what) = if key.ends_with("key_file") {
+            ("PRIVATE KEY-----", "PEM private key")
+        } else {
+            ("-----BEGIN CERTIFICATE-----", "PEM certificate")
+        };
+        if text.contains(block) {
+            Ok(())
+        } else {
+            Err(format!("{} holds no {what}", path.display()))
+        }
+    }
+}
+
+/// The content of a PEM file named by `key`, at most [`MAX_PEM_BYTES`].
+pub(crate) fn read_pem(key: &str, path: &Path) -> redis::RedisResult<Vec<u8>> {
+    let fail = |why: String| {
+        RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "unusable TLS file",
+            format!("{key} {}: {why}", path.display()),
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it ({e})")))?;
+    let mut out = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| fail(format!("cannot read it ({e})")))?;
+    if out.len() as u64 > MAX_PEM_BYTES {
+        return Err(fail(format!(
+            "larger than {MAX_PEM_BYTES} bytes, not a PEM file"
+        )));
+    }
+    Ok(out)
+}
+
+/// The problem with a TLS connection, in the operator's words, when `e` is one: the server's
+/// certificate is not trusted or does not name the host, or the server wants a client certificate.
+/// `None` for errors that are not about TLS.
+pub fn tls_problem(e: &RedisError) -> Option<String> {
+    let text = e.to_string();
+    let has = |s: &str| text.contains(s);
+    let what = if has("NotValidForName") || has("not valid for name") {
+        "the server's TLS certificate does not name this host: connect with the host name (or IP) its certificate is for, or give the server a certificate for this one"
+    } else if has("UnknownIssuer") || has("unknown issuer") || has("BadSignature") {
+        "the server's TLS certificate is not signed by a trusted CA: set [redis] ca_file to the CA that signed it"
+    } else if has("Expired") || has("NotValidYet") {
+        "the server's TLS certificate is expired or not valid yet: renew it (or fix this host's clock)"
+    } else if has("invalid peer certificate") {
+        "the server's TLS certificate was refused: check it and [redis] ca_file"
+    } else if has("CertificateRequired") {
+        "the server requires a client certificate (mutual TLS): set [redis] client_cert_file and client_key_file"
+    } else if has("HandshakeFailure") {
+        "the server ended the TLS handshake: it may require a client certificate ([redis] client_cert_file and client_key_file) or a TLS version this client lacks"
+    } else if has("BadCertificate") || has("UnknownCA") || has("DecryptError") {
+        "the server refused this client's TLS certificate: check [redis] client_cert_file and client_key_file against the server's CA"
+    } else if has("InvalidContentType") || has("CorruptMessage") {
+        "the server does not speak TLS on this port: use redis:// for a plain port, or the server's TLS port"
+    } else {
+        return None;
+    };
+    Some(format!("{what} ({e})"))
+}
