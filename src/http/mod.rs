@@ -258,19 +258,26 @@ async fn healthz(State(st): State<AppState>) -> Response {
     let read = tokio::time::timeout(crate::health::REDIS_PROBE_TIMEOUT, async {
         let backlog = st.store.backlog().await?;
         let accounts = st.accounts.list().await.unwrap_or_default();
+        let app_blocked = st.accounts.app_block().await?;
         // How late the oldest due post still to be sent is (0 when nothing waits past its time);
         // follow-ups of settled posts (list looks, stats reads) are no backlog.
         let oldest = backlog.oldest_due_ms;
-        Ok::<_, redis::RedisError>(((backlog.waiting, backlog.leased), accounts, oldest))
+        Ok::<_, redis::RedisError>((
+            (backlog.waiting, backlog.leased),
+            accounts,
+            oldest,
+            app_blocked,
+        ))
     })
     .await;
-    let (redis_ok, problem, (due, leased), accounts, oldest) = match read {
-        Ok(Ok((depth, accounts, oldest))) => (true, problem, depth, accounts, oldest),
+    let (redis_ok, problem, (due, leased), accounts, oldest, app_blocked) = match read {
+        Ok(Ok((depth, accounts, oldest, app))) => (true, problem, depth, accounts, oldest, app),
         Ok(Err(e)) => (
             false,
             problem.or_else(|| Some(crate::db::explain(&e))),
             (0, 0),
             Vec::new(),
+            None,
             None,
         ),
         Err(_) => (
@@ -282,9 +289,18 @@ async fn healthz(State(st): State<AppState>) -> Response {
             (0, 0),
             Vec::new(),
             None,
+            None,
         ),
     };
     let reauth = accounts.iter().filter(|a| a.state != STATE_OK).count();
+    // Posting blocks do not make the daemon unhealthy (it is doing the right thing: holding the
+    // posts), but a monitor should see them: the accounts that may not post, and the app's block.
+    let blocked: Vec<&str> = accounts
+        .iter()
+        .filter(|a| a.posting_blocked.is_some())
+        .map(|a| a.name.as_str())
+        .take(100)
+        .collect();
     let lag_ms = oldest.map(|at| (now_ms() - at).max(0)).unwrap_or(0);
     let ok = redis_ok && workers && problem.is_none();
     let body = json!({
@@ -296,6 +312,9 @@ async fn healthz(State(st): State<AppState>) -> Response {
         "queue": {"due_or_scheduled": due, "leased": leased},
         "accounts": accounts.len(),
         "accounts_needing_reconnect": reauth,
+        "accounts_posting_blocked": accounts.iter().filter(|a| a.posting_blocked.is_some()).count(),
+        "posting_blocked": blocked,
+        "app_posting_blocked": app_blocked.map(|b| json!({"code": b.code, "since_ms": b.since_ms})),
     });
     (
         if ok {

@@ -160,6 +160,12 @@ async fn a_ban_at_init_holds_the_accounts_posts_until_tiktok_lifts_it() {
         metrics.contains("tiktok_poster_accounts_posting_blocked 1"),
         "{metrics}"
     );
+    // /healthz names the blocked account but stays healthy: holding the posts is the right thing.
+    let h: Value = serde_json::from_str(&app.get_text("/healthz").await).unwrap();
+    assert_eq!(h["ok"], true, "{h}");
+    assert_eq!(h["accounts_posting_blocked"], 1, "{h}");
+    assert_eq!(h["posting_blocked"], json!(["main"]), "{h}");
+    assert!(h["app_posting_blocked"].is_null(), "{h}");
     let page = app.get_text("/").await;
     assert!(page.contains("posting_blocked (account) since"), "{page}");
 
@@ -247,6 +253,11 @@ async fn the_apps_active_user_cap_holds_every_account_and_lifts() {
     assert!(
         metrics.contains("tiktok_poster_app_posting_blocked 1"),
         "{metrics}"
+    );
+    let h: Value = serde_json::from_str(&app.get_text("/healthz").await).unwrap();
+    assert_eq!(
+        h["app_posting_blocked"]["code"], "reached_active_user_cap",
+        "{h}"
     );
 
     sim_post(&app, "/_sim/app", json!({"active_user_cap_reached": false})).await;
