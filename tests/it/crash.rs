@@ -115,11 +115,17 @@ async fn sigkill_at_random_points_of_50_publishes_loses_and_doubles_nothing() {
         sim.posts().await.len()
     );
     for id in &ids {
-        let s: String = conn
-            .hget(format!("tiktok-poster:post:{id}"), "state")
+        let p: std::collections::HashMap<String, String> = conn
+            .hgetall(format!("tiktok-poster:post:{id}"))
             .await
             .unwrap();
-        assert_eq!(s, "published", "post {id}");
+        assert_eq!(
+            p.get("state").map(String::as_str),
+            Some("published"),
+            "post {id}: {:?} {:?}",
+            p.get("error_code"),
+            p.get("error_message")
+        );
     }
     let posts = sim.posts().await;
     for sha in &shas {

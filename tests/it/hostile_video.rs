@@ -397,11 +397,11 @@ async fn an_entry_the_daemon_died_on_is_rejected_at_the_next_start_and_the_next_
     );
 }
 
-/// A post whose probe just before upload never finished twice (as workers that died probing it
-/// leave it) fails with `video_probe_crashed` and a reason, instead of being probed again; TikTok
+/// A post whose probe just before upload never finished three times (as workers that died probing
+/// it leave it) fails with `video_probe_crashed` and a reason, instead of being probed again; TikTok
 /// never sees an init.
 #[tokio::test]
-async fn a_post_whose_pre_upload_probe_died_twice_fails_with_a_reason() {
+async fn a_post_whose_pre_upload_probe_died_three_times_fails_with_a_reason() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
     app.connect("main", false).await;
     let (video, sha) = app.video("crashy.mp4", 300_000);
@@ -417,13 +417,13 @@ async fn a_post_whose_pre_upload_probe_died_twice_fails_with_a_reason() {
     app.wait_state("crashy", &["scheduled"], T).await;
     let mut conn = app.redis.conn().await;
     let _: () = conn
-        .hset("tiktok-poster:post:crashy", "probes_unfinished", 2)
+        .hset("tiktok-poster:post:crashy", "probes_unfinished", 3)
         .await
         .unwrap();
     let post = app.wait_state("crashy", &["failed"], T).await;
     assert_eq!(post["error_code"], "video_probe_crashed", "{post:?}");
     assert!(
-        post["error_message"].contains("never finished 2 times"),
+        post["error_message"].contains("never finished 3 times"),
         "{post:?}"
     );
     assert!(!post.contains_key("publish_id"));
