@@ -38,17 +38,19 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
     // Bound first and answering from now on: 503 with the reason until the daemon is ready.
     let listeners = crate::http::listeners::Listeners::bind(&settings.http, &shutdown).await?;
-    let target = settings.redis_target();
-    let Some(conn) = connect_redis(&target, &shutdown)
+    let redis = crate::db::Redis::new(settings.redis_target());
+    let follow_task = tokio::spawn(redis.clone().follow(shutdown.clone()));
+    let give_up = Duration::from_secs(settings.redis.give_up_after_secs);
+    let Some(conn) = connect_redis(&redis, give_up, &shutdown)
         .await
-        .map_err(|e| ConfigError(e.0))?
+        .map_err(not_connected)?
     else {
         return Ok(());
     };
     listeners.starting(true, "starting: taking this daemon's worker identity");
-    let Some(ingest_conn) = connect_redis(&target, &shutdown)
+    let Some(ingest_conn) = connect_redis(&redis, give_up, &shutdown)
         .await
-        .map_err(|e| ConfigError(e.0))?
+        .map_err(not_connected)?
     else {
         return Ok(());
     };
@@ -109,12 +111,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 crate::db::explain(&e)
             )
         })?;
-    let watch_task = tokio::spawn(crate::health::watch_redis(
+    let mut watch_task = tokio::spawn(crate::health::watch_redis(
         conn.clone(),
         keys.clone(),
         worker_id.clone(),
         marker,
         heartbeats.clone(),
+        give_up,
         shutdown.clone(),
     ));
     let calendars = Calendars::new(
@@ -191,10 +194,23 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     });
     tracing::info!(worker = %worker_id, concurrency = settings.worker.concurrency, "Daemon running.");
     notify_ready_and_watch(heartbeats, shutdown.clone());
-    shutdown.cancelled().await;
+    let gave_up = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        r = &mut watch_task => r.ok().flatten(),
+    };
+    if let Some(why) = &gave_up {
+        tracing::error!(problem = %why.0, "Giving up on Redis: stopping so that systemd starts the daemon again.");
+        shutdown.cancel();
+    }
     tracing::info!("Shutting down: no new work; posts in flight finish or are handed back.");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    let _ = workers_task.await;
+    if gave_up.is_some() {
+        // Without Redis a post cannot be handed back anyway: its lease expires and another daemon
+        // (or this one, restarted) takes it; do not wait long for workers stuck on Redis.
+        let _ = tokio::time::timeout(Duration::from_secs(30), workers_task).await;
+    } else {
+        let _ = workers_task.await;
+    }
     identity.abort();
     let mut c = conn.clone();
     let _: redis::RedisResult<i32> = redis::cmd("DEL")
@@ -205,9 +221,22 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     reconciler_task.abort();
     refresher_task.abort();
     watch_task.abort();
+    follow_task.abort();
     listeners.stopped().await;
     tracing::info!("Stopped.");
-    Ok(())
+    match gave_up {
+        Some(why) => Err(why.into()),
+        None => Ok(()),
+    }
+}
+
+/// A start-up connection that did not come, as the error `run` returns: a configuration error
+/// (exit 78) or no usable primary (exit 69).
+fn not_connected(e: crate::db::startup::NotConnected) -> anyhow::Error {
+    match e {
+        crate::db::startup::NotConnected::Refused(r) => ConfigError(r.0).into(),
+        crate::db::startup::NotConnected::Unavailable(u) => u.into(),
+    }
 }
 
 /// Tells systemd the daemon is ready (Redis reached, workers running) and, when the unit has a

@@ -4,12 +4,13 @@
 //! Every key the daemon owns starts with `[redis] namespace` (default `tiktok-poster`). The names a
 //! producer touches (`:submit`, `:rejected`, `:post:{id}`, `:events`) are part of the public contract.
 
-use redis::aio::ConnectionManager;
-
+pub(crate) mod conn;
 pub(crate) mod startup;
 mod target;
 
-pub use target::{Target, tls_problem};
+pub use conn::{Conn, Primary, Redis, is_failover_error};
+
+pub use target::{MAX_SENTINELS, SentinelTarget, Target, parse_host_port, tls_problem};
 
 /// Key names under one namespace.
 #[derive(Debug, Clone)]
@@ -197,16 +198,11 @@ pub fn hash_tag(namespace: &str) -> Option<&str> {
     (close > 0).then(|| &rest[..close])
 }
 
-/// Opens a managed connection (reconnects by itself after a drop) to a [`Target`]: the daemon and
-/// the CLI pass the settings' one (`Settings::redis_target`, TLS files included); a bare URL is a
-/// target without TLS files.
-pub async fn connect(target: impl Into<Target>) -> redis::RedisResult<ConnectionManager> {
-    let client = target.into().client()?;
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-        .set_response_timeout(Some(std::time::Duration::from_secs(10)))
-        .set_number_of_retries(2);
-    ConnectionManager::new_with_config(client, cfg).await
+/// Opens a connection that reconnects by itself after a drop and follows the primary (see [`Conn`])
+/// to a [`Target`]: the daemon and the CLI pass the settings' one (`Settings::redis_target`, TLS
+/// files and sentinels included); a bare URL is a target without either.
+pub async fn connect(target: impl Into<Target>) -> redis::RedisResult<Conn> {
+    Redis::new(target).connect().await
 }
 
 /// The URL with its password replaced by `***`, for logs, errors and `check-config`.

@@ -99,7 +99,7 @@ impl RedisWatch {
 
 /// Reads the namespace's marker id, writing a new one when the namespace has none (its first use).
 pub async fn claim_marker(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut crate::db::Conn,
     keys: &crate::db::Keys,
 ) -> redis::RedisResult<String> {
     const CLAIM: &str = r#"
@@ -119,7 +119,7 @@ return ARGV[1]
 /// Writes a new marker that says the operator accepted a loss of Redis's data; running daemons adopt
 /// it and stop reporting the loss. Returns the new id.
 pub async fn acknowledge_loss(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut crate::db::Conn,
     keys: &crate::db::Keys,
 ) -> redis::RedisResult<String> {
     let id = crate::db::random_id();
@@ -146,20 +146,24 @@ pub const REDIS_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Probes Redis every second until `shutdown`: a small write (so `maxmemory` shows as out of memory, not
 /// as an outage), bounded by [`REDIS_PROBE_TIMEOUT`] (so a stall shows within about a second), and the
 /// namespace's marker (so a Redis that came back empty is told as a data loss, not as "reconnected").
+/// Returns the reason to give up after `give_up` of probes that found no usable primary (anything
+/// but a Redis out of memory, which a restart would not cure); `None` at shutdown.
 pub async fn watch_redis(
-    mut conn: redis::aio::ConnectionManager,
+    mut conn: crate::db::Conn,
     keys: crate::db::Keys,
     worker: String,
     mut known: String,
     beats: std::sync::Arc<Heartbeats>,
+    give_up: Duration,
     shutdown: tokio_util::sync::CancellationToken,
-) {
+) -> Option<crate::db::startup::Unavailable> {
     let watch = &beats.redis;
     let mut last_problem: Option<String> = None;
+    let mut unusable_since: Option<std::time::Instant> = None;
     // A probe every second, not a backoff: it measures Redis, so it must keep its cadence.
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let probe = async {
@@ -175,12 +179,16 @@ pub async fn watch_redis(
                 .query_async::<std::collections::HashMap<String, String>>(&mut conn)
                 .await
         };
+        let mut no_primary = true;
         let problem = match tokio::time::timeout(REDIS_PROBE_TIMEOUT, probe).await {
             Err(_) => Some(format!(
                 "Redis does not answer within {} s (stalled or overloaded)",
                 REDIS_PROBE_TIMEOUT.as_secs()
             )),
-            Ok(Err(e)) => Some(crate::db::explain(&e)),
+            Ok(Err(e)) => {
+                no_primary = !crate::db::is_out_of_memory(&e);
+                Some(crate::db::explain(&e))
+            }
             Ok(Ok(marker)) => {
                 let id = marker.get("id").cloned().unwrap_or_default();
                 if id == known {
@@ -216,6 +224,16 @@ pub async fn watch_redis(
                 None => {}
             }
             last_problem = problem.clone();
+        }
+        match (&problem, no_primary) {
+            (Some(p), true) => {
+                let since = *unusable_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= give_up {
+                    watch.set_problem(problem.clone());
+                    return Some(crate::db::startup::gave_up(give_up.as_secs(), p));
+                }
+            }
+            _ => unusable_since = None,
         }
         watch.set_problem(problem);
     }

@@ -91,13 +91,13 @@ async fn announce(_c: Claim) -> Result<Next, apalis_core::error::BoxDynError> {
     Ok(Next::Done)
 }
 
-async fn store(url: &str) -> (JobStore, redis::aio::ConnectionManager) {
+async fn store(url: &str) -> (JobStore, tiktok_poster::db::Conn) {
     let conn = tiktok_poster::db::connect(url).await.unwrap();
     (JobStore::new(conn.clone(), Keys::new(NS)), conn)
 }
 
 /// Queues `n` jobs due at `at_ms` (a post hash each: the store claims only ids whose post exists).
-async fn fill(conn: &mut redis::aio::ConnectionManager, n: u64, at_ms: i64) {
+async fn fill(conn: &mut tiktok_poster::db::Conn, n: u64, at_ms: i64) {
     let keys = Keys::new(NS);
     for start in (0..n).step_by(1000) {
         let mut p = redis::pipe();

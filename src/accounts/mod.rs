@@ -21,8 +21,8 @@ pub mod warmup;
 
 use std::collections::HashMap;
 
+use crate::db::Conn;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use secrecy::SecretString;
 use serde::Serialize;
 
@@ -127,7 +127,7 @@ pub struct AccountInfo {
 /// The account store.
 #[derive(Clone)]
 pub struct Accounts {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Conn,
     keys: Keys,
     key: TokenKey,
     /// The key being rotated away from: still opens what it sealed, never seals.
@@ -146,7 +146,7 @@ impl std::fmt::Debug for Accounts {
 
 impl Accounts {
     /// A store over a connection.
-    pub fn new(conn: ConnectionManager, keys: Keys, key: TokenKey, client: Client) -> Self {
+    pub fn new(conn: Conn, keys: Keys, key: TokenKey, client: Client) -> Self {
         Self {
             conn,
             keys,

@@ -18,7 +18,7 @@ use crate::tiktok::Client;
 pub(super) struct Env {
     pub(super) settings: Settings,
     pub(super) keys: Keys,
-    pub(super) conn: redis::aio::ConnectionManager,
+    pub(super) conn: crate::db::Conn,
 }
 
 pub(super) async fn env(config: Option<&Path>) -> Result<Env, CliError> {

@@ -1,6 +1,7 @@
 //! The command line: one binary, the commands of DESIGN section 1.
 //!
-//! Exit codes: 0 ok, 1 failure, 2 usage error, 78 configuration error (so systemd's
+//! Exit codes: 0 ok, 1 failure, 2 usage error, 69 no usable Redis primary for `[redis]
+//! give_up_after_secs` (systemd starts `run` again), 78 configuration error (so systemd's
 //! `RestartPreventExitStatus=78` stops a restart loop on a bad config).
 
 use std::path::PathBuf;
@@ -280,6 +281,9 @@ pub enum CliError {
     Failure(anyhow::Error),
     /// This exit code, with nothing more to say (the command printed its findings).
     Quiet(u8),
+    /// Exit 69 (`EX_UNAVAILABLE`): `run` found no usable Redis primary for `[redis]
+    /// give_up_after_secs`; systemd starts it again.
+    Unavailable(String),
 }
 
 impl From<ConfigError> for CliError {
@@ -302,6 +306,7 @@ impl CliError {
             Self::Usage(_) => 2,
             Self::Failure(_) => 1,
             Self::Quiet(c) => *c,
+            Self::Unavailable(_) => 69,
         })
     }
 }
@@ -310,7 +315,7 @@ impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Config(e) => write!(f, "{e}"),
-            Self::Usage(m) => write!(f, "{m}"),
+            Self::Usage(m) | Self::Unavailable(m) => write!(f, "{m}"),
             // The whole chain, once.
             Self::Failure(e) => write!(f, "{e:#}"),
             Self::Quiet(_) => Ok(()),
@@ -379,7 +384,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .await
                 .map_err(|e| match e.downcast::<ConfigError>() {
                     Ok(c) => CliError::Config(c),
-                    Err(e) => CliError::Failure(e),
+                    Err(e) => match e.downcast::<crate::db::startup::Unavailable>() {
+                        Ok(u) => CliError::Unavailable(u.0),
+                        Err(e) => CliError::Failure(e),
+                    },
                 })
         }
         Command::Keys(KeysCommand::Generate { path }) => {

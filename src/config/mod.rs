@@ -166,6 +166,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("tiktok.scopes")
                 .with_list_parse_key("video.allowed_dirs")
+                .with_list_parse_key("redis.sentinels")
                 .source(Some(vars)),
         );
         let where_ = path
@@ -185,6 +186,21 @@ impl Settings {
     }
 
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(file) = &self.redis.sentinel_password_file {
+            if self.redis.sentinel_password.is_some() {
+                return Err(ConfigError(
+                    "redis.sentinel_password and redis.sentinel_password_file are both set; keep only one (the file is preferred)".into(),
+                ));
+            }
+            let text = read_private_file("redis.sentinel_password_file", file)?;
+            if text.is_empty() {
+                return Err(ConfigError(format!(
+                    "redis.sentinel_password_file = {} is empty; put the sentinels' password (requirepass in sentinel.conf) in it",
+                    file.display()
+                )));
+            }
+            self.redis.sentinel_password = Some(Secret(SecretString::from(text)));
+        }
         if let Some(file) = &self.tiktok.client_secret_file {
             if self
                 .tiktok
@@ -196,25 +212,7 @@ impl Settings {
                     "tiktok.client_secret and tiktok.client_secret_file are both set; keep only one (the file is preferred)".into(),
                 ));
             }
-            #[cfg(unix)]
-            if let Ok(meta) = std::fs::metadata(file) {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(ConfigError(format!(
-                        "tiktok.client_secret_file = {}: mode {mode:03o} lets other users read it; run `chmod 600 {}` (as the token key file must be)",
-                        file.display(),
-                        file.display()
-                    )));
-                }
-            }
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                ConfigError(format!(
-                    "tiktok.client_secret_file = {}: cannot read it ({e}); check the path and that the service user may read it",
-                    file.display()
-                ))
-            })?;
-            let secret = text.trim().to_string();
+            let secret = read_private_file("tiktok.client_secret_file", file)?;
             if secret.is_empty() {
                 return Err(ConfigError(format!(
                     "tiktok.client_secret_file = {} is empty; put the client secret from the TikTok developer portal in it",
@@ -242,4 +240,35 @@ impl Settings {
         toml::to_string_pretty(&shown)
             .unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
+}
+
+/// The trimmed text of a secret file named by `key`: refused when other users may read it, and read
+/// up to 64 KB (a password or a secret is a line).
+fn read_private_file(key: &str, file: &std::path::Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(file) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ConfigError(format!(
+                "{key} = {}: mode {mode:03o} lets other users read it; run `chmod 600 {}` (as the token key file must be)",
+                file.display(),
+                file.display()
+            )));
+        }
+    }
+    let cannot = |e: std::io::Error| {
+        ConfigError(format!(
+            "{key} = {}: cannot read it ({e}); check the path and that the service user may read it",
+            file.display()
+        ))
+    };
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .map_err(cannot)?
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    Ok(text.trim().to_string())
 }

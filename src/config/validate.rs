@@ -79,6 +79,9 @@ impl Settings {
                 ),
             );
         }
+        for (key, env, msg) in self.redis_ha_problems() {
+            bad(key, env, msg);
+        }
         for (key, env, msg) in self.redis_tls_problems() {
             bad(key, env, msg);
         }

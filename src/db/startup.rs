@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::Conn;
 use backon::{ExponentialBuilder, Retryable};
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 /// Redis cannot be used as configured; the message says what to change.
@@ -14,20 +14,46 @@ use tokio_util::sync::CancellationToken;
 #[error("{0}")]
 pub struct Refused(pub String);
 
+/// No usable Redis primary for `[redis] give_up_after_secs`: the daemon exits with status 69
+/// (`EX_UNAVAILABLE`) so that systemd starts it again, rather than staying up and idle.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
+/// Why the start-up connection did not come.
+#[derive(Debug)]
+pub enum NotConnected {
+    /// A configuration problem.
+    Refused(Refused),
+    /// Waited `give_up` without a usable primary.
+    Unavailable(Unavailable),
+}
+
+/// The message of an [`Unavailable`] after `secs` without a usable primary, the last problem seen.
+pub fn gave_up(secs: u64, problem: &str) -> Unavailable {
+    Unavailable(format!(
+        "no usable Redis primary for {secs} s ([redis] give_up_after_secs); the last problem: {problem}. Exiting with status 69 so that systemd starts the daemon again"
+    ))
+}
+
 /// Connects to Redis, waiting (and saying so once) while it is unreachable, with a backoff from
-/// 200 ms doubling to 5 s. Credentials Redis refuses, and a TLS connection that cannot be trusted (a
-/// certificate of another CA or host, a client certificate the server wants), are configuration
-/// errors, not an outage to wait out. `Ok(None)` when `shutdown` came first.
+/// 200 ms doubling to 5 s, for at most `give_up`. Credentials Redis refuses, and a TLS connection
+/// that cannot be trusted (a certificate of another CA or host, a client certificate the server
+/// wants), are configuration errors, not an outage to wait out. `Ok(None)` when `shutdown` came
+/// first.
 pub async fn connect_redis(
-    target: &super::Target,
+    redis: &std::sync::Arc<super::Redis>,
+    give_up: Duration,
     shutdown: &CancellationToken,
-) -> Result<Option<ConnectionManager>, Refused> {
+) -> Result<Option<Conn>, NotConnected> {
     let said = AtomicBool::new(false);
+    let last = std::sync::Mutex::new(String::from("none yet"));
     let attempt = || async {
-        let mut c = super::connect(target).await?;
+        let mut c = redis.connect().await?;
         redis::cmd("PING").query_async::<()>(&mut c).await?;
         Ok::<_, redis::RedisError>(c)
     };
+    let target = redis.target();
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(5))
@@ -37,12 +63,17 @@ pub async fn connect_redis(
         .sleep(tokio::time::sleep)
         .when(|error| !is_misconfigured(error))
         .notify(|error, _| {
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = super::explain(error);
             if !said.swap(true, Ordering::Relaxed) {
                 tracing::warn!(error = %super::explain(error), "Redis is not usable; waiting for it.");
             }
         });
     let result = tokio::select! {
         _ = shutdown.cancelled() => return Ok(None),
+        _ = tokio::time::sleep(give_up) => {
+            let problem = last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            return Err(NotConnected::Unavailable(gave_up(give_up.as_secs(), &problem)));
+        }
         r = retried => r,
     };
     match result {
@@ -52,17 +83,21 @@ pub async fn connect_redis(
             }
             Ok(Some(c))
         }
-        Err(error) if super::is_auth_error(&error) => Err(Refused(format!(
+        Err(error) if super::is_auth_error(&error) => Err(NotConnected::Refused(Refused(format!(
             "Redis refused the credentials ({}): put the right user and password in [redis] url (redis://USER:PASSWORD@host:port), then start again",
             error.code().unwrap_or("authentication failed")
+        )))),
+        Err(error) => Err(NotConnected::Refused(Refused(
+            match super::tls_problem(&error) {
+                Some(problem) => format!(
+                    "cannot connect to Redis at {} over TLS: {problem}; then start again",
+                    super::redact_url(&target.url)
+                ),
+                None => {
+                    format!("cannot use the [redis] settings: {error}; fix them, then start again")
+                }
+            },
         ))),
-        Err(error) => Err(Refused(match super::tls_problem(&error) {
-            Some(problem) => format!(
-                "cannot connect to Redis at {} over TLS: {problem}; then start again",
-                super::redact_url(&target.url)
-            ),
-            None => format!("cannot use the [redis] settings: {error}; fix them, then start again"),
-        })),
     }
 }
 
@@ -76,7 +111,7 @@ fn is_misconfigured(e: &redis::RedisError) -> bool {
 
 /// Refuses an eviction policy that can drop posts (unless allowed) and warns when Redis keeps nothing
 /// on disk. Managed Redis services that hide CONFIG get a warning instead.
-pub async fn check_redis(mut conn: ConnectionManager, allow_eviction: bool) -> Result<(), Refused> {
+pub async fn check_redis(mut conn: Conn, allow_eviction: bool) -> Result<(), Refused> {
     let policy: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory-policy")
@@ -128,7 +163,7 @@ pub async fn check_redis(mut conn: ConnectionManager, allow_eviction: bool) -> R
 
 /// On a Redis Cluster endpoint (`cluster_enabled:1`), refuses a namespace without a hash tag: its
 /// keys would spread over slots, and the daemon's multi-key scripts fail with `CROSSSLOT`.
-pub async fn check_cluster(mut conn: ConnectionManager, namespace: &str) -> Result<(), Refused> {
+pub async fn check_cluster(mut conn: Conn, namespace: &str) -> Result<(), Refused> {
     let info: redis::RedisResult<String> = redis::cmd("INFO")
         .arg("cluster")
         .query_async(&mut conn)

@@ -23,6 +23,48 @@ pub struct Target {
     pub client_cert_file: Option<PathBuf>,
     /// PEM private key of `client_cert_file`.
     pub client_key_file: Option<PathBuf>,
+    /// Sentinels to ask for the primary; `url`'s host and port are then replaced by its address.
+    pub sentinel: Option<SentinelTarget>,
+}
+
+/// The sentinels that know where the primary is (`[redis] sentinels`, `sentinel_master`,
+/// `sentinel_password`).
+#[derive(Clone, Default)]
+pub struct SentinelTarget {
+    /// `host:port` of each sentinel, asked in this order.
+    pub addrs: Vec<String>,
+    /// The name the sentinels monitor the primary under.
+    pub master: String,
+    /// The sentinels' password (`requirepass` in sentinel.conf), if they have one.
+    pub password: Option<secrecy::SecretString>,
+}
+
+impl std::fmt::Debug for SentinelTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelTarget")
+            .field("addrs", &self.addrs)
+            .field("master", &self.master)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .finish()
+    }
+}
+
+/// The most sentinels `[redis] sentinels` may list (a deployment has 3 or 5).
+pub const MAX_SENTINELS: usize = 16;
+
+/// `host:port` (or `[v6]:port`) as a host and a port, or why it is not one.
+pub fn parse_host_port(addr: &str) -> Result<(String, u16), String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| "is not host:port (e.g. 10.0.0.1:26379)".to_string())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+        return Err("has no usable host name (write host:port, e.g. 10.0.0.1:26379)".into());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok((host.to_string(), p)),
+        _ => Err(format!("{port:?} is not a port (1 to 65535)")),
+    }
 }
 
 impl From<&str> for Target {
@@ -47,6 +89,39 @@ impl From<&Target> for Target {
 }
 
 impl Target {
+    /// The same target with `url`'s host and port replaced (a primary or a sentinel the sentinels
+    /// named), keeping its scheme, credentials, database and TLS files; `password` replaces the
+    /// URL's credentials when given (a sentinel's own password).
+    pub fn at(&self, host: &str, port: u16, password: Option<&str>) -> redis::RedisResult<Target> {
+        let bad = |why: &str| {
+            RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "unusable [redis] url",
+                why.to_string(),
+            ))
+        };
+        let mut u = url::Url::parse(&self.url).map_err(|_| bad("[redis] url is not a URL"))?;
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        u.set_host(Some(&host))
+            .map_err(|_| bad("the address the sentinels gave is not a host name"))?;
+        u.set_port(Some(port))
+            .map_err(|_| bad("[redis] url cannot take a port"))?;
+        if let Some(pw) = password {
+            let _ = u.set_username("");
+            let _ = u.set_password(Some(pw));
+            u.set_path("");
+        }
+        Ok(Target {
+            url: u.to_string(),
+            sentinel: None,
+            ..self.clone()
+        })
+    }
+
     /// Whether any TLS file is set.
     pub fn has_tls_files(&self) -> bool {
         self.ca_file.is_some() || self.client_cert_file.is_some() || self.client_key_file.is_some()

@@ -17,9 +17,9 @@
 
 use std::time::Duration;
 
+use crate::db::Conn;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use redis::Value;
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::Accounts;
@@ -49,7 +49,7 @@ const LATER_PAUSE: Duration = Duration::from_secs(1);
 
 /// The ingest loop's state.
 pub struct Ingest {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     ledger: Ledger,
     calendars: Calendars,
@@ -87,7 +87,7 @@ impl Ingest {
     /// An ingest loop. `conn` must be its own connection (it blocks on XREADGROUP); posts are
     /// recorded through the calendars' ledger.
     pub fn new(
-        conn: ConnectionManager,
+        conn: Conn,
         keys: Keys,
         calendars: Calendars,
         accounts: Accounts,

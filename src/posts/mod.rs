@@ -19,8 +19,8 @@ pub(crate) mod submission;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use crate::db::Conn;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 
 use crate::db::{Keys, now_ms};
 pub use confirm::Confirmed;
@@ -172,7 +172,7 @@ static RETRY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| state::lua_scrip
 /// The post ledger.
 #[derive(Clone)]
 pub struct Ledger {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
 }
 
@@ -199,7 +199,7 @@ pub enum Created {
 
 impl Ledger {
     /// A ledger over a connection.
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(conn: Conn, keys: Keys) -> Self {
         Self { conn, keys }
     }
 
@@ -209,7 +209,7 @@ impl Ledger {
     }
 
     /// A clone of the connection.
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::db::Conn;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{Keys, random_id};
@@ -16,7 +16,7 @@ const IDENTITY_TTL_MS: u64 = 10_000;
 /// Takes this daemon's identity in Redis (waiting while another live daemon holds it, which happens
 /// only when two daemons are given the same id) and keeps it alive; returns the heartbeat task.
 pub async fn take_identity(
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     keys: &Keys,
     id: &str,
     shutdown: &CancellationToken,
@@ -98,7 +98,7 @@ pub async fn take_identity(
 }
 
 /// True when the identity's holder ran on this host and its process no longer exists.
-async fn holder_is_dead(conn: &mut ConnectionManager, key: &str, host: &str) -> bool {
+async fn holder_is_dead(conn: &mut Conn, key: &str, host: &str) -> bool {
     let value: Option<String> = redis::cmd("GET")
         .arg(key)
         .query_async(conn)
@@ -119,11 +119,7 @@ async fn holder_is_dead(conn: &mut ConnectionManager, key: &str, host: &str) -> 
 
 /// Hands back every lease held under this worker id by a previous run (which is dead: the identity
 /// was free). Returns how many posts were re-queued.
-pub async fn reclaim_own(
-    mut conn: ConnectionManager,
-    keys: &Keys,
-    id: &str,
-) -> redis::RedisResult<usize> {
+pub async fn reclaim_own(mut conn: Conn, keys: &Keys, id: &str) -> redis::RedisResult<usize> {
     const RECLAIM: &str = r#"
 local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[1] + 499)
 local n = 0

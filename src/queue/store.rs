@@ -11,7 +11,7 @@
 //! - `renew` extends the leases a worker still owns and reports the ones it lost.
 //! - `finish` removes a lease (fenced by the token) and optionally re-queues the id at a time.
 
-use redis::aio::ConnectionManager;
+use crate::db::Conn;
 
 use crate::db::Keys;
 
@@ -108,7 +108,7 @@ pub struct Claimed {
 /// The job store.
 #[derive(Clone)]
 pub struct JobStore {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     claim: redis::Script,
     renew: redis::Script,
@@ -125,7 +125,7 @@ impl std::fmt::Debug for JobStore {
 
 impl JobStore {
     /// A store over a connection.
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(conn: Conn, keys: Keys) -> Self {
         Self {
             conn,
             keys,

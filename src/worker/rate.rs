@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::db::Conn;
 
 use crate::db::{Keys, random_id};
 
@@ -52,7 +52,7 @@ pub use crate::tiktok::limits::RateLimit as Limit;
 /// The shared limiter.
 #[derive(Clone)]
 pub struct RateLimiter {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     script: redis::Script,
 }
@@ -65,7 +65,7 @@ impl std::fmt::Debug for RateLimiter {
 
 impl RateLimiter {
     /// A limiter over a connection.
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(conn: Conn, keys: Keys) -> Self {
         Self {
             conn,
             keys,

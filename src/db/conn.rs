@@ -1,0 +1,557 @@
+//! The daemon's connections to Redis, which follow the primary. With `[redis] url` alone a [`Conn`] is
+//! a `ConnectionManager` to that address (it reconnects by itself after a drop). With `[redis]
+//! sentinels`, [`Redis`] asks the sentinels where the primary is, checks the answer with `ROLE`, and
+//! every [`Conn`] opened from it moves to a new primary before its next command once
+//!
+//! - a command fails in a way that says this server is no longer the primary or is gone (a dropped
+//!   connection, `READONLY`, `MASTERDOWN`, `NOREPLICAS`, `LOADING`, `UNBLOCKED`, also inside a script
+//!   error's text), or
+//! - the check [`Redis::follow`] runs every second finds the sentinels naming another primary, or
+//!   the one in use answering `ROLE` as a replica (a client that missed the switch otherwise stays
+//!   on a demoted primary).
+//!
+//! The `redis` crate's own Sentinel client finds the primary once and never follows a failover, and
+//! its `ConnectionManager` reconnects to the same address, where a demoted primary answers `READONLY`
+//! for ever; so the daemon owns this. A command that failed is never sent again here: the callers
+//! already treat a Redis error as "hand back and try later", and a write must not be repeated blindly.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use secrecy::ExposeSecret;
+
+use super::{SentinelTarget, Target, now_ms};
+
+/// How long a connection to a sentinel or a candidate primary may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a sentinel's or a candidate's answer may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often [`Redis::follow`] asks the sentinels.
+pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// While no primary is known, commands fail at once with the last reason for this long before the
+/// sentinels are asked again (so a burst of commands does not become a burst of questions).
+const ASK_AGAIN_AFTER_MS: i64 = 250;
+
+/// Where the primary is now, as the daemon knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Primary {
+    /// This address answered `ROLE` as a master.
+    Known(String),
+    /// No primary is known: the reason, since when (ms).
+    Unknown { why: String, since_ms: i64 },
+}
+
+#[derive(Debug)]
+struct State {
+    /// Bumped each time the primary changes or is lost: a [`Conn`] whose connection is of an older
+    /// generation opens a new one.
+    generation: u64,
+    /// The primary's host and port, while known.
+    addr: Option<(String, u16)>,
+    /// Why no primary is known, and since when.
+    lost: Option<(String, i64)>,
+    /// When the sentinels were last asked without an answer (ms), so that the next ask waits.
+    last_failed_ms: i64,
+}
+
+/// The daemon's Redis: the target, and with sentinels where the primary is now. Shared by every
+/// [`Conn`] opened from it.
+pub struct Redis {
+    target: Target,
+    state: Mutex<State>,
+    /// One question to the sentinels at a time.
+    asking: tokio::sync::Mutex<()>,
+    /// The sentinel that answered last (its index), and a connection to it.
+    sentinel: tokio::sync::Mutex<Option<(usize, MultiplexedConnection)>>,
+    /// A connection to the server last checked with `ROLE`, kept for the next check.
+    role: tokio::sync::Mutex<Option<((String, u16), MultiplexedConnection)>>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &super::redact_url(&self.target.url))
+            .field("sentinel", &self.target.sentinel)
+            .finish()
+    }
+}
+
+impl Redis {
+    /// The daemon's Redis at `target` (nothing is connected yet).
+    pub fn new(target: impl Into<Target>) -> Arc<Self> {
+        let target = target.into();
+        let addr = if target.sentinel.is_some() {
+            None
+        } else {
+            Some((String::new(), 0))
+        };
+        Arc::new(Self {
+            target,
+            state: Mutex::new(State {
+                generation: 0,
+                addr,
+                lost: None,
+                last_failed_ms: 0,
+            }),
+            asking: tokio::sync::Mutex::new(()),
+            sentinel: tokio::sync::Mutex::new(None),
+            role: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The target the connections are made from.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Whether the primary is found through sentinels.
+    pub fn uses_sentinels(&self) -> bool {
+        self.target.sentinel.is_some()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the primary is, as far as the daemon knows (`url`'s address without sentinels).
+    pub fn primary(&self) -> Primary {
+        let s = self.state();
+        match (&s.addr, &s.lost) {
+            (Some(_), _) if !self.uses_sentinels() => {
+                Primary::Known(super::redact_url(&self.target.url))
+            }
+            (Some((h, p)), _) => Primary::Known(format!("{h}:{p}")),
+            (None, Some((why, since))) => Primary::Unknown {
+                why: why.clone(),
+                since_ms: *since,
+            },
+            (None, None) => Primary::Unknown {
+                why: "the sentinels have not been asked yet".into(),
+                since_ms: now_ms(),
+            },
+        }
+    }
+
+    /// Opens a connection of its own (its own socket) that follows the primary. Fails when no
+    /// primary can be reached now.
+    pub async fn connect(self: &Arc<Self>) -> RedisResult<Conn> {
+        let conn = Conn {
+            redis: self.clone(),
+            slot: Arc::new(Slot::default()),
+        };
+        conn.manager().await?;
+        Ok(conn)
+    }
+
+    /// The primary's generation and the target to connect to, asking the sentinels when no primary
+    /// is known.
+    async fn current(&self) -> RedisResult<(u64, Target)> {
+        if let Some(found) = self.known() {
+            return Ok(found);
+        }
+        let _one = self.asking.lock().await;
+        if let Some(found) = self.known() {
+            return Ok(found);
+        }
+        {
+            let s = self.state();
+            if now_ms() - s.last_failed_ms < ASK_AGAIN_AFTER_MS
+                && let Some((why, _)) = &s.lost
+            {
+                return Err(no_primary(why));
+            }
+        }
+        match self.ask().await {
+            Ok(addr) => {
+                self.adopt(addr);
+                self.known()
+                    .ok_or_else(|| no_primary("the primary was lost again"))
+            }
+            Err(why) => {
+                let mut s = self.state();
+                s.last_failed_ms = now_ms();
+                let since = s.lost.as_ref().map_or_else(now_ms, |l| l.1);
+                s.lost = Some((why.clone(), since));
+                Err(no_primary(&why))
+            }
+        }
+    }
+
+    fn known(&self) -> Option<(u64, Target)> {
+        let s = self.state();
+        let (host, port) = s.addr.as_ref()?;
+        if !self.uses_sentinels() {
+            return Some((s.generation, self.target.clone()));
+        }
+        self.target
+            .at(host, *port, None)
+            .ok()
+            .map(|t| (s.generation, t))
+    }
+
+    /// Takes `addr` as the primary; a change bumps the generation so every connection moves.
+    fn adopt(&self, addr: (String, u16)) {
+        let mut s = self.state();
+        if s.addr.as_ref() == Some(&addr) {
+            return;
+        }
+        let was = s
+            .addr
+            .as_ref()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .unwrap_or_else(|| "none".into());
+        let down_ms = s.lost.as_ref().map(|l| now_ms() - l.1);
+        s.generation += 1;
+        s.addr = Some(addr.clone());
+        s.lost = None;
+        drop(s);
+        tracing::info!(
+            primary = %format!("{}:{}", addr.0, addr.1),
+            was = %was,
+            without_primary_ms = down_ms.unwrap_or(0),
+            "Redis primary found; every connection moves to it."
+        );
+    }
+
+    /// Forgets the primary of `generation` (a command said it is gone or no longer the primary):
+    /// the next command of every connection asks the sentinels again. A no-op without sentinels
+    /// or when the primary already changed.
+    fn suspect(&self, generation: u64, error: &RedisError) {
+        if !self.uses_sentinels() {
+            return;
+        }
+        let mut s = self.state();
+        if s.generation != generation || s.addr.is_none() {
+            return;
+        }
+        let was = s
+            .addr
+            .take()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .unwrap_or_default();
+        s.generation += 1;
+        let why = format!("the primary {was} failed: {}", super::explain(error));
+        s.lost = Some((why.clone(), now_ms()));
+        s.last_failed_ms = 0;
+        drop(s);
+        tracing::warn!(primary = %was, error = %super::explain(error), "Redis primary lost; asking the sentinels where it is now.");
+    }
+
+    /// Every [`FOLLOW_EVERY`] until `shutdown`, with sentinels: asks them where the primary is and
+    /// moves every connection when the answer is another address, or forgets the primary when the
+    /// one in use no longer says it is the master. Without sentinels it returns at once.
+    pub async fn follow(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        if !self.uses_sentinels() {
+            return;
+        }
+        let mut said_unreachable = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+            }
+            let _one = self.asking.lock().await;
+            match self.ask().await {
+                Ok(addr) => {
+                    said_unreachable = false;
+                    self.adopt(addr);
+                }
+                Err(why) => {
+                    let mut s = self.state();
+                    s.last_failed_ms = now_ms();
+                    if s.addr.is_some() {
+                        let was = s
+                            .addr
+                            .take()
+                            .map(|(h, p)| format!("{h}:{p}"))
+                            .unwrap_or_default();
+                        s.generation += 1;
+                        s.lost = Some((why.clone(), now_ms()));
+                        drop(s);
+                        tracing::warn!(primary = %was, problem = %why, "Redis primary no longer confirmed; connections wait for the sentinels to name one.");
+                    } else {
+                        let since = s.lost.as_ref().map_or_else(now_ms, |l| l.1);
+                        s.lost = Some((why.clone(), since));
+                        drop(s);
+                        if !said_unreachable {
+                            tracing::warn!(problem = %why, "No Redis primary is known; asking the sentinels every second.");
+                            said_unreachable = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the sentinels (the one that answered last first) for the primary and checks it with
+    /// `ROLE`. `Err` says why no primary was found, for the log and `/healthz`.
+    async fn ask(&self) -> Result<(String, u16), String> {
+        let Some(sentinels) = &self.target.sentinel else {
+            return Ok((String::new(), 0));
+        };
+        let mut cached = self.sentinel.lock().await;
+        let first = cached.as_ref().map_or(0, |c| c.0);
+        let mut problems = Vec::new();
+        for k in 0..sentinels.addrs.len() {
+            let i = (first + k) % sentinels.addrs.len();
+            let addr = &sentinels.addrs[i];
+            let mut conn = match cached.take() {
+                Some((j, c)) if j == i => c,
+                _ => match self.dial_sentinel(sentinels, addr).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        problems.push(format!("sentinel {addr}: {}", super::explain(&e)));
+                        continue;
+                    }
+                },
+            };
+            let asked = tokio::time::timeout(
+                ASK_TIMEOUT,
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&sentinels.master)
+                    .query_async::<Option<(String, u16)>>(&mut conn),
+            )
+            .await;
+            let named = match asked {
+                Ok(Ok(Some(a))) => a,
+                Ok(Ok(None)) => {
+                    problems.push(format!(
+                        "sentinel {addr} monitors no primary named {:?} (check [redis] sentinel_master)",
+                        sentinels.master
+                    ));
+                    *cached = Some((i, conn));
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    problems.push(format!("sentinel {addr}: {}", super::explain(&e)));
+                    continue;
+                }
+                Err(_) => {
+                    problems.push(format!("sentinel {addr} did not answer in time"));
+                    continue;
+                }
+            };
+            *cached = Some((i, conn));
+            match self.is_master(&named.0, named.1).await {
+                Ok(true) => return Ok(named),
+                Ok(false) => problems.push(format!(
+                    "sentinel {addr} names {}:{}, which says it is a replica (a failover under way?)",
+                    named.0, named.1
+                )),
+                Err(e) => problems.push(format!(
+                    "sentinel {addr} names {}:{}, which cannot be used: {}",
+                    named.0,
+                    named.1,
+                    super::explain(&e)
+                )),
+            }
+        }
+        Err(format!(
+            "no Redis primary is known: {}",
+            problems.join("; ")
+        ))
+    }
+
+    async fn dial_sentinel(
+        &self,
+        sentinels: &SentinelTarget,
+        addr: &str,
+    ) -> RedisResult<MultiplexedConnection> {
+        let (host, port) = super::parse_host_port(addr).map_err(|why| {
+            RedisError::from((ErrorKind::InvalidClientConfig, "bad sentinel address", why))
+        })?;
+        let password = sentinels
+            .password
+            .as_ref()
+            .map(|p| p.expose_secret().to_string());
+        let target = self
+            .target
+            .at(&host, port, Some(password.as_deref().unwrap_or("")))?;
+        dial(&target).await
+    }
+
+    /// Whether `host:port` answers `ROLE` as a master.
+    async fn is_master(&self, host: &str, port: u16) -> RedisResult<bool> {
+        let mut cached = self.role.lock().await;
+        let key = (host.to_string(), port);
+        let mut conn = match cached.take() {
+            Some((k, c)) if k == key => c,
+            _ => dial(&self.target.at(host, port, None)?).await?,
+        };
+        let role = tokio::time::timeout(
+            ASK_TIMEOUT,
+            redis::cmd("ROLE").query_async::<Vec<Value>>(&mut conn),
+        )
+        .await
+        .map_err(|_| RedisError::from((ErrorKind::Io, "ROLE timed out")))??;
+        *cached = Some((key, conn));
+        Ok(
+            matches!(role.first(), Some(Value::BulkString(b)) if b == b"master")
+                || matches!(role.first(), Some(Value::SimpleString(s)) if s == "master"),
+        )
+    }
+}
+
+/// A multiplexed connection to `target` within [`DIAL_TIMEOUT`].
+async fn dial(target: &Target) -> RedisResult<MultiplexedConnection> {
+    let client = target.client()?;
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(DIAL_TIMEOUT))
+        .set_response_timeout(Some(ASK_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+}
+
+/// The error a command gets while no primary is known.
+fn no_primary(why: &str) -> RedisError {
+    RedisError::from((ErrorKind::Io, "no Redis primary", why.to_string()))
+}
+
+/// True for an error that says the server in use is gone or no longer the primary, so the sentinels
+/// must be asked again: a dropped or refused connection, `READONLY` (a demoted primary), `MASTERDOWN`
+/// and `NOREPLICAS` (a replica or a primary that cannot take writes now), `LOADING` (a restarted
+/// server) and `UNBLOCKED` (a blocked read cut off by a role change), also inside a script error.
+pub fn is_failover_error(e: &RedisError) -> bool {
+    if e.is_connection_dropped() || e.is_connection_refusal() {
+        return true;
+    }
+    if matches!(
+        e.code(),
+        Some("READONLY" | "MASTERDOWN" | "NOREPLICAS" | "LOADING" | "UNBLOCKED")
+    ) {
+        return true;
+    }
+    let text = e.to_string();
+    [
+        "READONLY",
+        "MASTERDOWN",
+        "NOREPLICAS",
+        "LOADING",
+        "UNBLOCKED",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+}
+
+/// The connection of a [`Conn`] and its clones, with the primary generation it was made for.
+#[derive(Default)]
+struct Slot {
+    current: Mutex<Option<(u64, ConnectionManager)>>,
+    /// One (re)connection at a time.
+    opening: tokio::sync::Mutex<()>,
+}
+
+/// A connection to the primary: a `ConnectionManager` that is replaced when the primary moves.
+/// Clones share it (one socket, commands multiplexed), as clones of a `ConnectionManager` do; a
+/// connection of its own comes from [`Redis::connect`].
+#[derive(Clone)]
+pub struct Conn {
+    redis: Arc<Redis>,
+    slot: Arc<Slot>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("redis", &self.redis).finish()
+    }
+}
+
+impl Conn {
+    /// The Redis this connection follows.
+    pub fn redis(&self) -> &Arc<Redis> {
+        &self.redis
+    }
+
+    /// A new connection of its own to the same Redis.
+    pub async fn separate(&self) -> RedisResult<Conn> {
+        self.redis.connect().await
+    }
+
+    /// The manager for the current primary, opening one when the primary changed since.
+    async fn manager(&self) -> RedisResult<(u64, ConnectionManager)> {
+        let (generation, target) = self.redis.current().await?;
+        if let Some(found) = self.held(generation) {
+            return Ok(found);
+        }
+        let _one = self.slot.opening.lock().await;
+        if let Some(found) = self.held(generation) {
+            return Ok(found);
+        }
+        match open_manager(&target).await {
+            Ok(m) => {
+                *self.slot.current.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((generation, m.clone()));
+                Ok((generation, m))
+            }
+            Err(e) => {
+                if is_failover_error(&e) {
+                    self.redis.suspect(generation, &e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn held(&self, generation: u64) -> Option<(u64, ConnectionManager)> {
+        let held = self.slot.current.lock().unwrap_or_else(|p| p.into_inner());
+        match &*held {
+            Some((g, m)) if *g == generation => Some((*g, m.clone())),
+            _ => None,
+        }
+    }
+
+    fn after<T>(&self, generation: u64, r: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &r
+            && is_failover_error(e)
+        {
+            self.redis.suspect(generation, e);
+        }
+        r
+    }
+}
+
+/// A `ConnectionManager` to `target`, with the daemon's timeouts.
+async fn open_manager(target: &Target) -> RedisResult<ConnectionManager> {
+    let client = target.client()?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_number_of_retries(2);
+    ConnectionManager::new_with_config(client, cfg).await
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (generation, mut m) = self.manager().await?;
+            let r = m.req_packed_command(cmd).await;
+            self.after(generation, r)
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let (generation, mut m) = self.manager().await?;
+            let r = m.req_packed_commands(cmd, offset, count).await;
+            self.after(generation, r)
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.slot
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |(_, m)| m.get_db())
+    }
+}
