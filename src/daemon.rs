@@ -114,10 +114,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let mut watch_task = tokio::spawn(crate::health::watch_redis(
         conn.clone(),
         keys.clone(),
-        worker_id.clone(),
         marker,
         heartbeats.clone(),
-        give_up,
+        crate::health::WatchLimits {
+            worker: worker_id.clone(),
+            give_up,
+            want_replicas: settings.redis.min_replica_acks,
+        },
         shutdown.clone(),
     ));
     let calendars = Calendars::new(
@@ -158,6 +161,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         rate: RateLimiter::new(conn.clone(), keys.clone()),
         shutdown: shutdown.clone(),
         heartbeats: heartbeats.clone(),
+        replicas: Arc::new(crate::db::replicas::ReplicaAcks::new(
+            redis.clone(),
+            &keys,
+            &worker_id,
+            settings.redis.min_replica_acks,
+            settings.redis.replica_ack_timeout_ms,
+        )),
     });
 
     let ingest = Ingest::new(

@@ -5,10 +5,12 @@
 //! producer touches (`:submit`, `:rejected`, `:post:{id}`, `:events`) are part of the public contract.
 
 pub(crate) mod conn;
+pub mod replicas;
 pub(crate) mod startup;
 mod target;
 
 pub use conn::{Conn, Primary, Redis, is_failover_error};
+pub use startup::Unavailable;
 
 pub use target::{MAX_SENTINELS, SentinelTarget, Target, parse_host_port, tls_problem};
 
@@ -120,6 +122,10 @@ impl Keys {
     /// that a running daemon notices a Redis that came back without its data.
     pub fn instance(&self) -> String {
         format!("{}:instance", self.ns)
+    }
+    /// The key a daemon writes just before it waits for replicas (`WAIT`, `[redis] min_replica_acks`).
+    pub fn replica_ack(&self, worker: &str) -> String {
+        format!("{}:replica_ack:{worker}", self.ns)
     }
     /// A key each daemon writes now and then to prove Redis still takes writes.
     pub fn write_probe(&self, worker: &str) -> String {

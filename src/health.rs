@@ -68,6 +68,9 @@ struct RedisState {
     /// Set when Redis came back without the namespace's marker: kept until the operator acknowledges
     /// the loss with `tiktok-poster redis-loss-ack`.
     data_lost: Option<String>,
+    /// Replicas the primary showed connected and streaming at the last probe (only read with
+    /// `[redis] min_replica_acks`).
+    replicas: Option<u32>,
 }
 
 impl RedisWatch {
@@ -75,6 +78,21 @@ impl RedisWatch {
     pub fn problem(&self) -> Option<String> {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.data_lost.clone().or_else(|| s.problem.clone())
+    }
+
+    /// Replicas connected to the primary at the last probe, when `[redis] min_replica_acks` asks.
+    pub fn replicas(&self) -> Option<u32> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replicas
+    }
+
+    fn set_replicas(&self, n: Option<u32>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replicas = n;
     }
 
     fn set_problem(&self, problem: Option<String>) {
@@ -140,6 +158,17 @@ pub async fn acknowledge_loss(
     Ok(id)
 }
 
+/// What the Redis watch of one daemon is held to.
+#[derive(Debug, Clone)]
+pub struct WatchLimits {
+    /// The daemon's worker id (its probe key).
+    pub worker: String,
+    /// `[redis] give_up_after_secs`.
+    pub give_up: Duration,
+    /// `[redis] min_replica_acks`.
+    pub want_replicas: u32,
+}
+
 /// How long a probe of Redis may take before Redis counts as stalled.
 pub const REDIS_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -151,12 +180,16 @@ pub const REDIS_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub async fn watch_redis(
     mut conn: crate::db::Conn,
     keys: crate::db::Keys,
-    worker: String,
     mut known: String,
     beats: std::sync::Arc<Heartbeats>,
-    give_up: Duration,
+    limits: WatchLimits,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Option<crate::db::startup::Unavailable> {
+    let WatchLimits {
+        worker,
+        give_up,
+        want_replicas,
+    } = limits;
     let watch = &beats.redis;
     let mut last_problem: Option<String> = None;
     let mut unusable_since: Option<std::time::Instant> = None;
@@ -174,10 +207,18 @@ pub async fn watch_redis(
                 .arg(60_000)
                 .query_async::<()>(&mut conn)
                 .await?;
-            redis::cmd("HGETALL")
+            let marker = redis::cmd("HGETALL")
                 .arg(keys.instance())
                 .query_async::<std::collections::HashMap<String, String>>(&mut conn)
-                .await
+                .await?;
+            if want_replicas > 0 {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut conn)
+                    .await?;
+                watch.set_replicas(Some(crate::db::replicas::online_replicas(&info)));
+            }
+            Ok::<_, redis::RedisError>(marker)
         };
         let mut no_primary = true;
         let problem = match tokio::time::timeout(REDIS_PROBE_TIMEOUT, probe).await {
@@ -217,6 +258,15 @@ pub async fn watch_redis(
                 }
             }
         };
+        let problem = problem.or_else(|| match watch.replicas() {
+            Some(online) if online < want_replicas => {
+                no_primary = false;
+                Some(format!(
+                    "only {online} of the {want_replicas} replicas [redis] min_replica_acks asks for are connected to the primary: posts wait before each call to TikTok until enough replicas are back"
+                ))
+            }
+            _ => None,
+        });
         if problem != last_problem {
             match &problem {
                 Some(p) => tracing::warn!(problem = %p, "Redis is not usable."),

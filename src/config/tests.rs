@@ -281,3 +281,98 @@ fn a_namespace_in_braces_is_accepted_and_a_broken_tag_is_not() {
         "{e}"
     );
 }
+
+/// `[redis]` Sentinel, give-up and replica settings: sentinels and the master name go together,
+/// each address is host:port, the numbers are bounded, and the sentinels' password comes from a
+/// private file or the environment and is never printed.
+#[test]
+fn redis_sentinel_and_replica_settings_are_checked() {
+    let problems = |f: &dyn Fn(&mut Settings)| {
+        let mut s = Settings::default();
+        f(&mut s);
+        s.validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let e = problems(&|s| s.redis.sentinels = vec!["127.0.0.1:26379".into()]);
+    assert!(
+        e.contains("redis.sentinel_master: is missing")
+            && e.contains("TIKTOK_POSTER__REDIS__SENTINEL_MASTER"),
+        "{e}"
+    );
+    let e = problems(&|s| s.redis.sentinel_master = "mymaster".into());
+    assert!(e.contains("redis.sentinels: is empty"), "{e}");
+    let e = problems(&|s| {
+        s.redis.sentinel_master = "mymaster".into();
+        s.redis.sentinels = vec!["10.0.0.1".into(), "10.0.0.2:0".into(), "[::1]:26379".into()];
+    });
+    assert!(e.contains("\"10.0.0.1\": is not host:port"), "{e}");
+    assert!(e.contains("\"10.0.0.2:0\": \"0\" is not a port"), "{e}");
+    assert!(!e.contains("[::1]"), "an IPv6 sentinel is fine: {e}");
+    let e = problems(&|s| {
+        s.redis.sentinel_master = "mymaster".into();
+        s.redis.sentinels = vec!["127.0.0.1:26379".into()];
+        s.redis.url = "unix:///run/redis.sock".into();
+    });
+    assert!(e.contains("redis.url: with [redis] sentinels"), "{e}");
+    let e = problems(&|s| {
+        s.redis.give_up_after_secs = 0;
+        s.redis.min_replica_acks = 17;
+        s.redis.replica_ack_timeout_ms = 5;
+    });
+    for key in [
+        "redis.give_up_after_secs",
+        "redis.min_replica_acks",
+        "redis.replica_ack_timeout_ms",
+    ] {
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    assert_eq!(problems(&|_| {}), "", "the defaults are valid");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "sentinel-password", "s3cret-sentinel\n");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let toml = write(
+            &dir,
+            "c.toml",
+            &format!(
+                "[redis]\nsentinels = [\"127.0.0.1:26379\"]\nsentinel_master = \"m\"\nsentinel_password_file = {:?}\n",
+                file.display().to_string()
+            ),
+        );
+        let e = Settings::load(Some(&toml), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = Settings::load(Some(&toml), env(&[])).unwrap();
+        let t = s.redis_target();
+        let sentinel = t.sentinel.as_ref().unwrap();
+        assert_eq!(sentinel.master, "m");
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            sentinel.password.as_ref().unwrap().expose_secret(),
+            "s3cret-sentinel"
+        );
+        let shown = format!("{} {:?}", s.to_masked_toml(), t);
+        assert!(!shown.contains("s3cret-sentinel"), "{shown}");
+    }
+    let s = Settings::load(
+        None,
+        env(&[
+            (
+                "TIKTOK_POSTER__REDIS__SENTINELS",
+                "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379",
+            ),
+            ("TIKTOK_POSTER__REDIS__SENTINEL_MASTER", "mymaster"),
+            ("TIKTOK_POSTER__REDIS__MIN_REPLICA_ACKS", "1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.redis.sentinels.len(), 3, "a list from the environment");
+    assert_eq!(s.redis.min_replica_acks, 1);
+}

@@ -106,6 +106,12 @@ impl Redis {
         &self.target
     }
 
+    /// The primary's generation: it changes each time the primary is lost or moves, so two
+    /// connections used under one generation reached the same server.
+    pub fn generation(&self) -> u64 {
+        self.state().generation
+    }
+
     /// Whether the primary is found through sentinels.
     pub fn uses_sentinels(&self) -> bool {
         self.target.sentinel.is_some()
@@ -553,5 +559,41 @@ impl ConnectionLike for Conn {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map_or(0, |(_, m)| m.get_db())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_that_say_the_primary_moved_are_told_from_the_rest() {
+        let readonly = RedisError::from((
+            ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+            "READONLY",
+            "You can't write against a read only replica.".to_string(),
+        ));
+        assert!(is_failover_error(&readonly), "{readonly}");
+        // A script that wrote on a demoted primary: the code is ERR, the reason is in the text.
+        let script = RedisError::from((
+            ErrorKind::Extension,
+            "ERR",
+            "Error running script (call to f_1234): @user_script:3: READONLY You can't write against a read only replica.".to_string(),
+        ));
+        assert!(is_failover_error(&script), "{script}");
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_failover_error(&refused));
+        let oom = RedisError::from((
+            ErrorKind::Extension,
+            "OOM",
+            "command not allowed when used memory > 'maxmemory'.".to_string(),
+        ));
+        assert!(!is_failover_error(&oom), "out of memory is not a failover");
+        let wrongtype = RedisError::from((
+            ErrorKind::Extension,
+            "WRONGTYPE",
+            "Operation against a key holding the wrong kind of value".to_string(),
+        ));
+        assert!(!is_failover_error(&wrongtype));
     }
 }

@@ -234,3 +234,38 @@ pub fn tls_problem(e: &RedisError) -> Option<String> {
     };
     Some(format!("{what} ({e})"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_is_parsed_with_ipv6_and_refused_without_a_port() {
+        assert_eq!(
+            parse_host_port("10.0.0.1:26379"),
+            Ok(("10.0.0.1".into(), 26379))
+        );
+        assert_eq!(parse_host_port("[::1]:26379"), Ok(("::1".into(), 26379)));
+        assert_eq!(parse_host_port("sentinel-a.internal:5000").unwrap().1, 5000);
+        assert!(parse_host_port("10.0.0.1").is_err());
+        assert!(parse_host_port(":26379").is_err());
+        assert!(parse_host_port("10.0.0.1:99999").is_err());
+    }
+
+    /// The primary the sentinels name keeps the URL's scheme, credentials and database; a sentinel
+    /// gets its own password instead of the primary's credentials.
+    #[test]
+    fn a_target_moved_to_another_address_keeps_what_the_url_says_but_the_address() {
+        let t = Target {
+            url: "rediss://app:pw@placeholder:1/3".into(),
+            ..Target::default()
+        };
+        let primary = t.at("10.0.0.7", 6380, None).unwrap();
+        assert_eq!(primary.url, "rediss://app:pw@10.0.0.7:6380/3");
+        let v6 = t.at("::1", 6380, None).unwrap();
+        assert_eq!(v6.url, "rediss://app:pw@[::1]:6380/3");
+        let sentinel = t.at("10.0.0.8", 26379, Some("sentinel-pw")).unwrap();
+        assert_eq!(sentinel.url, "rediss://:sentinel-pw@10.0.0.8:26379");
+        assert!(sentinel.sentinel.is_none());
+    }
+}

@@ -303,10 +303,22 @@ async fn healthz(State(st): State<AppState>) -> Response {
         .collect();
     let lag_ms = oldest.map(|at| (now_ms() - at).max(0)).unwrap_or(0);
     let ok = redis_ok && workers && problem.is_none();
+    // Where the primary is (with sentinels, the address they gave; while none is known, why).
+    let primary = match st.ledger.conn().redis().primary() {
+        crate::db::Primary::Known(address) => json!({"known": true, "address": address}),
+        crate::db::Primary::Unknown { why, since_ms } => {
+            json!({"known": false, "problem": why, "since_ms": since_ms})
+        }
+    };
+    let want = st.settings.redis.min_replica_acks;
+    let replicas =
+        (want > 0).then(|| json!({"wanted": want, "online": st.heartbeats.redis.replicas()}));
     let body = json!({
         "ok": ok,
         "redis": redis_ok && problem.is_none(),
         "problem": problem,
+        "redis_primary": primary,
+        "replicas": replicas,
         "workers_alive": workers,
         "oldest_due_lag_ms": lag_ms,
         "queue": {"due_or_scheduled": due, "leased": leased},

@@ -50,6 +50,8 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// Liveness of the main loops (for the systemd watchdog).
     pub heartbeats: Arc<crate::health::Heartbeats>,
+    /// Waits for `[redis] min_replica_acks` replicas before the init and the first chunk.
+    pub replicas: Arc<crate::db::replicas::ReplicaAcks>,
 }
 
 /// Runs the apalis worker over our job store until `shutdown`, then waits up to the grace period for

@@ -129,6 +129,15 @@ impl TestApp {
         .await;
     }
 
+    /// Waits up to `within` for the daemon to stop on its own, and returns how it stopped.
+    pub async fn daemon_stops_by_itself(&mut self, within: Duration) -> anyhow::Result<()> {
+        let task = self.task.take().expect("the daemon runs");
+        tokio::time::timeout(within, task)
+            .await
+            .expect("the daemon stops by itself in time")
+            .unwrap()
+    }
+
     /// Stops the daemon gracefully (as SIGTERM does) and waits for it.
     pub async fn stop_daemon(&mut self) {
         self.shutdown.cancel();

@@ -44,6 +44,7 @@ mod media;
 mod oauth;
 mod pipeline;
 mod posting;
+mod redis_ha;
 mod redis_tls;
 mod safety;
 mod upload;

@@ -30,6 +30,8 @@ impl Job<'_> {
                 .settle_doubt("an init for this PULL_FROM_URL post was sent but its answer was lost; TikTok may have published it")
                 .await);
         }
+        // Too few replicas now: no TikTok call at all until they are back (the WAIT below would fail).
+        self.replicas_online()?;
         self.transition(State::Uploading, &[], "").await?;
         self.slot(limits::CREATOR_INFO).await?;
         let client = self.ctx.client.clone();
@@ -83,9 +85,16 @@ impl Job<'_> {
                 return Err(Stop::Paused(since));
             }
             // Recorded before the call: for a pull, a lost answer must never lead to a second init.
+            let generation = self.ctx.replicas.generation();
             let sent = now_ms();
             self.set(&[(Field::InitStartedMs, sent.to_string())])
                 .await?;
+            // And held by the replicas first, so that a failover cannot lose it.
+            if let Err(why) = self.ctx.replicas.wait(generation).await {
+                // No init was sent: a later claim must not take this record for one.
+                self.set(&[(Field::InitStartedMs, String::new())]).await?;
+                return Err(Stop::Replicas(why));
+            }
             if !self.sub.draft
                 && let Err(error) = self
                     .ctx
@@ -175,6 +184,18 @@ impl Job<'_> {
         match (local, init.upload_url) {
             (Some(video), Some(url)) => self.upload(video, &url).await,
             _ => self.follow().await,
+        }
+    }
+
+    /// `Err(Stop::Replicas)` when the Redis watch saw fewer replicas connected than `[redis]
+    /// min_replica_acks` asks for at its last probe.
+    pub(super) fn replicas_online(&self) -> Result<(), Stop> {
+        let want = self.ctx.replicas.wanted();
+        match self.ctx.heartbeats.redis.replicas() {
+            Some(online) if want > 0 && online < want => Err(Stop::Replicas(format!(
+                "only {online} of the {want} replicas [redis] min_replica_acks asks for are connected to the primary; the post waits until enough replicas are back (or lower min_replica_acks)"
+            ))),
+            _ => Ok(()),
         }
     }
 

@@ -69,6 +69,9 @@ enum Stop {
     LocalLater(String),
     /// The account's calendar was paused (since this ms) before the init: hold the post.
     Paused(i64),
+    /// Fewer replicas than `[redis] min_replica_acks` acknowledged the post's record before a step
+    /// that reaches TikTok (the reason): hand the post back without spending an attempt.
+    Replicas(String),
     /// Settled; return this.
     Settled(Next),
 }
@@ -82,6 +85,7 @@ impl Stop {
             | Self::Redis(_)
             | Self::Shutdown
             | Self::LocalLater(_)
+            | Self::Replicas(_)
             | Self::Paused(_) => true,
             // Another worker holds the post now and may be spending the slot at its own init.
             Self::LeaseLost | Self::Settled(_) => false,

@@ -41,6 +41,9 @@ pub(super) async fn fail(
         .await
 }
 
+/// How soon a post handed back for want of replicas is due again.
+const REPLICA_RETRY_MS: i64 = 2_000;
+
 impl Job<'_> {
     /// What the verdict needs to know about the post.
     fn facts(&self) -> Facts {
@@ -87,6 +90,7 @@ impl Job<'_> {
                     Err(_) => Next::At(crate::db::now_ms() + 2_000),
                 };
             }
+            Stop::Replicas(why) => return self.wait_for_replicas(&why).await,
             Stop::LeaseLost => Failure::LeaseLost,
             Stop::Shutdown => Failure::Shutdown,
             Stop::LocalLater(message) => Failure::LocalLater(message),
@@ -127,6 +131,20 @@ impl Job<'_> {
             tracing::info!(code = %code, "Post deferred past TikTok's window.");
         }
         self.apply(v).await
+    }
+
+    /// Too few replicas hold the post's record: the post is due again in [`REPLICA_RETRY_MS`], and
+    /// this claim spends neither an attempt nor a claim (a replica down for hours must not fail it).
+    async fn wait_for_replicas(&self, why: &str) -> Next {
+        tracing::warn!(problem = %why, "Post handed back: too few Redis replicas hold its record.");
+        let _ = self
+            .set(&[
+                (Field::Attempts, self.attempt.saturating_sub(1).to_string()),
+                (Field::Claims, (self.post.claims() - 1).max(0).to_string()),
+                (Field::ErrorMessage, why.to_string()),
+            ])
+            .await;
+        Next::At(crate::db::now_ms() + REPLICA_RETRY_MS)
     }
 
     /// Writes a verdict to the ledger (fenced) and says how the claim ends.

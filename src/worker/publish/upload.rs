@@ -30,7 +30,16 @@ impl Job<'_> {
         let plan = video.plan;
         // The type follows the name the producer gave (a symlink's target may have any name).
         let content_type = content_type_or_default(&submitted);
+        self.replicas_online()?;
+        let generation = self.ctx.replicas.generation();
         self.transition(State::Uploading, &[], "").await?;
+        // The `publish_id` and this attempt's record are held by the replicas before TikTok gets a
+        // byte: a failover that lost them would start a second attempt, whose video would go live too.
+        self.ctx
+            .replicas
+            .wait(generation)
+            .await
+            .map_err(Stop::Replicas)?;
         let started = std::time::Instant::now();
         let shutdown = self.ctx.shutdown.clone();
         // Long uploads are logged at every tenth; every chunk at debug level.
