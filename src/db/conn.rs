@@ -265,6 +265,18 @@ impl Redis {
                     self.adopt(addr);
                 }
                 Err(why) => {
+                    // Sentinels that cannot be asked do not make a working primary unusable: it is
+                    // kept while it still says it is the master.
+                    let current = self.state().addr.clone();
+                    if let Some((host, port)) = current
+                        && matches!(self.is_master(&host, port).await, Ok(true))
+                    {
+                        if !said_unreachable {
+                            tracing::warn!(problem = %why, primary = %format!("{host}:{port}"), "The sentinels cannot be asked; staying on the primary, which still says it is the master.");
+                            said_unreachable = true;
+                        }
+                        continue;
+                    }
                     let mut s = self.state();
                     s.last_failed_ms = now_ms();
                     if s.addr.is_some() {
