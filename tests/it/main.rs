@@ -6,6 +6,7 @@
 //! - `pipeline`: the daemon end to end with its own redis-server.
 //! - `cluster_keys`: a `{namespace}` puts every key in one slot; the daemon on a Cluster-mode endpoint.
 //! - `redis_tls`: `rediss://` with a private CA and mutual TLS; certificates that must be refused.
+//! - `sentinel`: a primary, a replica and three sentinels; `SENTINEL FAILOVER` and a killed primary.
 //! - `input`: hostile submissions and oversized answers (rejected with a reason, echoed within bounds).
 //! - `cli`: the binary's commands and exit codes.
 //! - `blocked`: `posting_blocked`: a banned account, the app's active-user cap, `accounts resume`.
@@ -47,6 +48,7 @@ mod posting;
 mod redis_ha;
 mod redis_tls;
 mod safety;
+mod sentinel;
 mod upload;
 mod webhooks;
 

@@ -1,6 +1,7 @@
 //! The harness the integration tests and the benchmarks share, written once: a `redis-server` of their
-//! own, the simulator (in-process or as the binary), simulated accounts connected through the
-//! simulator's OAuth endpoints, test videos, polling, free ports.
+//! own, a replicated Redis (a primary, a replica and three sentinels), the simulator (in-process or
+//! as the binary), simulated accounts connected through the simulator's OAuth endpoints, test
+//! videos, polling, free ports.
 //!
 //! It is a source folder, not a library module behind a cargo feature, so the library carries no test
 //! code and `Cargo.toml` needs nothing: `tests/it/main.rs` includes it with
@@ -16,6 +17,7 @@
 
 mod accounts;
 mod redis_server;
+mod sentinel;
 mod sim;
 mod tls;
 mod video;
@@ -25,6 +27,7 @@ pub use accounts::{
     REDIRECT, auth_request, authorize, connect, connect_accounts, connect_via_daemon, param,
 };
 pub use redis_server::{ServerTls, TestRedis};
+pub use sentinel::{SwitchWatch, TestSentinels};
 pub use sim::{TestSim, sim_client, sim_posts, sim_stats, start_sim};
 pub use tls::{CertFiles, TestCerts};
 pub use video::{GOOD_MP4, fixture, make_video, sha256_file};
