@@ -39,7 +39,6 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     // Bound first and answering from now on: 503 with the reason until the daemon is ready.
     let listeners = crate::http::listeners::Listeners::bind(&settings.http, &shutdown).await?;
     let redis = crate::db::Redis::new(settings.redis_target());
-    let follow_task = tokio::spawn(redis.clone().follow(shutdown.clone()));
     let give_up = Duration::from_secs(settings.redis.give_up_after_secs);
     let Some(conn) = connect_redis(&redis, give_up, &shutdown)
         .await
@@ -231,7 +230,6 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     reconciler_task.abort();
     refresher_task.abort();
     watch_task.abort();
-    follow_task.abort();
     listeners.stopped().await;
     tracing::info!("Stopped.");
     match gave_up {

@@ -6,7 +6,7 @@
 //! - a command fails in a way that says this server is no longer the primary or is gone (a dropped
 //!   connection, `READONLY`, `MASTERDOWN`, `NOREPLICAS`, `LOADING`, `UNBLOCKED`, also inside a script
 //!   error's text), or
-//! - the check [`Redis::follow`] runs every second finds the sentinels naming another primary, or
+//! - the check that runs every second (from the first connection on) finds the sentinels naming another primary, or
 //!   the one in use answering `ROLE` as a replica (a client that missed the switch otherwise stays
 //!   on a demoted primary).
 //!
@@ -28,7 +28,7 @@ use super::{SentinelTarget, Target, now_ms};
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a sentinel's or a candidate's answer may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often [`Redis::follow`] asks the sentinels.
+/// How often the follow task asks the sentinels.
 pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// While no primary is known, commands fail at once with the last reason for this long before the
 /// sentinels are asked again (so a burst of commands does not become a burst of questions).
@@ -67,6 +67,8 @@ pub struct Redis {
     sentinel: tokio::sync::Mutex<Option<(usize, MultiplexedConnection)>>,
     /// A connection to the server last checked with `ROLE`, kept for the next check.
     role: tokio::sync::Mutex<Option<((String, u16), MultiplexedConnection)>>,
+    /// Whether the follow task runs.
+    following: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Redis {
@@ -98,6 +100,7 @@ impl Redis {
             asking: tokio::sync::Mutex::new(()),
             sentinel: tokio::sync::Mutex::new(None),
             role: tokio::sync::Mutex::new(None),
+            following: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -141,8 +144,16 @@ impl Redis {
     }
 
     /// Opens a connection of its own (its own socket) that follows the primary. Fails when no
-    /// primary can be reached now.
+    /// primary can be reached now. With sentinels, the first call starts the follow task for as
+    /// long as any connection (or other handle) of this Redis lives.
     pub async fn connect(self: &Arc<Self>) -> RedisResult<Conn> {
+        if self.uses_sentinels()
+            && !self
+                .following
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::spawn(follow_while_alive(Arc::downgrade(self)));
+        }
         let conn = Conn {
             redis: self.clone(),
             slot: Arc::new(Slot::default()),
@@ -245,60 +256,45 @@ impl Redis {
         tracing::warn!(primary = %was, error = %super::explain(error), "Redis primary lost; asking the sentinels where it is now.");
     }
 
-    /// Every [`FOLLOW_EVERY`] until `shutdown`, with sentinels: asks them where the primary is and
-    /// moves every connection when the answer is another address, or forgets the primary when the
-    /// one in use no longer says it is the master. Without sentinels it returns at once.
-    pub async fn follow(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
-        if !self.uses_sentinels() {
+    /// One check of [`follow_while_alive`]: asks the sentinels where the primary is and moves every
+    /// connection when the answer is another address, or forgets the primary when the one in use
+    /// no longer says it is the master. Sentinels that cannot be asked do not make a working
+    /// primary unusable: it is kept while it still says it is the master. `said` keeps the
+    /// "cannot ask" warning to one line per outage.
+    async fn check(&self, said: &mut bool) {
+        let _one = self.asking.lock().await;
+        let why = match self.ask().await {
+            Ok(addr) => {
+                *said = false;
+                self.adopt(addr);
+                return;
+            }
+            Err(why) => why,
+        };
+        let current = self.state().addr.clone();
+        if let Some((host, port)) = current
+            && matches!(self.is_master(&host, port).await, Ok(true))
+        {
+            if !*said {
+                tracing::warn!(problem = %why, primary = %format!("{host}:{port}"), "The sentinels cannot confirm the primary; staying on it while it still says it is the master.");
+                *said = true;
+            }
             return;
         }
-        let mut said_unreachable = false;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(FOLLOW_EVERY) => {}
-            }
-            let _one = self.asking.lock().await;
-            match self.ask().await {
-                Ok(addr) => {
-                    said_unreachable = false;
-                    self.adopt(addr);
-                }
-                Err(why) => {
-                    // Sentinels that cannot be asked do not make a working primary unusable: it is
-                    // kept while it still says it is the master.
-                    let current = self.state().addr.clone();
-                    if let Some((host, port)) = current
-                        && matches!(self.is_master(&host, port).await, Ok(true))
-                    {
-                        if !said_unreachable {
-                            tracing::warn!(problem = %why, primary = %format!("{host}:{port}"), "The sentinels cannot be asked; staying on the primary, which still says it is the master.");
-                            said_unreachable = true;
-                        }
-                        continue;
-                    }
-                    let mut s = self.state();
-                    s.last_failed_ms = now_ms();
-                    if s.addr.is_some() {
-                        let was = s
-                            .addr
-                            .take()
-                            .map(|(h, p)| format!("{h}:{p}"))
-                            .unwrap_or_default();
-                        s.generation += 1;
-                        s.lost = Some((why.clone(), now_ms()));
-                        drop(s);
-                        tracing::warn!(primary = %was, problem = %why, "Redis primary no longer confirmed; connections wait for the sentinels to name one.");
-                    } else {
-                        let since = s.lost.as_ref().map_or_else(now_ms, |l| l.1);
-                        s.lost = Some((why.clone(), since));
-                        drop(s);
-                        if !said_unreachable {
-                            tracing::warn!(problem = %why, "No Redis primary is known; asking the sentinels every second.");
-                            said_unreachable = true;
-                        }
-                    }
-                }
+        let mut s = self.state();
+        s.last_failed_ms = now_ms();
+        if let Some((host, port)) = s.addr.take() {
+            s.generation += 1;
+            s.lost = Some((why.clone(), now_ms()));
+            drop(s);
+            tracing::warn!(primary = %format!("{host}:{port}"), problem = %why, "Redis primary no longer confirmed; connections wait for the sentinels to name one.");
+        } else {
+            let since = s.lost.as_ref().map_or_else(now_ms, |l| l.1);
+            s.lost = Some((why.clone(), since));
+            drop(s);
+            if !*said {
+                tracing::warn!(problem = %why, "No Redis primary is known; asking the sentinels every second.");
+                *said = true;
             }
         }
     }
@@ -410,6 +406,19 @@ impl Redis {
             matches!(role.first(), Some(Value::BulkString(b)) if b == b"master")
                 || matches!(role.first(), Some(Value::SimpleString(s)) if s == "master"),
         )
+    }
+}
+
+/// Every [`FOLLOW_EVERY`], while anything still holds the [`Redis`] (a daemon's connections, a
+/// command's), runs its check; the task ends on the first tick after the last handle is dropped.
+async fn follow_while_alive(redis: std::sync::Weak<Redis>) {
+    let mut said = false;
+    loop {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        let Some(redis) = redis.upgrade() else {
+            return;
+        };
+        redis.check(&mut said).await;
     }
 }
 

@@ -22,6 +22,9 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The test's own connection through the daemon's settings (sentinels included), opened at the
+    /// first use; only on sentinels, where `redis` is not the daemon's Redis.
+    followed: tokio::sync::OnceCell<tiktok_poster::db::Conn>,
 }
 
 impl TestApp {
@@ -85,9 +88,44 @@ impl TestApp {
             dir,
             shutdown: CancellationToken::new(),
             task: None,
+            followed: tokio::sync::OnceCell::new(),
         };
         app.start_daemon().await;
         app
+    }
+
+    /// The same on a replicated Redis behind `sentinels`: the daemon finds the primary through them.
+    /// The app's own `redis` then only stands by (it is not the daemon's); `xadd`, `post` and
+    /// `wait_state` go through a connection that follows the primary, as the daemon's do.
+    pub async fn spawn_on_sentinels(
+        sentinels: &crate::support::TestSentinels,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        Self::spawn_on(
+            TestRedis::start(false),
+            |_| {},
+            |s| {
+                sentinels.configure(s);
+                tweak(s);
+            },
+        )
+        .await
+    }
+
+    /// A connection to the daemon's Redis that follows the primary (sentinels only).
+    async fn followed(&self) -> tiktok_poster::db::Conn {
+        self.followed
+            .get_or_init(|| async {
+                tiktok_poster::db::connect(self.settings.redis_target())
+                    .await
+                    .unwrap()
+            })
+            .await
+            .clone()
+    }
+
+    fn on_sentinels(&self) -> bool {
+        !self.settings.redis.sentinels.is_empty()
     }
 
     /// Starts another daemon on the same Redis (its own port and worker id); stopped with the returned
@@ -98,6 +136,19 @@ impl TestApp {
     ) -> (
         CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let (token, task, _) = self.spawn_sibling_at(id).await;
+        (token, task)
+    }
+
+    /// [`Self::spawn_sibling`], also giving the sibling's base URL (`http://127.0.0.1:PORT`).
+    pub async fn spawn_sibling_at(
+        &self,
+        id: &str,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+        String,
     ) {
         let mut s = self.settings.clone();
         let port = free_port();
@@ -111,7 +162,7 @@ impl TestApp {
             "a sibling daemon's /healthz",
         )
         .await;
-        (token, task)
+        (token, task, format!("http://127.0.0.1:{port}"))
     }
 
     pub async fn start_daemon(&mut self) {
@@ -163,6 +214,14 @@ impl TestApp {
     }
 
     pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
+        if self.on_sentinels() {
+            return self
+                .followed()
+                .await
+                .xadd(self.keys().submit(), "*", fields)
+                .await
+                .unwrap();
+        }
         let mut conn = self.redis.conn().await;
         conn.xadd(self.keys().submit(), "*", fields).await.unwrap()
     }
@@ -181,6 +240,17 @@ impl TestApp {
     }
 
     pub async fn post(&self, id: &str) -> std::collections::HashMap<String, String> {
+        if self.on_sentinels() {
+            // Across a failover a read may fail once; the next one goes to the new primary.
+            let mut conn = self.followed().await;
+            for _ in 0..50 {
+                match conn.hgetall(self.keys().post(id)).await {
+                    Ok(h) => return h,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+            panic!("no Redis primary answered for 10 s");
+        }
         let mut conn = self.redis.conn().await;
         conn.hgetall(self.keys().post(id)).await.unwrap()
     }

@@ -124,3 +124,255 @@ async fn the_sentinel_topology_fails_over_both_ways_and_keeps_the_data() {
     let _: () = c.set("k4", "v4").await.unwrap();
     wait_value(&t, third, "k4", "v4").await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Daemons on the topology.
+// ---------------------------------------------------------------------------------------------
+
+/// Accounts the posts are spread over (TikTok allows 6 inits a minute per account).
+const ACCOUNTS: usize = 6;
+/// How soon after a promotion the daemons must publish again and answer `/healthz` 200.
+const BACK_WITHIN_MS: i64 = 10_000;
+
+/// What the submitter saw: posts whose `XADD` at least one replica acknowledged (`WAIT 1`), and
+/// posts whose acknowledgement never came (they may or may not exist after a failover).
+#[derive(Default)]
+struct Submitted {
+    accepted: Vec<(String, String)>,
+    unsure: Vec<String>,
+}
+
+/// Submits a post every 2.5 s, round robin over the accounts (each gets one every 15 s, within
+/// TikTok's 6 inits a minute, so no backlog hides a stall), until `stop`: `XADD` then `WAIT 1`
+/// on a connection that follows the primary, as a careful producer does across failovers.
+async fn submit_steadily(
+    app: std::sync::Arc<crate::app::TestApp>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Submitted {
+    let mut conn = tiktok_poster::db::connect(app.settings.redis_target())
+        .await
+        .unwrap();
+    let mut out = Submitted::default();
+    let mut n = 0;
+    while !stop.is_cancelled() {
+        n += 1;
+        let (video, sha) = app.video(&format!("steady{n}.mp4"), 300_000);
+        let account = format!("a{}", n % ACCOUNTS);
+        let added: redis::RedisResult<String> = conn
+            .xadd(
+                app.keys().submit(),
+                "*",
+                &[
+                    ("account", account.as_str()),
+                    ("video", video.to_str().unwrap()),
+                    ("privacy_level", "SELF_ONLY"),
+                ],
+            )
+            .await;
+        match added {
+            Ok(id) => {
+                let acked: redis::RedisResult<u32> = redis::cmd("WAIT")
+                    .arg(1)
+                    .arg(2000)
+                    .query_async(&mut conn)
+                    .await;
+                if matches!(acked, Ok(k) if k >= 1) {
+                    out.accepted.push((id, sha));
+                } else {
+                    out.unsure.push(sha);
+                }
+            }
+            Err(_) => out.unsure.push(sha),
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    out
+}
+
+/// Polls both daemons' `/healthz` every 200 ms until `stop`: (epoch ms, both answered 200).
+async fn watch_health(
+    bases: Vec<String>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Vec<(i64, bool)> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut seen = Vec::new();
+    while !stop.is_cancelled() {
+        let mut all = true;
+        for b in &bases {
+            let ok = http
+                .get(format!("{b}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            all &= ok;
+        }
+        seen.push((chrono::Utc::now().timestamp_millis(), all));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    seen
+}
+
+/// The earliest `published_ms` after `after` among all posts, waiting (up to 60 s) for one.
+async fn first_published_after(app: &crate::app::TestApp, after: i64) -> i64 {
+    wait_until(
+        Duration::from_secs(60),
+        "a post published after the promotion",
+        || async {
+            let mut first: Option<i64> = None;
+            for id in &all_post_ids(app).await {
+                let p = app.post(id).await;
+                if let Some(ms) = p.get("published_ms").and_then(|v| v.parse::<i64>().ok())
+                    && ms > after
+                {
+                    first = Some(first.map_or(ms, |f: i64| f.min(ms)));
+                }
+            }
+            first
+        },
+    )
+    .await
+}
+
+/// Every post recorded so far (the namespace's index), read through a connection that follows the
+/// primary.
+async fn all_post_ids(app: &crate::app::TestApp) -> Vec<String> {
+    let mut conn = tiktok_poster::db::connect(app.settings.redis_target())
+        .await
+        .unwrap();
+    conn.zrange(app.keys().posts(), 0, -1).await.unwrap()
+}
+
+/// Posts flow through two daemons on Sentinel with `min_replica_acks = 1` while the primary is
+/// switched with `SENTINEL FAILOVER`, then SIGKILLed (a replica promoted, the killed node back as a
+/// replica): every accepted post is published exactly once at the simulator, none is lost, none
+/// ends failed or unconfirmed, and after each promotion a post is published and both daemons
+/// answer `/healthz` 200 within 10 s.
+///
+/// Two replicas: `min_replica_acks = 1` (without which a switch can double a post: the old primary
+/// takes writes until the daemons move, and loses them) needs the new primary to have a replica at
+/// once. With one, a `SENTINEL FAILOVER` leaves none until the sentinels turn the old primary into
+/// a replica, 8 to 18 s later, and posts wait that long (measured by `benches/failover`).
+#[tokio::test]
+async fn posts_survive_a_switch_and_a_killed_primary_exactly_once() {
+    if std::env::var_os("TP_TEST_LOG").is_some() {
+        // The daemons' own log, to see a failover as an operator would.
+        tiktok_poster::telemetry::init(tiktok_poster::config::LogFormat::Text, "info");
+    }
+    let mut t = TestSentinels::start_with_replicas(2).await;
+    let app = crate::app::TestApp::spawn_on_sentinels(&t, |s| {
+        s.redis.min_replica_acks = 1;
+        s.redis.replica_ack_timeout_ms = 500;
+        s.worker.daily_post_budget = 100;
+    })
+    .await;
+    for i in 0..ACCOUNTS {
+        app.connect(&format!("a{i}"), false).await;
+    }
+    let (sibling_stop, sibling, sibling_base) = app.spawn_sibling_at("daemon-b").await;
+    let app = std::sync::Arc::new(app);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let submitter = tokio::spawn(submit_steadily(app.clone(), stop.clone()));
+    let health = tokio::spawn(watch_health(
+        vec![app.base.clone(), sibling_base],
+        stop.clone(),
+    ));
+    // Posts flow before anything fails.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    // A switch with both nodes alive.
+    let promoted1 = t.failover().await;
+    let back1 = first_published_after(&app, promoted1).await;
+    eprintln!(
+        "SENTINEL FAILOVER: promoted at {promoted1}; first post published {} ms after it",
+        back1 - promoted1
+    );
+
+    // The primary killed; its replica promoted, then the killed node back as a replica.
+    let (killed, promoted2) = t.kill_master_and_wait_promotion().await;
+    let back2 = first_published_after(&app, promoted2).await;
+    t.restart_as_replica(killed).await;
+    eprintln!(
+        "SIGKILL: promoted at {promoted2}; first post published {} ms after it",
+        back2 - promoted2
+    );
+
+    stop.cancel();
+    let submitted = submitter.await.unwrap();
+    let seen = health.await.unwrap();
+    assert!(
+        submitted.accepted.len() >= 10,
+        "posts kept flowing: {} accepted, {} unsure",
+        submitted.accepted.len(),
+        submitted.unsure.len()
+    );
+
+    // Every accepted post is published, exactly once; none failed or unconfirmed.
+    for (id, sha) in &submitted.accepted {
+        let p = app.post(id).await;
+        if p.is_empty() {
+            let mut c = tiktok_poster::db::connect(app.settings.redis_target())
+                .await
+                .unwrap();
+            let entry: redis::Value = redis::cmd("XRANGE")
+                .arg(app.keys().submit())
+                .arg(id)
+                .arg(id)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let pending: redis::Value = redis::cmd("XPENDING")
+                .arg(app.keys().submit())
+                .arg("ingest")
+                .arg("-")
+                .arg("+")
+                .arg(10)
+                .query_async(&mut c)
+                .await
+                .unwrap_or(redis::Value::Nil);
+            eprintln!("post {id} has no hash yet; its entry: {entry:?}; pending: {pending:?}");
+        }
+        let p = app
+            .wait_state(
+                id,
+                &["published", "failed", "unconfirmed"],
+                Duration::from_secs(120),
+            )
+            .await;
+        assert_eq!(p["state"], "published", "post {id}: {p:?}");
+        assert_eq!(
+            app.sim_posts_with(sha).await.len(),
+            1,
+            "post {id} exactly once"
+        );
+    }
+    // A submission whose acknowledgement never came is published at most once.
+    for sha in &submitted.unsure {
+        assert!(
+            app.sim_posts_with(sha).await.len() <= 1,
+            "{sha} at most once"
+        );
+    }
+    for (name, promoted, back) in [
+        ("SENTINEL FAILOVER", promoted1, back1),
+        ("SIGKILL", promoted2, back2),
+    ] {
+        assert!(
+            back - promoted <= BACK_WITHIN_MS,
+            "{name}: the first post after the promotion was published {} ms after it",
+            back - promoted
+        );
+        let healthy = seen
+            .iter()
+            .find(|(at, ok)| *at > promoted && *ok)
+            .map(|(at, _)| at - promoted);
+        assert!(
+            healthy.is_some_and(|ms| ms <= BACK_WITHIN_MS),
+            "{name}: /healthz answered 200 again {healthy:?} ms after the promotion"
+        );
+    }
+    sibling_stop.cancel();
+    let _ = sibling.await;
+}

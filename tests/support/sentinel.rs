@@ -105,20 +105,31 @@ impl TestSentinels {
     /// the replica as healthy (`SENTINEL FAILOVER` refuses without one) and knows the two other
     /// sentinels (a promotion after a kill needs the quorum of 2).
     pub async fn start() -> Self {
+        Self::start_with_replicas(1).await
+    }
+
+    /// The same with `replicas` replicas (at least 1): with two, a failover leaves the new primary
+    /// a replica at once (the sentinels point the other one at it), which `[redis]
+    /// min_replica_acks = 1` needs to keep posting through a failover.
+    pub async fn start_with_replicas(replicas: usize) -> Self {
+        assert!(replicas >= 1, "a failover needs a replica");
         let mut t = Self {
             nodes: Vec::new(),
             sentinels: Vec::new(),
         };
-        for _ in 0..2 {
+        for _ in 0..=replicas {
             t.nodes.push(Node {
                 port: super::free_port(),
                 dir: tempfile::tempdir().unwrap(),
                 child: None,
             });
         }
-        let (primary, replica) = (t.nodes[0].port, t.nodes[1].port);
+        let primary = t.nodes[0].port;
         t.spawn_data(primary, None).await;
-        t.spawn_data(replica, Some(primary)).await;
+        for i in 1..=replicas {
+            let replica = t.nodes[i].port;
+            t.spawn_data(replica, Some(primary)).await;
+        }
         for _ in 0..3 {
             let port = super::free_port();
             let dir = tempfile::tempdir().unwrap();
@@ -138,7 +149,7 @@ impl TestSentinels {
             });
         }
         t.wait_for(READY_WITHIN, "the topology to be ready", || {
-            t.settled(primary, replica)
+            t.settled_all(primary)
         })
         .await;
         t
@@ -271,11 +282,11 @@ impl TestSentinels {
         })
         .await;
         let at = self.wait_promotion(&mut watch, old).await;
-        let new = self.other(old);
+        let new = self.master_port().await;
         self.wait_for(
             SETTLED_WITHIN,
-            "the old primary to be a replica of the new one",
-            || self.settled(new, old),
+            "the old primary (and every other node) to be a replica of the new one",
+            || self.settled_all(new),
         )
         .await;
         at
@@ -352,7 +363,7 @@ impl TestSentinels {
         self.wait_for(
             SETTLED_WITHIN,
             "the restarted node to be a replica the sentinels know",
-            || self.settled(master, port),
+            || self.settled_all(master),
         )
         .await;
     }
@@ -474,13 +485,14 @@ impl TestSentinels {
             .unwrap_or_else(|| panic!("{port} is not a data node of this topology ({ports:?})"))
     }
 
-    /// The data node that is not `port`.
+    /// A running data node that is not `port` (with one replica: the other node).
     fn other(&self, port: u16) -> u16 {
         self.nodes
             .iter()
+            .filter(|n| n.child.is_some())
             .map(|n| n.port)
             .find(|&p| p != port)
-            .expect("two data nodes")
+            .expect("another running data node")
     }
 
     /// The port every sentinel names, if they agree and it answers `ROLE` as a master.
@@ -502,6 +514,20 @@ impl TestSentinels {
     /// `Ok` once `master` answers `ROLE` as a master, `replica` is its replica with the link up,
     /// and every sentinel names `master`, lists `replica` as a healthy replica of it, and knows the
     /// two other sentinels; otherwise what is missing.
+    /// [`Self::settled`] for every running data node but `master`.
+    async fn settled_all(&self, master: u16) -> Result<(), String> {
+        let replicas: Vec<u16> = self
+            .nodes
+            .iter()
+            .filter(|n| n.port != master && n.child.is_some())
+            .map(|n| n.port)
+            .collect();
+        for r in replicas {
+            self.settled(master, r).await?;
+        }
+        Ok(())
+    }
+
     async fn settled(&self, master: u16, replica: u16) -> Result<(), String> {
         let r = role(master).await?;
         if r != "master" {
