@@ -69,6 +69,8 @@ pub struct Redis {
     role: tokio::sync::Mutex<Option<((String, u16), MultiplexedConnection)>>,
     /// Whether the follow task runs.
     following: std::sync::atomic::AtomicBool,
+    /// A connection to each sentinel for [`Redis::confirm_primary`], by index.
+    confirming: tokio::sync::Mutex<Vec<Option<MultiplexedConnection>>>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -101,6 +103,7 @@ impl Redis {
             sentinel: tokio::sync::Mutex::new(None),
             role: tokio::sync::Mutex::new(None),
             following: std::sync::atomic::AtomicBool::new(false),
+            confirming: tokio::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -297,6 +300,72 @@ impl Redis {
                 *said = true;
             }
         }
+    }
+
+    /// Whether the primary of `generation` is still the primary for the sentinels: every sentinel
+    /// is asked at once, and `Ok` needs a majority of them to answer and none to name another
+    /// server. Run after a write and its `WAIT` (`[redis] min_replica_acks`): a primary that
+    /// sentinels have just replaced still takes writes, and still has a replica (one the
+    /// sentinels have not pointed at the new primary yet) to acknowledge them, until it is
+    /// demoted seconds later; those writes are then lost. The sentinel that led the promotion
+    /// names the new primary at once, so a step that passes this cannot have written to a
+    /// replaced primary, up to the sentinels' own view. Without sentinels: `Ok`.
+    pub async fn confirm_primary(&self, generation: u64) -> Result<(), String> {
+        let Some(sentinels) = &self.target.sentinel else {
+            return Ok(());
+        };
+        let (now, addr) = {
+            let s = self.state();
+            (s.generation, s.addr.clone())
+        };
+        let Some(addr) = addr.filter(|_| now == generation) else {
+            return Err("the Redis primary changed while the post's record was written; the step is tried again on the new primary".into());
+        };
+        let mut conns = self.confirming.lock().await;
+        conns.resize_with(sentinels.addrs.len(), || None);
+        let asks = conns.iter_mut().zip(&sentinels.addrs).map(|(slot, at)| async move {
+            if slot.is_none() {
+                *slot = self.dial_sentinel(sentinels, at).await.ok();
+            }
+            let conn = slot.as_mut()?;
+            let named = tokio::time::timeout(
+                ASK_TIMEOUT,
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&sentinels.master)
+                    .query_async::<Option<(String, u16)>>(conn),
+            )
+            .await;
+            match named {
+                Ok(Ok(named)) => Some((at.clone(), named)),
+                _ => {
+                    *slot = None;
+                    None
+                }
+            }
+        });
+        let answers: Vec<_> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if let Some((at, named)) = answers.iter().find(|(_, n)| n.as_ref() != Some(&addr)) {
+            let named = named
+                .as_ref()
+                .map_or("no primary".to_string(), |(h, p)| format!("{h}:{p}"));
+            return Err(format!(
+                "sentinel {at} names {named}, not {}:{}: the primary is being replaced; the step is tried again on the new one",
+                addr.0, addr.1
+            ));
+        }
+        if answers.len() * 2 <= sentinels.addrs.len() {
+            return Err(format!(
+                "only {} of {} sentinels answered, so the primary cannot be confirmed; the step waits for a majority",
+                answers.len(),
+                sentinels.addrs.len()
+            ));
+        }
+        Ok(())
     }
 
     /// Asks the sentinels (the one that answered last first) for the primary and checks it with

@@ -9,7 +9,10 @@
 //! `WAIT` blocks the connection it is sent on, and counts the writes of that connection only; so it
 //! runs on a connection of its own, after a small write of its own, made after the record: replicas
 //! apply the primary's writes in order, so a replica that has the later write has the record too, as
-//! long as both went to the same primary (the primary's generation did not change in between).
+//! long as both went to the same primary (the primary's generation did not change in between). With
+//! sentinels, a majority of them must also still name that primary afterwards
+//! ([`super::Redis::confirm_primary`]): a primary they just replaced keeps taking writes, and a
+//! replica they have not moved yet keeps acknowledging them, until both are reconfigured.
 
 use std::sync::Arc;
 
@@ -95,14 +98,17 @@ impl ReplicaAcks {
         }
         .await
         .map_err(|e| format!("WAIT for replicas failed: {}", super::explain(&e)))?;
-        if redis.generation() != generation {
-            return Err("the Redis primary changed while the post's record was written; the step is tried again on the new primary".into());
-        }
         if acked < self.want {
             return Err(format!(
                 "only {acked} of the {} replicas [redis] min_replica_acks asks for acknowledged the post's record within {} ms; the post waits until enough replicas are connected (or lower min_replica_acks)",
                 self.want, self.timeout_ms
             ));
+        }
+        // A replaced primary can still be acknowledged by a replica the sentinels have not moved
+        // yet: the sentinels must still name this one (and the generation must be the same).
+        redis.confirm_primary(generation).await?;
+        if redis.generation() != generation {
+            return Err("the Redis primary changed while the post's record was written; the step is tried again on the new primary".into());
         }
         Ok(())
     }
