@@ -323,27 +323,30 @@ impl Redis {
         };
         let mut conns = self.confirming.lock().await;
         conns.resize_with(sentinels.addrs.len(), || None);
-        let asks = conns.iter_mut().zip(&sentinels.addrs).map(|(slot, at)| async move {
-            if slot.is_none() {
-                *slot = self.dial_sentinel(sentinels, at).await.ok();
-            }
-            let conn = slot.as_mut()?;
-            let named = tokio::time::timeout(
-                ASK_TIMEOUT,
-                redis::cmd("SENTINEL")
-                    .arg("get-master-addr-by-name")
-                    .arg(&sentinels.master)
-                    .query_async::<Option<(String, u16)>>(conn),
-            )
-            .await;
-            match named {
-                Ok(Ok(named)) => Some((at.clone(), named)),
-                _ => {
-                    *slot = None;
-                    None
+        let asks = conns
+            .iter_mut()
+            .zip(&sentinels.addrs)
+            .map(|(slot, at)| async move {
+                if slot.is_none() {
+                    *slot = self.dial_sentinel(sentinels, at).await.ok();
                 }
-            }
-        });
+                let conn = slot.as_mut()?;
+                let named = tokio::time::timeout(
+                    ASK_TIMEOUT,
+                    redis::cmd("SENTINEL")
+                        .arg("get-master-addr-by-name")
+                        .arg(&sentinels.master)
+                        .query_async::<Option<(String, u16)>>(conn),
+                )
+                .await;
+                match named {
+                    Ok(Ok(named)) => Some((at.clone(), named)),
+                    _ => {
+                        *slot = None;
+                        None
+                    }
+                }
+            });
         let answers: Vec<_> = futures_util::future::join_all(asks)
             .await
             .into_iter()

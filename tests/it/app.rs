@@ -215,12 +215,15 @@ impl TestApp {
 
     pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
         if self.on_sentinels() {
-            return self
-                .followed()
-                .await
-                .xadd(self.keys().submit(), "*", fields)
-                .await
-                .unwrap();
+            // A connection cut by a failover fails once; the next try goes to the new primary.
+            let mut conn = self.followed().await;
+            for _ in 0..50 {
+                match conn.xadd(self.keys().submit(), "*", fields).await {
+                    Ok(id) => return id,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+            panic!("no Redis primary took the submission for 10 s");
         }
         let mut conn = self.redis.conn().await;
         conn.xadd(self.keys().submit(), "*", fields).await.unwrap()

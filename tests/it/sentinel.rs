@@ -376,3 +376,58 @@ async fn posts_survive_a_switch_and_a_killed_primary_exactly_once() {
     sibling_stop.cancel();
     let _ = sibling.await;
 }
+
+/// With every data node down, the sentinels still name the dead primary: the daemon says in
+/// `/healthz` (503) that no primary is known and why, keeps waiting within `give_up_after_secs`,
+/// and works again, without a restart, once the primary is back.
+#[tokio::test]
+async fn healthz_says_no_primary_is_known_until_one_is_back() {
+    let mut t = TestSentinels::start().await;
+    let app =
+        crate::app::TestApp::spawn_on_sentinels(&t, |s| s.redis.give_up_after_secs = 600).await;
+    app.connect("main", false).await;
+    let (id, sha) = app.submit("main", "before.mp4", 300_000).await;
+    app.wait_state(&id, &["published"], T).await;
+    let primary = t.master_port().await;
+    let replica = t.replica_port().await;
+    let health = || async {
+        let r = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let (_, h) = health().await;
+    assert_eq!(
+        h["redis_primary"]["address"],
+        format!("127.0.0.1:{primary}"),
+        "{h}"
+    );
+
+    // The replica first, so there is nothing to promote; then the primary.
+    t.kill_node(replica);
+    t.kill_node(primary);
+    let h = wait_until(T, "/healthz to say no primary is known", || async {
+        let (code, h) = health().await;
+        (code == 503 && h["redis_primary"]["known"] == false).then_some(h)
+    })
+    .await;
+    let why = h["redis_primary"]["problem"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!("names 127.0.0.1:{primary}, which cannot be used")),
+        "the reason names the sentinels' answer: {h}"
+    );
+    assert!(h["problem"].as_str().is_some_and(|p| !p.is_empty()), "{h}");
+
+    t.restart_node(primary, None).await;
+    t.restart_node(replica, Some(primary)).await;
+    wait_until(T, "/healthz to find the primary again", || async {
+        let (code, h) = health().await;
+        (code == 200 && h["redis_primary"]["known"] == true).then_some(())
+    })
+    .await;
+    let (id, sha2) = app.submit("main", "after.mp4", 300_000).await;
+    app.wait_state(&id, &["published"], T).await;
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+    assert_eq!(app.sim_posts_with(&sha2).await.len(), 1);
+}

@@ -368,6 +368,21 @@ impl TestSentinels {
         .await;
     }
 
+    /// SIGKILLs data node `port` (primary or replica), whatever the sentinels do next.
+    pub fn kill_node(&mut self, port: u16) {
+        self.node_mut(port).kill();
+    }
+
+    /// Starts killed data node `port` again from its own data, as it was configured before: a
+    /// primary (`replica_of` `None`) or a replica of `replica_of`. Returns once it answers PING.
+    pub async fn restart_node(&mut self, port: u16, replica_of: Option<u16>) {
+        assert!(
+            self.node_mut(port).child.is_none(),
+            "data node {port} is running; kill it first"
+        );
+        self.spawn_data(port, replica_of).await;
+    }
+
     /// What every data node and sentinel reports now, with the end of each sentinel's log: the
     /// message of a wait that timed out.
     pub async fn dump(&self) -> String {
