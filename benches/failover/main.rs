@@ -25,7 +25,10 @@
 //!   what a demoted primary took is discarded when it resynchronises): the figure with the target
 //!   (p99 under 10 s);
 //! - the first post initiated at the simulator after it that completed (`created_unix_ms` and
-//!   `completed_unix_ms` of the simulator's record): a whole post done after the failover.
+//!   `completed_unix_ms` of the simulator's record): a whole post done after the failover. This
+//!   one includes the producer's own pauses: after `SENTINEL FAILOVER` the new primary has no
+//!   replica until the sentinels demote the old one (8 s or more), and the producer resends until
+//!   `WAIT` confirms, so fewer new posts arrive meanwhile.
 //!
 //! Then p50/p99/max, and: submitted (an `XADD` answered), in the ledger, published exactly once,
 //! lost (submitted but not published once the grace period ended, by what the ledger says, and
