@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::support::{TestSentinels, wait_until};
+use crate::support::{TestCerts, TestSentinels, wait_until};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -430,4 +430,45 @@ async fn healthz_says_no_primary_is_known_until_one_is_back() {
     app.wait_state(&id, &["published"], T).await;
     assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
     assert_eq!(app.sim_posts_with(&sha2).await.len(), 1);
+}
+
+/// The same topology over mutual TLS only (every node and sentinel requires a client certificate,
+/// replication and the sentinels' links present one): a plain connection to a sentinel is refused,
+/// a write reaches the replica, a connection from `target()` reaches the primary, and
+/// `SENTINEL FAILOVER` swaps the two with the data kept. `configure` gives a daemon `rediss://`
+/// and the TLS files.
+#[tokio::test]
+async fn the_sentinel_topology_works_over_mutual_tls() {
+    // Arrange
+    let certs = TestCerts::generate();
+    let t = TestSentinels::start_tls(&certs).await;
+    let first = t.master_port().await;
+    let replica = t.replica_port().await;
+    assert!(t.url(first).starts_with("rediss://127.0.0.1:"));
+    let plain = redis::Client::open(format!("redis://{}", t.sentinel_addrs()[0]))
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+    assert!(plain.is_err(), "a sentinel has no plain port");
+    let mut c = t.conn(first).await;
+    let _: () = c.set("k1", "v1").await.unwrap();
+    wait_value(&t, replica, "k1", "v1").await;
+    let mut through = tiktok_poster::db::connect(t.target()).await.unwrap();
+    let _: () = through.set("via-target", "yes").await.unwrap();
+    assert_eq!(get(&t, first, "via-target").await.as_deref(), Some("yes"));
+
+    // Act
+    t.failover().await;
+
+    // Assert
+    assert_eq!(t.master_port().await, replica, "the replica was promoted");
+    assert_eq!(role(&t, first).await, "slave");
+    assert_eq!(get(&t, replica, "k1").await.as_deref(), Some("v1"));
+    assert_eq!(get(&t, replica, "via-target").await.as_deref(), Some("yes"));
+    let mut s = tiktok_poster::config::Settings::default();
+    t.configure(&mut s);
+    assert!(s.redis.url.starts_with("rediss://"), "{}", s.redis.url);
+    assert_eq!(s.redis.ca_file.as_ref(), Some(&certs.ca));
+    assert_eq!(s.redis.client_cert_file.as_ref(), Some(&certs.client.cert));
+    assert_eq!(s.redis.sentinels, t.sentinel_addrs());
 }

@@ -27,7 +27,7 @@ pub use accounts::{
     REDIRECT, auth_request, authorize, connect, connect_accounts, connect_via_daemon, param,
 };
 pub use redis_server::{ServerTls, TestRedis};
-pub use sentinel::{SwitchWatch, TestSentinels};
+pub use sentinel::{SentinelTls, SwitchWatch, TestSentinels};
 pub use sim::{TestSim, sim_client, sim_posts, sim_stats, start_sim};
 pub use tls::{CertFiles, TestCerts};
 pub use video::{GOOD_MP4, fixture, make_video, sha256_file};

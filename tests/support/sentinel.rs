@@ -18,12 +18,15 @@
 //! node and sentinel reports, so a failure says which part did not settle.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::FromRedisValue;
+use tiktok_poster::db::Target;
+
+use super::{CertFiles, TestCerts};
 
 /// The name the sentinels monitor the primary under (`sentinel monitor NAME …`).
 const MASTER_NAME: &str = "tp-primary";
@@ -38,20 +41,38 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The sentinel settings, chosen for failovers that are quick and reliable on a busy machine:
 ///
-/// - `down-after-milliseconds 1000`: a primary that answers no PING for 1 s is taken for down
+/// - `down-after-milliseconds 5000`: a primary that answers no PING for 5 s is taken for down
 ///   (subjectively; the failover still needs the quorum of 2 to agree), so a SIGKILL leads to a
-///   promotion within a few seconds. Loopback answers in well under a millisecond, so a busy CI
-///   machine does not make a live primary look down.
+///   promotion in about 6 s. Not lower: with 1000 ms, `benches/failover` once saw a sentinel fail
+///   the new primary over again on its own 1 s after the switch of a SIGKILL failover (the 5th),
+///   promoting the node restarted a moment before. The likely cause: a sentinel closes its links
+///   to the new primary at the switch and reconnects on a later tick, and it keeps the other
+///   sentinels' "the primary is down" answers about the old primary for up to 5 s
+///   (`SENTINEL_ASK_PERIOD * 5`); one slow reconnection made it take the new primary for down,
+///   with those stale answers as its quorum.
 /// - `failover-timeout 5000`: how long a started failover may take before it is abandoned, and
 ///   (twice it) how long a sentinel waits before it tries again after a failed election. A
 ///   promotion on loopback takes milliseconds, so 5 s is ample, and a split vote is retried after
 ///   10 s instead of the default 6 minutes.
 /// - `parallel-syncs 1`: the only replica resynchronises at once.
-fn sentinel_conf(port: u16, dir: &Path, primary_port: u16) -> String {
+fn sentinel_conf(port: u16, dir: &Path, primary_port: u16, tls: Option<&SentinelTls>) -> String {
+    let listen = match tls {
+        None => format!("port {port}\n"),
+        Some(t) => format!(
+            "port 0\ntls-port {port}\ntls-replication yes\ntls-auth-clients yes\n\
+             tls-cert-file \"{}\"\ntls-key-file \"{}\"\ntls-ca-cert-file \"{}\"\n\
+             tls-client-cert-file \"{}\"\ntls-client-key-file \"{}\"\n",
+            t.server.cert.display(),
+            t.server.key.display(),
+            t.ca.display(),
+            t.client.cert.display(),
+            t.client.key.display()
+        ),
+    };
     format!(
-        "port {port}\nbind 127.0.0.1\ndir \"{dir}\"\nlogfile \"{dir}/sentinel.log\"\n\
+        "{listen}bind 127.0.0.1\ndir \"{dir}\"\nlogfile \"{dir}/sentinel.log\"\n\
          sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
-         sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+         sentinel down-after-milliseconds {MASTER_NAME} 5000\n\
          sentinel failover-timeout {MASTER_NAME} 5000\n\
          sentinel parallel-syncs {MASTER_NAME} 1\n",
         dir = dir.display()
@@ -91,12 +112,27 @@ impl Node {
     }
 }
 
+/// TLS on every port of the topology ([`TestSentinels::start_tls`]): each node and sentinel
+/// presents `server` and requires a client certificate from `ca`; their own connections (replication,
+/// the sentinels' links) present `client`, and so do the harness's and the daemon's.
+#[derive(Clone, Debug)]
+pub struct SentinelTls {
+    /// The CA every certificate chains to, trusted by every side.
+    pub ca: PathBuf,
+    /// What each node and sentinel presents as a server (for 127.0.0.1).
+    pub server: CertFiles,
+    /// What every connection presents as a client.
+    pub client: CertFiles,
+}
+
 /// A running topology: two data nodes (one primary, one replica) and three sentinels monitoring
 /// them under [`TestSentinels::master_name`]; every process is killed on drop.
 pub struct TestSentinels {
     /// The data nodes; which one is the primary changes with each failover.
     nodes: Vec<Node>,
     sentinels: Vec<Node>,
+    /// TLS instead of plain ports.
+    tls: Option<SentinelTls>,
 }
 
 impl TestSentinels {
@@ -105,17 +141,36 @@ impl TestSentinels {
     /// the replica as healthy (`SENTINEL FAILOVER` refuses without one) and knows the two other
     /// sentinels (a promotion after a kill needs the quorum of 2).
     pub async fn start() -> Self {
-        Self::start_with_replicas(1).await
+        Self::start_with(1, None).await
     }
 
     /// The same with `replicas` replicas (at least 1): with two, a failover leaves the new primary
     /// a replica at once (the sentinels point the other one at it), which `[redis]
     /// min_replica_acks = 1` needs to keep posting through a failover.
     pub async fn start_with_replicas(replicas: usize) -> Self {
+        Self::start_with(replicas, None).await
+    }
+
+    /// The same topology speaking only TLS (mutual: a client certificate is required on every
+    /// port), with `certs`' CA, server and client certificates.
+    pub async fn start_tls(certs: &TestCerts) -> Self {
+        Self::start_with(
+            1,
+            Some(SentinelTls {
+                ca: certs.ca.clone(),
+                server: certs.server.clone(),
+                client: certs.client.clone(),
+            }),
+        )
+        .await
+    }
+
+    async fn start_with(replicas: usize, tls: Option<SentinelTls>) -> Self {
         assert!(replicas >= 1, "a failover needs a replica");
         let mut t = Self {
             nodes: Vec::new(),
             sentinels: Vec::new(),
+            tls,
         };
         for _ in 0..=replicas {
             t.nodes.push(Node {
@@ -134,7 +189,11 @@ impl TestSentinels {
             let port = super::free_port();
             let dir = tempfile::tempdir().unwrap();
             let conf = dir.path().join("sentinel.conf");
-            std::fs::write(&conf, sentinel_conf(port, dir.path(), primary)).unwrap();
+            std::fs::write(
+                &conf,
+                sentinel_conf(port, dir.path(), primary, t.tls.as_ref()),
+            )
+            .unwrap();
             let child = Command::new("redis-server")
                 .arg(&conf)
                 .arg("--sentinel")
@@ -173,9 +232,27 @@ impl TestSentinels {
         self.nodes.iter().map(|n| n.port).collect()
     }
 
-    /// `redis://127.0.0.1:port`: a data node's own address, for a test's direct look at it.
+    /// `redis://127.0.0.1:port` (`rediss://` with TLS): a data node's own address, for a test's
+    /// direct look at it.
     pub fn url(&self, port: u16) -> String {
-        format!("redis://127.0.0.1:{port}")
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{port}")
+    }
+
+    /// Where the harness's own connections to `port` (a data node or a sentinel) go, with the TLS
+    /// files they trust and present.
+    pub fn at(&self, port: u16) -> Target {
+        let mut t = Target::from(&self.url(port));
+        if let Some(tls) = &self.tls {
+            t.ca_file = Some(tls.ca.clone());
+            t.client_cert_file = Some(tls.client.cert.clone());
+            t.client_key_file = Some(tls.client.key.clone());
+        }
+        t
     }
 
     /// An async connection to data node `port` (primary or replica), for the caller's own commands.
@@ -183,7 +260,8 @@ impl TestSentinels {
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(10)))
             .set_response_timeout(Some(Duration::from_secs(10)));
-        redis::Client::open(self.url(port))
+        self.at(port)
+            .client()
             .unwrap()
             .get_multiplexed_async_connection_with_config(&cfg)
             .await
@@ -191,26 +269,31 @@ impl TestSentinels {
     }
 
     /// Points a daemon's settings at the sentinels: `[redis] sentinels` and `sentinel_master`, and
-    /// `url = "redis://127.0.0.1:1"`, whose host and port the daemon replaces with the primary the
-    /// sentinels name (nothing listens on port 1, so a daemon that ignored the sentinels fails at
-    /// once instead of passing by luck).
+    /// `url = "redis://127.0.0.1:1"` (`rediss://` and the TLS files with TLS), whose host and port
+    /// the daemon replaces with the primary the sentinels name (nothing listens on port 1, so a
+    /// daemon that ignored the sentinels fails at once instead of passing by luck).
     pub fn configure(&self, s: &mut tiktok_poster::config::Settings) {
-        s.redis.url = "redis://127.0.0.1:1".into();
+        let t = self.target();
+        s.redis.url = t.url;
+        s.redis.ca_file = t.ca_file;
+        s.redis.client_cert_file = t.client_cert_file;
+        s.redis.client_key_file = t.client_key_file;
         s.redis.sentinels = self.sentinel_addrs();
         s.redis.sentinel_master = MASTER_NAME.into();
     }
 
     /// The same as a connection target that follows the primary (`db::connect(t.target())`), for a
-    /// test's or benchmark's own reads and writes across failovers.
-    pub fn target(&self) -> tiktok_poster::db::Target {
-        tiktok_poster::db::Target {
-            url: "redis://127.0.0.1:1".into(),
+    /// test's or benchmark's own reads and writes across failovers. Such a connection moves only
+    /// when a command fails; one that must also move after `SENTINEL FAILOVER` (the old primary
+    /// takes writes until the sentinels demote it, then drops them) runs `db::Redis::follow` too.
+    pub fn target(&self) -> Target {
+        Target {
             sentinel: Some(tiktok_poster::db::SentinelTarget {
                 addrs: self.sentinel_addrs(),
                 master: MASTER_NAME.into(),
                 password: None,
             }),
-            ..tiktok_poster::db::Target::default()
+            ..self.at(1)
         }
     }
 
@@ -238,7 +321,7 @@ impl TestSentinels {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = tokio::task::JoinSet::new();
         for s in &self.sentinels {
-            let client = redis::Client::open(format!("redis://127.0.0.1:{}", s.port)).unwrap();
+            let client = self.at(s.port).client().unwrap();
             let mut pubsub = tokio::time::timeout(READY_WITHIN, client.get_async_pubsub())
                 .await
                 .unwrap_or_else(|_| panic!("sentinel {} did not take a subscriber", s.port))
@@ -274,7 +357,7 @@ impl TestSentinels {
         self.wait_for(READY_WITHIN, "SENTINEL FAILOVER to be accepted", || async {
             let mut cmd = redis::cmd("SENTINEL");
             cmd.arg("FAILOVER").arg(MASTER_NAME);
-            match ask::<String>(self.sentinels[0].port, &cmd).await {
+            match ask::<String>(&self.at(self.sentinels[0].port), &cmd).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.contains("NOGOODSLAVE") => Err(e),
                 Err(e) => panic!("SENTINEL FAILOVER was refused: {e}\n{}", self.dump().await),
@@ -391,7 +474,7 @@ impl TestSentinels {
             let state = if n.child.is_none() {
                 "killed".to_string()
             } else {
-                match ask::<String>(n.port, redis::cmd("INFO").arg("replication")).await {
+                match ask::<String>(&self.at(n.port), redis::cmd("INFO").arg("replication")).await {
                     Ok(info) => {
                         let f = info_fields(&info);
                         let get = |k: &str| f.get(k).cloned().unwrap_or_default();
@@ -411,7 +494,7 @@ impl TestSentinels {
         for s in &self.sentinels {
             out.push_str(&format!("sentinel {}:\n", s.port));
             let master = ask::<Vec<String>>(
-                s.port,
+                &self.at(s.port),
                 redis::cmd("SENTINEL").arg("master").arg(MASTER_NAME),
             )
             .await
@@ -433,7 +516,7 @@ impl TestSentinels {
             out.push_str(&format!("  master: {}\n", master.unwrap_or_else(|e| e)));
             for (what, sub) in [("replicas", "replicas"), ("sentinels", "sentinels")] {
                 let listed = ask::<Vec<Vec<String>>>(
-                    s.port,
+                    &self.at(s.port),
                     redis::cmd("SENTINEL").arg(sub).arg(MASTER_NAME),
                 )
                 .await
@@ -462,9 +545,26 @@ impl TestSentinels {
     /// Starts data node `port` (a replica of `replica_of` when given) in its directory and waits
     /// until it answers PING (a node still loading its append-only file answers `LOADING`).
     async fn spawn_data(&mut self, port: u16, replica_of: Option<u16>) {
+        let tls = self.tls.clone();
         let node = self.node_mut(port);
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        match &tls {
+            None => cmd.args(["--port", &port.to_string()]),
+            Some(t) => cmd
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .args(["--tls-replication", "yes", "--tls-auth-clients", "yes"])
+                .arg("--tls-cert-file")
+                .arg(&t.server.cert)
+                .arg("--tls-key-file")
+                .arg(&t.server.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&t.ca)
+                .arg("--tls-client-cert-file")
+                .arg(&t.client.cert)
+                .arg("--tls-client-key-file")
+                .arg(&t.client.key),
+        };
+        cmd.args(["--bind", "127.0.0.1"])
             .args([
                 "--save",
                 "",
@@ -487,7 +587,9 @@ impl TestSentinels {
             .expect("redis-server is installed (apt-get install redis-server)");
         node.child = Some(child);
         self.wait_for(READY_WITHIN, "a data node to answer PING", || async {
-            ask::<String>(port, &redis::cmd("PING")).await.map(|_| ())
+            ask::<String>(&self.at(port), &redis::cmd("PING"))
+                .await
+                .map(|_| ())
         })
         .await;
     }
@@ -514,13 +616,13 @@ impl TestSentinels {
     async fn agreed_master(&self) -> Result<u16, String> {
         let mut named = Vec::new();
         for s in &self.sentinels {
-            named.push(sentinel_names(s.port).await?);
+            named.push(sentinel_names(&self.at(s.port)).await?);
         }
         if named.windows(2).any(|w| w[0] != w[1]) {
             return Err(format!("the sentinels disagree: {named:?}"));
         }
         let port = named[0];
-        match role(port).await? {
+        match role(&self.at(port)).await? {
             r if r == "master" => Ok(port),
             r => Err(format!("{port}, named by the sentinels, answers ROLE {r}")),
         }
@@ -544,11 +646,19 @@ impl TestSentinels {
     }
 
     async fn settled(&self, master: u16, replica: u16) -> Result<(), String> {
-        let r = role(master).await?;
+        // First what no wait can mend: the sentinels moved on to another primary by themselves.
+        if let Ok(other) = self.agreed_master().await
+            && other != master
+        {
+            return Err(format!(
+                "every sentinel names {other}, not {master}: a failover nobody asked for"
+            ));
+        }
+        let r = role(&self.at(master)).await?;
         if r != "master" {
             return Err(format!("{master} answers ROLE {r}"));
         }
-        let info = ask::<String>(replica, redis::cmd("INFO").arg("replication")).await?;
+        let info = ask::<String>(&self.at(replica), redis::cmd("INFO").arg("replication")).await?;
         let f = info_fields(&info);
         let link = (
             f.get("role").map(String::as_str),
@@ -561,12 +671,12 @@ impl TestSentinels {
             ));
         }
         for s in &self.sentinels {
-            let named = sentinel_names(s.port).await?;
+            let named = sentinel_names(&self.at(s.port)).await?;
             if named != master {
                 return Err(format!("sentinel {} names {named}", s.port));
             }
             let replicas = ask::<Vec<Vec<String>>>(
-                s.port,
+                &self.at(s.port),
                 redis::cmd("SENTINEL").arg("replicas").arg(MASTER_NAME),
             )
             .await?;
@@ -583,7 +693,7 @@ impl TestSentinels {
                 ));
             }
             let others = ask::<Vec<Vec<String>>>(
-                s.port,
+                &self.at(s.port),
                 redis::cmd("SENTINEL").arg("sentinels").arg(MASTER_NAME),
             )
             .await?;
@@ -639,26 +749,26 @@ pub struct SwitchWatch {
     _tasks: tokio::task::JoinSet<()>,
 }
 
-/// One command to `127.0.0.1:port` on a connection of its own, within [`ASK_TIMEOUT`]; the error as
-/// text naming the port.
-async fn ask<T: FromRedisValue>(port: u16, cmd: &redis::Cmd) -> Result<T, String> {
+/// One command to `at` on a connection of its own, within [`ASK_TIMEOUT`]; the error as text
+/// naming the address.
+async fn ask<T: FromRedisValue>(at: &Target, cmd: &redis::Cmd) -> Result<T, String> {
     let cfg = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(ASK_TIMEOUT))
         .set_response_timeout(Some(ASK_TIMEOUT));
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let client = at.client().map_err(|e| format!("{}: {e}", at.url))?;
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&cfg)
         .await
-        .map_err(|e| format!("{port}: {e}"))?;
+        .map_err(|e| format!("{}: {e}", at.url))?;
     cmd.query_async(&mut conn)
         .await
-        .map_err(|e| format!("{port}: {e}"))
+        .map_err(|e| format!("{}: {e}", at.url))
 }
 
-/// The primary's port sentinel `port` names.
-async fn sentinel_names(port: u16) -> Result<u16, String> {
+/// The primary's port the sentinel at `at` names.
+async fn sentinel_names(at: &Target) -> Result<u16, String> {
     let named = ask::<Option<(String, u16)>>(
-        port,
+        at,
         redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(MASTER_NAME),
@@ -666,15 +776,15 @@ async fn sentinel_names(port: u16) -> Result<u16, String> {
     .await?;
     named
         .map(|(_, p)| p)
-        .ok_or_else(|| format!("sentinel {port} monitors no {MASTER_NAME}"))
+        .ok_or_else(|| format!("sentinel {} monitors no {MASTER_NAME}", at.url))
 }
 
-/// The first word of `ROLE` (`master`, `slave`) of data node `port`.
-async fn role(port: u16) -> Result<String, String> {
-    let v = ask::<Vec<redis::Value>>(port, &redis::cmd("ROLE")).await?;
+/// The first word of `ROLE` (`master`, `slave`) of the data node at `at`.
+async fn role(at: &Target) -> Result<String, String> {
+    let v = ask::<Vec<redis::Value>>(at, &redis::cmd("ROLE")).await?;
     v.first()
         .and_then(|r| String::from_redis_value(r.clone()).ok())
-        .ok_or_else(|| format!("{port}: ROLE answered {v:?}"))
+        .ok_or_else(|| format!("{}: ROLE answered {v:?}", at.url))
 }
 
 /// A flat `[key, value, key, value, …]` reply (`SENTINEL master`, an entry of `SENTINEL replicas`)
