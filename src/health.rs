@@ -267,7 +267,10 @@ pub async fn watch_redis(
             }
             _ => None,
         });
-        if problem != last_problem {
+        // Logged when the kind of problem changes, not each time its details do (the sentinel
+        // that answered, an address): once per outage.
+        let kind = |p: &Option<String>| p.as_ref().map(|p| p.split(" (").next().unwrap_or("").to_string());
+        if kind(&problem) != kind(&last_problem) {
             match &problem {
                 Some(p) => tracing::warn!(problem = %p, "Redis is not usable."),
                 None if last_problem.is_some() => tracing::info!("Redis is usable again."),

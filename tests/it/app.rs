@@ -203,6 +203,12 @@ impl TestApp {
             .await;
     }
 
+    /// `GET /healthz`: its status and body.
+    pub async fn healthz(&self) -> (u16, Value) {
+        let r = reqwest::get(format!("{}/healthz", self.base)).await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
     /// The body of `GET path` on the daemon's main listener (`/metrics`, `/`, …).
     pub async fn get_text(&self, path: &str) -> String {
         reqwest::get(format!("{}{path}", self.base))

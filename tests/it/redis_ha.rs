@@ -10,11 +10,6 @@ use crate::support::{TestRedis, free_port, wait_until};
 
 const T: Duration = Duration::from_secs(60);
 
-async fn healthz(app: &TestApp) -> (u16, serde_json::Value) {
-    let r = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 async fn requests(app: &TestApp, endpoint: &str) -> u64 {
     app.sim.stats().await["requests"][endpoint]
         .as_u64()
@@ -80,7 +75,7 @@ async fn a_running_daemon_gives_up_on_a_lost_redis_and_waits_out_a_short_outage(
     // A short outage (about 1 s) is waited out.
     app.redis.kill();
     wait_until(T, "/healthz to report the outage", || async {
-        (healthz(&app).await.0 == 503).then_some(())
+        (app.healthz().await.0 == 503).then_some(())
     })
     .await;
     app.redis.restart();
@@ -130,19 +125,19 @@ async fn min_replica_acks_holds_posts_while_the_replica_is_down() {
     app.wait_state(&id, &["published"], T).await;
     assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
     wait_until(T, "/healthz to count the replica", || async {
-        (healthz(&app).await.1["replicas"]["online"] == 1).then_some(())
+        (app.healthz().await.1["replicas"]["online"] == 1).then_some(())
     })
     .await;
-    let (_, h) = healthz(&app).await;
+    let (_, h) = app.healthz().await;
     assert_eq!(h["replicas"]["wanted"], 1, "{h}");
     assert_eq!(h["redis_primary"]["known"], true, "{h}");
 
     replica.kill();
     wait_until(T, "/healthz to miss the replica", || async {
-        (healthz(&app).await.0 == 503).then_some(())
+        (app.healthz().await.0 == 503).then_some(())
     })
     .await;
-    let (_, h) = healthz(&app).await;
+    let (_, h) = app.healthz().await;
     assert_eq!(h["replicas"]["online"], 0, "{h}");
     let problem = h["problem"].as_str().unwrap_or_default().to_string();
     assert!(
@@ -195,7 +190,7 @@ async fn min_replica_acks_holds_posts_while_the_replica_is_down() {
         app.wait_state(id, &["published"], T).await;
         assert_eq!(app.sim_posts_with(sha).await.len(), 1, "exactly once");
     }
-    let (code, h) = healthz(&app).await;
+    let (code, h) = app.healthz().await;
     assert_eq!(
         (code, &h["replicas"]["online"]),
         (200, &serde_json::json!(1)),

@@ -390,14 +390,7 @@ async fn healthz_says_no_primary_is_known_until_one_is_back() {
     app.wait_state(&id, &["published"], T).await;
     let primary = t.master_port().await;
     let replica = t.replica_port().await;
-    let health = || async {
-        let r = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
-        (
-            r.status().as_u16(),
-            r.json::<serde_json::Value>().await.unwrap(),
-        )
-    };
-    let (_, h) = health().await;
+    let (_, h) = app.healthz().await;
     assert_eq!(
         h["redis_primary"]["address"],
         format!("127.0.0.1:{primary}"),
@@ -408,7 +401,7 @@ async fn healthz_says_no_primary_is_known_until_one_is_back() {
     t.kill_node(replica);
     t.kill_node(primary);
     let h = wait_until(T, "/healthz to say no primary is known", || async {
-        let (code, h) = health().await;
+        let (code, h) = app.healthz().await;
         (code == 503 && h["redis_primary"]["known"] == false).then_some(h)
     })
     .await;
@@ -422,7 +415,7 @@ async fn healthz_says_no_primary_is_known_until_one_is_back() {
     t.restart_node(primary, None).await;
     t.restart_node(replica, Some(primary)).await;
     wait_until(T, "/healthz to find the primary again", || async {
-        let (code, h) = health().await;
+        let (code, h) = app.healthz().await;
         (code == 200 && h["redis_primary"]["known"] == true).then_some(())
     })
     .await;
@@ -471,4 +464,32 @@ async fn the_sentinel_topology_works_over_mutual_tls() {
     assert_eq!(s.redis.ca_file.as_ref(), Some(&certs.ca));
     assert_eq!(s.redis.client_cert_file.as_ref(), Some(&certs.client.cert));
     assert_eq!(s.redis.sentinels, t.sentinel_addrs());
+}
+
+/// A daemon finds the primary through sentinels that speak only mutual TLS, with the same `[redis]`
+/// TLS files for the sentinels and the primary, and keeps posting after a `SENTINEL FAILOVER`.
+#[tokio::test]
+async fn a_daemon_posts_through_sentinels_over_mutual_tls() {
+    let certs = TestCerts::generate();
+    let t = TestSentinels::start_tls(&certs).await;
+    let app = crate::app::TestApp::spawn_on_sentinels(&t, |s| {
+        assert!(s.redis.url.starts_with("rediss://"), "{}", s.redis.url);
+    })
+    .await;
+    app.connect("main", false).await;
+    let (id, sha) = app.submit("main", "tls-before.mp4", 300_000).await;
+    app.wait_state(&id, &["published"], T).await;
+    let before = t.master_port().await;
+    t.failover().await;
+    assert_ne!(t.master_port().await, before);
+    let (id2, sha2) = app.submit("main", "tls-after.mp4", 300_000).await;
+    app.wait_state(&id2, &["published"], T).await;
+    let (_, h) = app.healthz().await;
+    assert_eq!(
+        h["redis_primary"]["address"],
+        format!("127.0.0.1:{}", t.master_port().await),
+        "{h}"
+    );
+    assert_eq!(app.sim_posts_with(&sha).await.len(), 1);
+    assert_eq!(app.sim_posts_with(&sha2).await.len(), 1);
 }
