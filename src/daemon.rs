@@ -205,7 +205,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     notify_ready_and_watch(heartbeats, shutdown.clone());
     let gave_up = tokio::select! {
         _ = shutdown.cancelled() => None,
-        r = &mut watch_task => r.ok().flatten(),
+        r = &mut watch_task => match r {
+            Ok(gave_up) => gave_up,
+            // The watch panicked: without it nothing notices a lost Redis; stop and be restarted.
+            Err(_) => Some(crate::db::Unavailable(
+                "the Redis watch stopped unexpectedly; exiting with status 69 so that systemd starts the daemon again".into(),
+            )),
+        },
     };
     if let Some(why) = &gave_up {
         tracing::error!(problem = %why.0, "Giving up on Redis: stopping so that systemd starts the daemon again.");

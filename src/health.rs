@@ -212,11 +212,13 @@ pub async fn watch_redis(
                 .query_async::<std::collections::HashMap<String, String>>(&mut conn)
                 .await?;
             if want_replicas > 0 {
-                let info: String = redis::cmd("INFO")
+                // An ACL without INFO must not count as an unusable primary (a restart would not
+                // cure it): the replicas are then unknown, and WAIT alone holds the posts.
+                let info: redis::RedisResult<String> = redis::cmd("INFO")
                     .arg("replication")
                     .query_async(&mut conn)
-                    .await?;
-                watch.set_replicas(Some(crate::db::replicas::online_replicas(&info)));
+                    .await;
+                watch.set_replicas(info.ok().map(|i| crate::db::replicas::online_replicas(&i)));
             }
             Ok::<_, redis::RedisError>(marker)
         };
@@ -269,7 +271,10 @@ pub async fn watch_redis(
         });
         // Logged when the kind of problem changes, not each time its details do (the sentinel
         // that answered, an address): once per outage.
-        let kind = |p: &Option<String>| p.as_ref().map(|p| p.split(" (").next().unwrap_or("").to_string());
+        let kind = |p: &Option<String>| {
+            p.as_ref()
+                .map(|p| p.split(" (").next().unwrap_or("").to_string())
+        };
         if kind(&problem) != kind(&last_problem) {
             match &problem {
                 Some(p) => tracing::warn!(problem = %p, "Redis is not usable."),

@@ -157,14 +157,23 @@ impl Settings {
                 format!("{} is out of range (0 to 16 replicas)", r.min_replica_acks),
             ));
         }
-        if !(10..=60_000).contains(&r.replica_ack_timeout_ms) {
+        // Below the connection's 10 s response timeout, so a WAIT that runs its course is answered.
+        if !(10..=5_000).contains(&r.replica_ack_timeout_ms) {
             out.push((
                 "redis.replica_ack_timeout_ms",
                 "REDIS__REPLICA_ACK_TIMEOUT_MS",
                 format!(
-                    "{} is out of range (10 to 60000 ms; default 1000)",
+                    "{} is out of range (10 to 5000 ms; default 1000)",
                     r.replica_ack_timeout_ms
                 ),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = r.sentinels.iter().find(|a| !seen.insert(a.as_str())) {
+            out.push((
+                "redis.sentinels",
+                "REDIS__SENTINELS",
+                format!("{dup:?} is listed twice; list each sentinel once (a majority of them confirms the primary)"),
             ));
         }
         out

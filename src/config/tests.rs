@@ -317,6 +317,11 @@ fn redis_sentinel_and_replica_settings_are_checked() {
     });
     assert!(e.contains("redis.url: with [redis] sentinels"), "{e}");
     let e = problems(&|s| {
+        s.redis.sentinel_master = "mymaster".into();
+        s.redis.sentinels = vec!["127.0.0.1:26379".into(), "127.0.0.1:26379".into()];
+    });
+    assert!(e.contains("\"127.0.0.1:26379\" is listed twice"), "{e}");
+    let e = problems(&|s| {
         s.redis.give_up_after_secs = 0;
         s.redis.min_replica_acks = 17;
         s.redis.replica_ack_timeout_ms = 5;

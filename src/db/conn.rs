@@ -30,6 +30,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the follow task asks the sentinels.
 pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How long [`Redis::confirm_primary`] leaves a sentinel it could not dial before dialling it again.
+const REDIAL_AFTER_MS: i64 = 5_000;
 /// While no primary is known, commands fail at once with the last reason for this long before the
 /// sentinels are asked again (so a burst of commands does not become a burst of questions).
 const ASK_AGAIN_AFTER_MS: i64 = 250;
@@ -69,8 +71,11 @@ pub struct Redis {
     role: tokio::sync::Mutex<Option<((String, u16), MultiplexedConnection)>>,
     /// Whether the follow task runs.
     following: std::sync::atomic::AtomicBool,
-    /// A connection to each sentinel for [`Redis::confirm_primary`], by index.
-    confirming: tokio::sync::Mutex<Vec<Option<MultiplexedConnection>>>,
+    /// A connection to each sentinel for [`Redis::confirm_primary`], by index, and when one that
+    /// could not be dialled may be dialled again (ms).
+    confirming: tokio::sync::Mutex<Vec<(Option<MultiplexedConnection>, i64)>>,
+    /// When a command's error last asked for a check out of turn (ms).
+    last_recheck_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Redis {
@@ -104,6 +109,7 @@ impl Redis {
             role: tokio::sync::Mutex::new(None),
             following: std::sync::atomic::AtomicBool::new(false),
             confirming: tokio::sync::Mutex::new(Vec::new()),
+            last_recheck_ms: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -235,6 +241,25 @@ impl Redis {
         );
     }
 
+    /// Runs one check of the primary now (at most once a second), without forgetting it first.
+    fn recheck_soon(self: Arc<Self>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.uses_sentinels() {
+            return;
+        }
+        let now = now_ms();
+        let last = self.last_recheck_ms.load(Relaxed);
+        if now - last < 1_000
+            || self
+                .last_recheck_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        tokio::spawn(async move { self.check(&mut false).await });
+    }
+
     /// Forgets the primary of `generation` (a command said it is gone or no longer the primary):
     /// the next command of every connection asks the sentinels again. A no-op without sentinels
     /// or when the primary already changed.
@@ -322,42 +347,48 @@ impl Redis {
             return Err("the Redis primary changed while the post's record was written; the step is tried again on the new primary".into());
         };
         let mut conns = self.confirming.lock().await;
-        conns.resize_with(sentinels.addrs.len(), || None);
-        let asks = conns
-            .iter_mut()
-            .zip(&sentinels.addrs)
-            .map(|(slot, at)| async move {
-                if slot.is_none() {
-                    *slot = self.dial_sentinel(sentinels, at).await.ok();
-                }
-                let conn = slot.as_mut()?;
-                let named = tokio::time::timeout(
-                    ASK_TIMEOUT,
-                    redis::cmd("SENTINEL")
-                        .arg("get-master-addr-by-name")
-                        .arg(&sentinels.master)
-                        .query_async::<Option<(String, u16)>>(conn),
-                )
-                .await;
-                match named {
-                    Ok(Ok(named)) => Some((at.clone(), named)),
-                    _ => {
-                        *slot = None;
-                        None
+        conns.resize_with(sentinels.addrs.len(), || (None, 0));
+        let asks =
+            conns
+                .iter_mut()
+                .zip(&sentinels.addrs)
+                .map(|((slot, next_dial), at)| async move {
+                    if slot.is_none() && now_ms() >= *next_dial {
+                        // A sentinel that cannot be dialled is tried again in a few seconds, not at
+                        // every step (each dial may wait out the dial timeout).
+                        *slot = self.dial_sentinel(sentinels, at).await.ok();
+                        if slot.is_none() {
+                            *next_dial = now_ms() + REDIAL_AFTER_MS;
+                        }
                     }
-                }
-            });
+                    let conn = slot.as_mut()?;
+                    let named = tokio::time::timeout(
+                        ASK_TIMEOUT,
+                        redis::cmd("SENTINEL")
+                            .arg("get-master-addr-by-name")
+                            .arg(&sentinels.master)
+                            .query_async::<Option<(String, u16)>>(conn),
+                    )
+                    .await;
+                    match named {
+                        Ok(Ok(Some(named))) => Some((at.clone(), named)),
+                        // A sentinel that monitors no primary of that name (restarted without its
+                        // config, say) did not answer; it names no other server either.
+                        Ok(Ok(None)) => None,
+                        _ => {
+                            *slot = None;
+                            None
+                        }
+                    }
+                });
         let answers: Vec<_> = futures_util::future::join_all(asks)
             .await
             .into_iter()
             .flatten()
             .collect();
-        if let Some((at, named)) = answers.iter().find(|(_, n)| n.as_ref() != Some(&addr)) {
-            let named = named
-                .as_ref()
-                .map_or("no primary".to_string(), |(h, p)| format!("{h}:{p}"));
+        if let Some((at, (h, p))) = answers.iter().find(|(_, n)| *n != addr) {
             return Err(format!(
-                "sentinel {at} names {named}, not {}:{}: the primary is being replaced; the step is tried again on the new one",
+                "sentinel {at} names {h}:{p}, not {}:{}: the primary is being replaced; the step is tried again on the new one",
                 addr.0, addr.1
             ));
         }
@@ -536,6 +567,16 @@ pub fn is_failover_error(e: &RedisError) -> bool {
     .any(|w| text.contains(w))
 }
 
+/// True for an error from a server that answers and may still be the primary: `NOREPLICAS` (a
+/// primary with `min-replicas-to-write` whose replicas lag) and `LOADING` (a server loading its
+/// data). Forgetting the primary over these would reconnect every connection at each write.
+fn server_still_answers(e: &RedisError) -> bool {
+    let text = e.to_string();
+    matches!(e.code(), Some("NOREPLICAS" | "LOADING"))
+        || text.contains("NOREPLICAS")
+        || text.contains("LOADING")
+}
+
 /// The connection of a [`Conn`] and its clones, with the primary generation it was made for.
 #[derive(Default)]
 struct Slot {
@@ -604,10 +645,14 @@ impl Conn {
     }
 
     fn after<T>(&self, generation: u64, r: RedisResult<T>) -> RedisResult<T> {
-        if let Err(e) = &r
-            && is_failover_error(e)
-        {
-            self.redis.suspect(generation, e);
+        if let Err(e) = &r {
+            if server_still_answers(e) {
+                // NOREPLICAS, LOADING: the server answers and may still be the primary; ask the
+                // sentinels soon, and move only if they name another one.
+                self.redis.clone().recheck_soon();
+            } else if is_failover_error(e) {
+                self.redis.suspect(generation, e);
+            }
         }
         r
     }

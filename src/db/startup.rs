@@ -104,6 +104,11 @@ pub async fn connect_redis(
 /// An error that waiting will not cure: refused credentials, an untrusted TLS connection, or TLS
 /// files that cannot be used.
 fn is_misconfigured(e: &redis::RedisError) -> bool {
+    // With sentinels, "no primary is known" joins every sentinel's problem: one sentinel's
+    // refusal among them is an outage to wait out (and to give up on), not a wrong [redis] url.
+    if e.to_string().contains("no Redis primary is known") {
+        return false;
+    }
     super::is_auth_error(e)
         || super::tls_problem(e).is_some()
         || e.kind() == redis::ErrorKind::InvalidClientConfig

@@ -205,7 +205,9 @@ impl TestApp {
 
     /// `GET /healthz`: its status and body.
     pub async fn healthz(&self) -> (u16, Value) {
-        let r = reqwest::get(format!("{}/healthz", self.base)).await.unwrap();
+        let r = reqwest::get(format!("{}/healthz", self.base))
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
     }
 

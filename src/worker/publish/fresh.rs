@@ -91,9 +91,10 @@ impl Job<'_> {
                 .await?;
             // And held by the replicas first, so that a failover cannot lose it.
             if let Err(why) = self.ctx.replicas.wait(generation).await {
-                // No init was sent: a later claim must not take this record for one.
-                self.set(&[(Field::InitStartedMs, String::new())]).await?;
-                return Err(Stop::Replicas(why));
+                // No init was sent: a later claim must not take this record for one (cleared
+                // again with the hand-back should Redis fail now).
+                let _ = self.set(&[(Field::InitStartedMs, String::new())]).await;
+                return Err(Stop::Replicas(why, true));
             }
             if !self.sub.draft
                 && let Err(error) = self
@@ -166,6 +167,7 @@ impl Job<'_> {
         }
         // Fenced: if another worker took the post over meanwhile, this write fails and this attempt (which
         // never gets its bytes) cannot go live.
+        self.record_generation = self.ctx.replicas.generation();
         self.set(&fields).await?;
         tracing::Span::current().record("publish_id", init.publish_id.as_str());
         tracing::info!("Post initialised at TikTok.");
@@ -192,9 +194,12 @@ impl Job<'_> {
     pub(super) fn replicas_online(&self) -> Result<(), Stop> {
         let want = self.ctx.replicas.wanted();
         match self.ctx.heartbeats.redis.replicas() {
-            Some(online) if want > 0 && online < want => Err(Stop::Replicas(format!(
-                "only {online} of the {want} replicas [redis] min_replica_acks asks for are connected to the primary; the post waits until enough replicas are back (or lower min_replica_acks)"
-            ))),
+            Some(online) if want > 0 && online < want => Err(Stop::Replicas(
+                format!(
+                    "only {online} of the {want} replicas [redis] min_replica_acks asks for are connected to the primary; the post waits until enough replicas are back (or lower min_replica_acks)"
+                ),
+                false,
+            )),
             _ => Ok(()),
         }
     }

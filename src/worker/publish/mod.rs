@@ -70,8 +70,9 @@ enum Stop {
     /// The account's calendar was paused (since this ms) before the init: hold the post.
     Paused(i64),
     /// Fewer replicas than `[redis] min_replica_acks` acknowledged the post's record before a step
-    /// that reaches TikTok (the reason): hand the post back without spending an attempt.
-    Replicas(String),
+    /// that reaches TikTok (the reason, and whether it was before the init, whose record is then
+    /// cleared): hand the post back without spending an attempt.
+    Replicas(String, bool),
     /// Settled; return this.
     Settled(Next),
 }
@@ -85,7 +86,7 @@ impl Stop {
             | Self::Redis(_)
             | Self::Shutdown
             | Self::LocalLater(_)
-            | Self::Replicas(_)
+            | Self::Replicas(..)
             | Self::Paused(_) => true,
             // Another worker holds the post now and may be spending the slot at its own init.
             Self::LeaseLost | Self::Settled(_) => false,
@@ -117,10 +118,15 @@ struct Job<'a> {
     post: PostRecord,
     sub: Submission,
     attempt: u32,
+    /// The primary's generation when the post's record this attempt relies on was read or last
+    /// written (at the claim, then before the `publish_id` is stored): the replicas' `WAIT` before
+    /// the first chunk must cover it on that same primary.
+    record_generation: u64,
 }
 
 /// Works on one claimed post. See the module docs for why this is safe to repeat and to interrupt.
 pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
+    let record_generation = ctx.replicas.generation();
     let post = match ctx.ledger.get(&claim.id).await {
         Ok(Some(p)) => p,
         Ok(None) => return Next::Done,
@@ -161,6 +167,7 @@ pub async fn handle(ctx: &Ctx, claim: &Claim, lost: CancellationToken) -> Next {
         post,
         sub,
         attempt,
+        record_generation,
     };
     if job.post.claims() > MAX_CLAIMS {
         let msg = "workers were lost while handling this post too many times";

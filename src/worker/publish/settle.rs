@@ -90,7 +90,9 @@ impl Job<'_> {
                     Err(_) => Next::At(crate::db::now_ms() + 2_000),
                 };
             }
-            Stop::Replicas(why) => return self.wait_for_replicas(&why).await,
+            Stop::Replicas(why, before_init) => {
+                return self.wait_for_replicas(&why, before_init).await;
+            }
             Stop::LeaseLost => Failure::LeaseLost,
             Stop::Shutdown => Failure::Shutdown,
             Stop::LocalLater(message) => Failure::LocalLater(message),
@@ -135,15 +137,18 @@ impl Job<'_> {
 
     /// Too few replicas hold the post's record: the post is due again in [`REPLICA_RETRY_MS`], and
     /// this claim spends neither an attempt nor a claim (a replica down for hours must not fail it).
-    async fn wait_for_replicas(&self, why: &str) -> Next {
+    async fn wait_for_replicas(&self, why: &str, before_init: bool) -> Next {
         tracing::warn!(problem = %why, "Post handed back: too few Redis replicas hold its record.");
-        let _ = self
-            .set(&[
-                (Field::Attempts, self.attempt.saturating_sub(1).to_string()),
-                (Field::Claims, (self.post.claims() - 1).max(0).to_string()),
-                (Field::ErrorMessage, why.to_string()),
-            ])
-            .await;
+        let mut fields = vec![
+            (Field::Attempts, self.attempt.saturating_sub(1).to_string()),
+            (Field::Claims, (self.post.claims() - 1).max(0).to_string()),
+            (Field::ErrorMessage, why.to_string()),
+        ];
+        if before_init {
+            // No init was sent for this record.
+            fields.push((Field::InitStartedMs, String::new()));
+        }
+        let _ = self.set(&fields).await;
         Next::At(crate::db::now_ms() + REPLICA_RETRY_MS)
     }
 

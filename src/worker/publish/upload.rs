@@ -31,15 +31,16 @@ impl Job<'_> {
         // The type follows the name the producer gave (a symlink's target may have any name).
         let content_type = content_type_or_default(&submitted);
         self.replicas_online()?;
-        let generation = self.ctx.replicas.generation();
         self.transition(State::Uploading, &[], "").await?;
         // The `publish_id` and this attempt's record are held by the replicas before TikTok gets a
-        // byte: a failover that lost them would start a second attempt, whose video would go live too.
+        // byte: a failover that lost them would start a second attempt, whose video would go live
+        // too. The generation is the one the `publish_id` was written (or read) under, so a primary
+        // that changed since fails the wait instead of vouching for a record it may not have.
         self.ctx
             .replicas
-            .wait(generation)
+            .wait(self.record_generation)
             .await
-            .map_err(Stop::Replicas)?;
+            .map_err(|why| Stop::Replicas(why, false))?;
         let started = std::time::Instant::now();
         let shutdown = self.ctx.shutdown.clone();
         // Long uploads are logged at every tenth; every chunk at debug level.
