@@ -506,8 +506,16 @@ async fn produce(
             if let Ok(Ok(entry)) = sent {
                 s.acked = Some((now_ms(), entry));
                 // Kept by a replica too, so a failover cannot drop it; otherwise sent again.
+                // Every connected replica (at least one), as the daemon waits: the sentinels may
+                // promote any of them.
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                let need = tiktok_poster::db::replicas::online_replicas(&info).max(1);
                 let kept: redis::RedisResult<i64> = redis::cmd("WAIT")
-                    .arg(1)
+                    .arg(need)
                     .arg(1000)
                     .query_async(&mut conn)
                     .await;

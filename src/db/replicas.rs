@@ -1,5 +1,6 @@
 //! `[redis] min_replica_acks`: before the daemon calls TikTok's init, and before the first chunk of
-//! an upload, it waits until that many replicas hold the post's record (`WAIT`). Replication is
+//! an upload, it waits until that many replicas, and every replica connected at the time, hold the
+//! post's record (`WAIT`). Replication is
 //! asynchronous: a record the primary acknowledged just before it died may never reach the replica
 //! that takes over, and a vanished `init_started_ms` or `publish_id` would mean a second init, so a
 //! second post. `WAIT` narrows that window to nearly nothing (it is not consensus: see Redis's
@@ -82,7 +83,7 @@ impl ReplicaAcks {
         let Some(conn) = held.as_mut() else {
             return Err("no connection for WAIT".into());
         };
-        let acked = async {
+        let (acked, need) = async {
             redis::cmd("SET")
                 .arg(&self.key)
                 .arg(now_ms())
@@ -90,17 +91,28 @@ impl ReplicaAcks {
                 .arg(60_000)
                 .query_async::<()>(conn)
                 .await?;
-            redis::cmd("WAIT")
-                .arg(self.want)
+            // Every replica connected now, and at least `want`: whichever replica the sentinels
+            // promote must hold the record, and they do not always pick the most advanced one
+            // (their view of the offsets can be seconds old). A replica that connects later
+            // synchronises from a primary that has it.
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(conn)
+                .await
+                .unwrap_or_default();
+            let need = self.want.max(online_replicas(&info));
+            let acked = redis::cmd("WAIT")
+                .arg(need)
                 .arg(self.timeout_ms)
                 .query_async::<u32>(conn)
-                .await
+                .await?;
+            Ok::<_, redis::RedisError>((acked, need))
         }
         .await
         .map_err(|e| format!("WAIT for replicas failed: {}", super::explain(&e)))?;
-        if acked < self.want {
+        if acked < need {
             return Err(format!(
-                "only {acked} of the {} replicas [redis] min_replica_acks asks for acknowledged the post's record within {} ms; the post waits until enough replicas are connected (or lower min_replica_acks)",
+                "only {acked} of the {need} connected replicas ([redis] min_replica_acks = {}) acknowledged the post's record within {} ms; the post waits until enough replicas are connected and keep up (or lower min_replica_acks)",
                 self.want, self.timeout_ms
             ));
         }

@@ -143,8 +143,9 @@ struct Submitted {
 }
 
 /// Submits a post every 2.5 s, round robin over the accounts (each gets one every 15 s, within
-/// TikTok's 6 inits a minute, so no backlog hides a stall), until `stop`: `XADD` then `WAIT 1`
-/// on a connection that follows the primary, as a careful producer does across failovers.
+/// TikTok's 6 inits a minute, so no backlog hides a stall), until `stop`: `XADD` on a connection
+/// that follows the primary, then `WAIT` for every connected replica and the sentinels'
+/// confirmation, as a careful producer does across failovers.
 async fn submit_steadily(
     app: std::sync::Arc<crate::app::TestApp>,
     stop: tokio_util::sync::CancellationToken,
@@ -158,6 +159,7 @@ async fn submit_steadily(
         n += 1;
         let (video, sha) = app.video(&format!("steady{n}.mp4"), 300_000);
         let account = format!("a{}", n % ACCOUNTS);
+        let generation = conn.redis().generation();
         let added: redis::RedisResult<String> = conn
             .xadd(
                 app.keys().submit(),
@@ -171,12 +173,21 @@ async fn submit_steadily(
             .await;
         match added {
             Ok(id) => {
+                // Every connected replica, as the daemon waits: the sentinels may promote any.
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                let need = tiktok_poster::db::replicas::online_replicas(&info).max(1);
                 let acked: redis::RedisResult<u32> = redis::cmd("WAIT")
-                    .arg(1)
+                    .arg(need)
                     .arg(2000)
                     .query_async(&mut conn)
                     .await;
-                if matches!(acked, Ok(k) if k >= 1) {
+                // And the sentinels still name the primary it went to.
+                let confirmed = conn.redis().confirm_primary(generation).await.is_ok();
+                if matches!(acked, Ok(k) if k >= need) && confirmed {
                     out.accepted.push((id, sha));
                 } else {
                     out.unsure.push(sha);
