@@ -171,8 +171,10 @@ async fn a_scheduled_post_is_sent_on_time() {
         "sent {} ms before its time",
         due_ms - init_ms
     );
+    // Within 2 s: on CI's two busy cores (the Sentinel tests start a dozen redis-server processes
+    // beside it) one run took 1.46 s; what matters is seconds, not the hour a DST bug costs.
     assert!(
-        init_ms - due_ms <= 1000,
+        init_ms - due_ms <= 2000,
         "sent {} ms after its time",
         init_ms - due_ms
     );
