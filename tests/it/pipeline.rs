@@ -137,7 +137,7 @@ async fn the_same_id_three_times_in_both_forms_is_one_post() {
     assert_eq!(app.sim.stats().await["requests"]["video_init"], 1);
 }
 
-/// A post scheduled a few seconds ahead is not sent before its time, and is sent within a second after.
+/// A post scheduled a few seconds ahead is not sent before its time, and is sent within seconds after.
 #[tokio::test]
 async fn a_scheduled_post_is_sent_on_time() {
     let app = TestApp::spawn(|_| {}, |_| {}).await;
@@ -171,10 +171,13 @@ async fn a_scheduled_post_is_sent_on_time() {
         "sent {} ms before its time",
         due_ms - init_ms
     );
-    // Within 2 s: on CI's two busy cores (the Sentinel tests start a dozen redis-server processes
-    // beside it) one run took 1.46 s; what matters is seconds, not the hour a DST bug costs.
+    // Within 10 s: on CI's two busy cores, with the Sentinel tests' daemons and a dozen
+    // redis-server processes beside it, two runs took 1.46 s and 3.5 s from the due time to the
+    // init (creator_info, the probe and the init of a debug build all in between); what this
+    // guards is "not early, not minutes or an hour late", and the scheduler's own lateness is
+    // measured by `benches/peers` and `benches/burst`, not here.
     assert!(
-        init_ms - due_ms <= 2000,
+        init_ms - due_ms <= 10_000,
         "sent {} ms after its time",
         init_ms - due_ms
     );
