@@ -508,20 +508,12 @@ async fn produce(
                 // Kept by a replica too, so a failover cannot drop it; otherwise sent again.
                 // Every connected replica (at least one), as the daemon waits: the sentinels may
                 // promote any of them.
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                let need = tiktok_poster::db::replicas::online_replicas(&info).max(1);
-                let kept: redis::RedisResult<i64> = redis::cmd("WAIT")
-                    .arg(need)
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await;
+                let kept = tiktok_poster::db::replicas::wait_connected(&mut conn, 1, 1000).await;
                 // And the sentinels still name the primary it went to (a replaced primary keeps
                 // taking writes, and a replica not yet moved keeps acknowledging them).
-                if kept.is_ok_and(|n| n >= 1) && redis.confirm_primary(generation).await.is_ok() {
+                if kept.is_ok_and(|(k, need)| k >= need)
+                    && redis.confirm_primary(generation).await.is_ok()
+                {
                     s.replicated = true;
                     break;
                 }

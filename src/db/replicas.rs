@@ -95,18 +95,7 @@ impl ReplicaAcks {
             // promote must hold the record, and they do not always pick the most advanced one
             // (their view of the offsets can be seconds old). A replica that connects later
             // synchronises from a primary that has it.
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(conn)
-                .await
-                .unwrap_or_default();
-            let need = self.want.max(online_replicas(&info));
-            let acked = redis::cmd("WAIT")
-                .arg(need)
-                .arg(self.timeout_ms)
-                .query_async::<u32>(conn)
-                .await?;
-            Ok::<_, redis::RedisError>((acked, need))
+            wait_connected(conn, self.want, self.timeout_ms).await
         }
         .await
         .map_err(|e| format!("WAIT for replicas failed: {}", super::explain(&e)))?;
@@ -124,6 +113,28 @@ impl ReplicaAcks {
         }
         Ok(())
     }
+}
+
+/// `WAIT` on `conn` for every replica connected now (from `INFO replication`), and at least
+/// `at_least`, for up to `timeout_ms`: (acknowledged, asked for). A producer that must know its
+/// `XADD` survives a failover calls this after it, then [`super::Redis::confirm_primary`].
+pub async fn wait_connected(
+    conn: &mut Conn,
+    at_least: u32,
+    timeout_ms: u64,
+) -> redis::RedisResult<(u32, u32)> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    let need = at_least.max(online_replicas(&info));
+    let acked = redis::cmd("WAIT")
+        .arg(need)
+        .arg(timeout_ms)
+        .query_async::<u32>(conn)
+        .await?;
+    Ok((acked, need))
 }
 
 /// How many replicas `INFO replication` shows connected and streaming (`state=online`).

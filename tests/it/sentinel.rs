@@ -174,20 +174,10 @@ async fn submit_steadily(
         match added {
             Ok(id) => {
                 // Every connected replica, as the daemon waits: the sentinels may promote any.
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                let need = tiktok_poster::db::replicas::online_replicas(&info).max(1);
-                let acked: redis::RedisResult<u32> = redis::cmd("WAIT")
-                    .arg(need)
-                    .arg(2000)
-                    .query_async(&mut conn)
-                    .await;
+                let acked = tiktok_poster::db::replicas::wait_connected(&mut conn, 1, 2000).await;
                 // And the sentinels still name the primary it went to.
                 let confirmed = conn.redis().confirm_primary(generation).await.is_ok();
-                if matches!(acked, Ok(k) if k >= need) && confirmed {
+                if matches!(acked, Ok((k, need)) if k >= need) && confirmed {
                     out.accepted.push((id, sha));
                 } else {
                     out.unsure.push(sha);
