@@ -199,6 +199,57 @@ fn warmup_ramp_is_checked() {
     assert!(e.contains("warmup.active_video_count"), "{e}");
 }
 
+/// `[tiktok] ca_file`: a readable PEM file of certificates that parse, bounded in size; each problem
+/// names the key, the file and the variable.
+#[test]
+fn tiktok_ca_file_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["sim.example".to_string()]).unwrap();
+    let ca = write(&dir, "ca.pem", &made.cert.pem());
+    let fake = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let broken = write(&dir, "broken.pem", fake);
+    let not_pem = write(&dir, "junk.pem", "hello");
+    let huge = write(&dir, "huge.pem", &"x".repeat((1 << 20) + 1));
+    let problems = |path: &std::path::Path| {
+        let mut s = Settings::default();
+        s.tiktok.ca_file = Some(path.to_path_buf());
+        s.validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let missing = problems(&dir.path().join("nope.pem"));
+    assert!(
+        missing.contains("tiktok.ca_file: cannot read")
+            && missing.contains("TIKTOK_POSTER__TIKTOK__CA_FILE"),
+        "{missing}"
+    );
+    assert!(
+        problems(&not_pem).contains("tiktok.ca_file:")
+            && problems(&not_pem).contains("holds no PEM certificate")
+    );
+    let e = problems(&broken);
+    assert!(
+        e.contains("cannot be parsed as PEM certificates")
+            || e.contains("holds no PEM certificate"),
+        "{e}"
+    );
+    assert!(
+        problems(&huge).contains("is over 1048576 bytes"),
+        "{}",
+        problems(&huge)
+    );
+    assert_eq!(problems(&ca), "", "a real certificate is accepted");
+    let mut s = Settings::default();
+    s.tiktok.ca_file = Some(ca.clone());
+    let c = s.client_config().unwrap();
+    assert!(
+        c.extra_roots_pem
+            .is_some_and(|p| p.starts_with(b"-----BEGIN CERTIFICATE-----"))
+    );
+    assert!(crate::tiktok::Client::new(s.client_config().unwrap()).is_ok());
+}
+
 /// `[redis]` TLS files: only with rediss://, certificate and key together, readable PEM; each
 /// problem names its key and the fix. The environment sets them too.
 #[test]

@@ -47,6 +47,9 @@ pub struct TikTokSettings {
     pub upload_chunk_timeout_secs: u64,
     /// Retries of one chunk after a 5xx or dropped connection.
     pub upload_chunk_retries: u32,
+    /// A PEM file of CAs to trust for `api_base`, `auth_base` and the upload host, beside the built-in
+    /// roots (a `sim --tls` simulator's CA, or a TLS-inspecting proxy's).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for TikTokSettings {
@@ -67,6 +70,7 @@ impl Default for TikTokSettings {
             connect_timeout_secs: 10,
             upload_chunk_timeout_secs: 300,
             upload_chunk_retries: 5,
+            ca_file: None,
         }
     }
 }

@@ -98,6 +98,11 @@ impl Settings {
                 ),
             );
         }
+        if let Some(path) = &self.tiktok.ca_file
+            && let Err(e) = crate::tiktok::read_ca_file(path)
+        {
+            bad("tiktok.ca_file", "TIKTOK__CA_FILE", e);
+        }
         for (key, env, v, lo, hi) in [
             (
                 "tiktok.request_timeout_secs",

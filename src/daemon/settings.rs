@@ -44,6 +44,11 @@ impl Settings {
         c.connect_timeout = Duration::from_secs(self.tiktok.connect_timeout_secs);
         c.upload_chunk_timeout = Duration::from_secs(self.tiktok.upload_chunk_timeout_secs);
         c.upload_chunk_retries = self.tiktok.upload_chunk_retries;
+        if let Some(path) = &self.tiktok.ca_file {
+            let pem = crate::tiktok::read_ca_file(path)
+                .map_err(|e| ConfigError(format!("tiktok.ca_file: {e}")))?;
+            c.extra_roots_pem = Some(pem);
+        }
         Ok(c)
     }
 }

@@ -16,9 +16,11 @@
 
 mod api;
 mod state;
+mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,6 +125,18 @@ pub struct SimConfig {
     /// Share of API calls answered with 429 `rate_limit_exceeded`.
     #[arg(long, default_value_t = 0.0)]
     pub fault_429_rate: f64,
+    /// Serve HTTPS, as TikTok does, with a certificate made at start by a CA of the simulator's own
+    /// (its certificate is written to `--tls-ca-out`; trust it with `[tiktok] ca_file`).
+    #[arg(long)]
+    pub tls: bool,
+    /// With `--tls`: where to write the CA certificate (PEM). Default: a file in the temporary
+    /// directory, named on stdout.
+    #[arg(long, requires = "tls")]
+    pub tls_ca_out: Option<PathBuf>,
+    /// Do not hash uploaded bytes (`sha256` stays null in `/_sim/posts`): for throughput runs, so the
+    /// simulator's hashing is not the ceiling. Every other upload check still applies.
+    #[arg(long)]
+    pub skip_upload_hash: bool,
 }
 
 impl Default for SimConfig {
@@ -154,6 +168,9 @@ impl Default for SimConfig {
             fault_5xx_rate: 0.0,
             fault_drop_rate: 0.0,
             fault_429_rate: 0.0,
+            tls: false,
+            tls_ca_out: None,
+            skip_upload_hash: false,
         }
     }
 }
@@ -202,8 +219,10 @@ impl Sim {
 pub struct SimHandle {
     /// The bound address.
     pub addr: SocketAddr,
-    /// `http://` + the bound address.
+    /// `http://` (or `https://` with `--tls`) + the bound address.
     pub base_url: String,
+    /// With `--tls`: the CA certificate that signed the simulator's (PEM file).
+    pub ca_file: Option<PathBuf>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -225,26 +244,37 @@ pub(crate) struct ConnKill(pub(crate) CancellationToken);
 pub async fn spawn(cfg: SimConfig) -> std::io::Result<SimHandle> {
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    let base_url = cfg
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let tls = cfg
+        .tls
+        .then(|| tls::make(addr, cfg.tls_ca_out.as_deref()))
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let own_url = format!("{scheme}://{addr}");
+    let base_url = cfg.public_url.clone().unwrap_or_else(|| own_url.clone());
+    let ca_file = tls.as_ref().map(|t| t.ca_file.clone());
     let sim = Sim {
         cfg: Arc::new(cfg),
         base_url: Arc::new(base_url.trim_end_matches('/').to_string()),
         state: Arc::new(Mutex::new(SimState::default())),
     };
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, sim, shutdown.clone()));
+    let acceptor = tls.map(|t| t.acceptor);
+    let task = tokio::spawn(serve(listener, acceptor, sim, shutdown.clone()));
     Ok(SimHandle {
         addr,
-        base_url: format!("http://{addr}"),
+        base_url: own_url,
+        ca_file,
         shutdown,
         task,
     })
 }
 
-async fn serve(listener: TcpListener, sim: Sim, shutdown: CancellationToken) {
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    sim: Sim,
+    shutdown: CancellationToken,
+) {
     let router = api::router(sim);
     loop {
         let stream = tokio::select! {
@@ -263,6 +293,7 @@ async fn serve(listener: TcpListener, sim: Sim, shutdown: CancellationToken) {
         let router = router.clone();
         let conn_kill = kill.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnKill(conn_kill.clone()));
@@ -271,9 +302,22 @@ async fn serve(listener: TcpListener, sim: Sim, shutdown: CancellationToken) {
                     Ok::<_, Infallible>(router.oneshot(req).await.unwrap_or_else(|e| match e {}))
                 }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.keep_alive(true);
+            let conn = async {
+                match tls {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                    // A failed handshake (a client that does not trust the CA) ends the connection,
+                    // as TikTok's would.
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                }
+            };
             tokio::select! {
                 _ = conn => {}
                 _ = kill.cancelled() => {}
@@ -297,7 +341,11 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<()> {
         std::task::Poll::Ready(())
     })
     .await;
-    // Printed on stdout, one line, so scripts can read the address when port 0 was asked for.
+    // Printed on stdout so scripts can read them: the CA first (with `--tls`), then the address,
+    // the last word of its line, when port 0 was asked for.
+    if let Some(ca) = &handle.ca_file {
+        println!("tiktok-poster sim CA certificate at {}", ca.display());
+    }
     println!("tiktok-poster sim listening on {}", handle.base_url);
     tracing::info!(addr = %handle.addr, "Simulator started.");
     stop.await;

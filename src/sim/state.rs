@@ -150,6 +150,8 @@ pub(crate) struct Post {
     /// When the last byte arrived (or the pull started).
     pub ready_at: Option<Instant>,
     pub completed_unix_ms: Option<i64>,
+    /// When the final chunk was answered (UTC ms).
+    pub uploaded_unix_ms: Option<i64>,
     pub completed_at: Option<Instant>,
     pub failed: Option<String>,
     pub post_id: Option<u64>,

@@ -68,6 +68,50 @@ pub struct ClientConfig {
     pub upload_chunk_timeout: Duration,
     /// How often one chunk is retried after a 5xx or a dropped connection before the upload gives up.
     pub upload_chunk_retries: u32,
+    /// More CAs to trust for TikTok's hosts (PEM), beside the built-in roots: a simulator's
+    /// (`sim --tls`) or a corporate proxy's. Read with [`read_ca_file`].
+    pub extra_roots_pem: Option<Vec<u8>>,
+}
+
+/// Largest CA file read for `[tiktok] ca_file`.
+pub const MAX_CA_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a PEM file of CA certificates (at most [`MAX_CA_FILE_BYTES`]) and checks that it holds at
+/// least one that parses; the error says what is wrong with the file, without naming the setting.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(format!(
+            "{} is over {} bytes; a CA bundle is a few KB, name the PEM file of the CA itself",
+            path.display(),
+            MAX_CA_FILE_BYTES
+        ));
+    }
+    // Each certificate is parsed as a trust anchor, as the TLS stack will, so a broken one is named
+    // here and not at the first request.
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let parsed = cert
+            .map_err(|e| e.to_string())
+            .and_then(|c| roots.add(c).map_err(|e| e.to_string()));
+        if let Err(e) = parsed {
+            return Err(format!(
+                "{} cannot be parsed as PEM certificates ({e})",
+                path.display()
+            ));
+        }
+    }
+    if roots.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(pem)
 }
 
 impl ClientConfig {
@@ -87,6 +131,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             upload_chunk_timeout: Duration::from_secs(300),
             upload_chunk_retries: 5,
+            extra_roots_pem: None,
         }
     }
 }
@@ -117,14 +162,25 @@ impl Client {
     /// Builds a client; fails only if the TLS backend cannot be initialised.
     pub fn new(cfg: ClientConfig) -> Result<Self, TikTokError> {
         let ua = concat!("tiktok-poster/", env!("CARGO_PKG_VERSION"));
-        let api = reqwest::Client::builder()
+        let roots = match &cfg.extra_roots_pem {
+            None => Vec::new(),
+            Some(pem) => reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| TikTokError::transport("client setup", e))?,
+        };
+        let trust = |mut b: reqwest::ClientBuilder| {
+            for cert in &roots {
+                b = b.add_root_certificate(cert.clone());
+            }
+            b
+        };
+        let api = trust(reqwest::Client::builder())
             .user_agent(ua)
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| TikTokError::transport("client setup", e))?;
-        let upload = reqwest::Client::builder()
+        let upload = trust(reqwest::Client::builder())
             .user_agent(ua)
             .connect_timeout(cfg.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())

@@ -31,7 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncSeekExt;
 
-use super::chunk_body::{ChunkBody, changed, chunk_body};
+use super::chunk_body::{BufferPool, ChunkBody, changed, chunk_body};
 pub use super::chunk_body::{SourceChanged, SourceCheck};
 use super::{Client, ErrorKind, TikTokError};
 
@@ -253,6 +253,7 @@ impl Client {
             )));
         }
         let mut out = UploadOutcome::default();
+        let pool = BufferPool::default();
         let mut offset = req.start_offset;
         let mut failures = 0u32;
         let mut resyncs_in_a_row = 0u32;
@@ -272,7 +273,7 @@ impl Client {
             // the schedule continues from `failures`.
             let backoff = (failures + 1..=self.cfg.upload_chunk_retries)
                 .map(chunk_backoff as fn(u32) -> Duration);
-            let (status, range) = (|| self.put_chunk(&op, &req, start, len))
+            let (status, range) = (|| self.put_chunk(&op, &req, &pool, start, len))
                 .retry(backoff)
                 .when(|e: &TikTokError| e.disposition().is_retryable())
                 .notify(|e: &TikTokError, _| {
@@ -343,6 +344,7 @@ impl Client {
         &self,
         op: &str,
         req: &UploadRequest<'_>,
+        req_pool: &BufferPool,
         start: u64,
         len: u64,
     ) -> Result<(u16, Option<(Option<u64>, Option<u64>)>), TikTokError> {
@@ -364,12 +366,13 @@ impl Client {
         // Set by the body when it stops itself; then that, not the transport error, is the outcome.
         let stopped: Arc<Mutex<Option<TikTokError>>> = Arc::default();
         let body = reqwest::Body::wrap_stream(chunk_body(ChunkBody {
-            file,
+            file: file.into_std().await,
             left: len,
             check: req.check.clone(),
             stopped: stopped.clone(),
             op: op.to_string(),
             shown,
+            pool: req_pool.clone(),
         }));
         let resp = self
             .upload

@@ -199,8 +199,9 @@ impl TestApp {
 
     /// Connects a simulated creator as account `name` through the daemon's Connect page.
     pub async fn connect(&self, name: &str, private: bool) {
-        crate::support::connect_via_daemon(&self.base, name, &format!("{name}_creator"), private)
-            .await;
+        let http = self.sim.following_client();
+        let user = format!("{name}_creator");
+        crate::support::connect_via_daemon_with(&http, &self.base, name, &user, private).await;
     }
 
     /// `GET /healthz`: its status and body.

@@ -49,6 +49,7 @@ mod redis_ha;
 mod redis_tls;
 mod safety;
 mod sentinel;
+mod sim_tls;
 mod upload;
 mod webhooks;
 

@@ -93,9 +93,21 @@ pub async fn connect(
 /// Connects simulated creator `username` as account `account` through the Connect page of the daemon
 /// at `base` (its callback does the code exchange and stores the grant), as a user would.
 pub async fn connect_via_daemon(base: &str, account: &str, username: &str, private: bool) {
+    connect_via_daemon_with(&reqwest::Client::new(), base, account, username, private).await;
+}
+
+/// [`connect_via_daemon`] with the caller's HTTP client (one that follows redirects), e.g. one that
+/// trusts a `sim --tls` simulator's CA.
+pub async fn connect_via_daemon_with(
+    http: &reqwest::Client,
+    base: &str,
+    account: &str,
+    username: &str,
+    private: bool,
+) {
     let url =
         format!("{base}/connect?account={account}&sim_username={username}&sim_private={private}");
-    let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let body = http.get(&url).send().await.unwrap().text().await.unwrap();
     assert!(body.contains("is connected"), "connect page said: {body}");
 }
 
@@ -109,13 +121,26 @@ pub async fn connect_accounts(
     n: usize,
     user_prefix: &str,
 ) {
-    let key = TokenKey::generate_file(key_path).unwrap();
-    let manager = tiktok_poster::db::connect(redis_url).await.unwrap();
-    let accounts = Accounts::new(manager, Keys::new("tiktok-poster"), key, client.clone());
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    connect_accounts_with(client, http, redis_url, key_path, n, user_prefix).await;
+}
+
+/// [`connect_accounts`] with the caller's HTTP client for the authorize page (one that follows no
+/// redirects), e.g. one that trusts a `sim --tls` simulator's CA.
+pub async fn connect_accounts_with(
+    client: &Client,
+    http: reqwest::Client,
+    redis_url: &str,
+    key_path: &Path,
+    n: usize,
+    user_prefix: &str,
+) {
+    let key = TokenKey::generate_file(key_path).unwrap();
+    let manager = tiktok_poster::db::connect(redis_url).await.unwrap();
+    let accounts = Accounts::new(manager, Keys::new("tiktok-poster"), key, client.clone());
     futures_util::stream::iter(0..n)
         .map(|i| {
             let (client, http, accounts) = (client.clone(), http.clone(), accounts.clone());

@@ -24,11 +24,12 @@ mod video;
 mod wait;
 
 pub use accounts::{
-    REDIRECT, auth_request, authorize, connect, connect_accounts, connect_via_daemon, param,
+    REDIRECT, auth_request, authorize, connect, connect_accounts, connect_accounts_with,
+    connect_via_daemon, connect_via_daemon_with, param,
 };
 pub use redis_server::{ServerTls, TestRedis};
 pub use sentinel::{SentinelTls, SwitchWatch, TestSentinels};
-pub use sim::{TestSim, sim_client, sim_posts, sim_stats, start_sim};
+pub use sim::{TestSim, sim_client, sim_posts, sim_stats, start_sim, start_sim_ca, trusting};
 pub use tls::{CertFiles, TestCerts};
 pub use video::{GOOD_MP4, fixture, make_video, sha256_file};
 pub use wait::{wait_healthy, wait_until};

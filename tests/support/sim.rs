@@ -4,6 +4,7 @@
 //! [`SimConfig`] in code), or as the `tiktok-poster sim` binary ([`start_sim`], for benchmarks, whose
 //! memory and CPU figures must not include the simulator's).
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -37,21 +38,34 @@ pub fn sim_client(
 /// `tiktok-poster sim` with these flags on a free port (it prints the address it bound), and its base
 /// URL.
 pub fn start_sim(flags: &[&str]) -> (Proc, String) {
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
-        .args(["sim", "--listen", "127.0.0.1:0"])
-        .args(flags)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the simulator");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
-    (Proc(sim), base)
+    let (sim, base, _) = start_sim_ca(flags);
+    (sim, base)
+}
+
+/// [`start_sim`], and the CA certificate file it names on stdout when `--tls` is among the flags.
+pub fn start_sim_ca(flags: &[&str]) -> (Proc, String, Option<PathBuf>) {
+    let mut sim = Proc(
+        Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+            .args(["sim", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the simulator"),
+    );
+    let mut out = std::io::BufReader::new(sim.0.stdout.take().unwrap());
+    let mut ca = None;
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert!(n > 0, "the simulator exited before it printed its address");
+        let last = line.trim().rsplit(' ').next().unwrap_or("").to_string();
+        if line.contains("CA certificate at") {
+            ca = Some(PathBuf::from(last));
+        } else if line.contains("listening on") {
+            return (sim, last, ca);
+        }
+    }
 }
 
 /// The simulator's own record of its posts (`GET /_sim/posts`), as TikTok would see them.
@@ -97,15 +111,22 @@ impl TestSim {
         };
         tweak(&mut cfg);
         let sim = sim::spawn(cfg).await.expect("simulator binds a free port");
+        // With `tls`, the test's clients trust the simulator's CA, as `[tiktok] ca_file` makes the
+        // daemon's do.
+        let pem = sim.ca_file.as_ref().map(|p| std::fs::read(p).unwrap());
         let client = sim_client(&sim.base_url, "test-client-key", "test-secret", |cc| {
             cc.request_timeout = Duration::from_secs(10);
             cc.upload_chunk_timeout = Duration::from_secs(60);
+            cc.extra_roots_pem = pem.clone();
         });
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        let http = trusting(pem.as_deref(), reqwest::redirect::Policy::none());
         Self { sim, client, http }
+    }
+
+    /// An HTTP client that trusts this simulator's CA (when it has one) and follows redirects.
+    pub fn following_client(&self) -> reqwest::Client {
+        let pem = self.sim.ca_file.as_ref().map(|p| std::fs::read(p).unwrap());
+        trusting(pem.as_deref(), reqwest::redirect::Policy::default())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -156,4 +177,13 @@ impl TestSim {
             resp.text().await.unwrap()
         );
     }
+}
+
+/// An HTTP client with this redirect policy that trusts the CA in `pem`, if any, beside the usual roots.
+pub fn trusting(pem: Option<&[u8]>, redirect: reqwest::redirect::Policy) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().redirect(redirect);
+    if let Some(pem) = pem {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
+    }
+    b.build().unwrap()
 }

@@ -56,6 +56,7 @@ pub(super) async fn sim_posts(State(sim): State<Sim>) -> Response {
                 "post_id": p.post_id.map(|id| id.to_string()),
                 "created_unix_ms": p.created_unix_ms,
                 "completed_unix_ms": p.completed_unix_ms,
+                "uploaded_unix_ms": p.uploaded_unix_ms,
             })
         })
         .collect();

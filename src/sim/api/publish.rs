@@ -461,6 +461,7 @@ fn init_inner(
         sha256: None,
         ready_at: is_pull.then_some(now),
         completed_unix_ms: None,
+        uploaded_unix_ms: None,
         completed_at: None,
         failed: None,
         post_id: None,

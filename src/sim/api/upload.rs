@@ -4,7 +4,8 @@
 //! be a video type, `Content-Range` must be sequential (416 with the range received so far otherwise,
 //! and for a second chunk while one is in flight), each chunk must be the one the init's plan
 //! declared, and the body must be exactly `Content-Length` bytes. A chunk is kept only when fully
-//! received ([`commit`]); the last one marks the post ready and records its SHA-256.
+//! received ([`commit`]); the last one marks the post ready and records its SHA-256 (unless
+//! `--skip-upload-hash`) and the instant it was answered.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -165,6 +166,8 @@ pub(super) async fn upload(
         sim: sim.clone(),
         idx,
     };
+    // Hashing is skipped on request (throughput runs); the post's sha256 then stays unknown.
+    let hash = !sim.cfg.skip_upload_hash;
     let mut hasher = sim.lock().posts[idx].hasher.clone();
     let drop_mid_body = fault.as_ref().is_some_and(|f| f.drop);
     let mut received = 0u64;
@@ -178,13 +181,16 @@ pub(super) async fn upload(
         if received > len {
             return upload_status(&mut sim.lock(), 400, "content_length_mismatch", None);
         }
-        hasher.update(&bytes);
+        if hash {
+            hasher.update(&bytes);
+        }
         if drop_mid_body && received >= len / 2 {
             drop(guard);
             return drop_connection(&conn).await;
         }
     }
-    let Some((done, uploaded)) = commit(&sim, idx, start, len, received, hasher) else {
+    let Some((done, uploaded)) = commit(&sim, idx, start, len, received, hash.then_some(hasher))
+    else {
         return upload_status(&mut sim.lock(), 400, "content_length_mismatch", None);
     };
     drop(guard);
@@ -206,7 +212,7 @@ fn commit(
     start: u64,
     len: u64,
     received: u64,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
 ) -> Option<(bool, u64)> {
     let mut st = sim.lock();
     if received != len {
@@ -215,15 +221,19 @@ fn commit(
     st.stats.bytes_received += len;
     let post = &mut st.posts[idx];
     post.uploaded = start + len;
-    post.hasher = hasher;
+    let hashed = hasher.is_some();
+    if let Some(h) = hasher {
+        post.hasher = h;
+    }
     let total = match post.source {
         PostSource::File { size, .. } => size,
         PostSource::Pull { .. } => post.uploaded,
     };
     let done = post.uploaded == total;
     if done {
-        post.sha256 = Some(hex::encode(post.hasher.clone().finalize()));
+        post.sha256 = hashed.then(|| hex::encode(post.hasher.clone().finalize()));
         post.ready_at = Some(Instant::now());
+        post.uploaded_unix_ms = Some(crate::sim::state::unix_ms());
     }
     Some((done, post.uploaded))
 }
