@@ -29,7 +29,6 @@ use rand::Rng;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncSeekExt;
 
 use super::chunk_body::{BufferPool, ChunkBody, changed, chunk_body};
 pub use super::chunk_body::{SourceChanged, SourceCheck};
@@ -350,23 +349,32 @@ impl Client {
     ) -> Result<(u16, Option<(Option<u64>, Option<u64>)>), TikTokError> {
         let total = req.plan.video_size;
         let shown = req.path.display().to_string();
-        let mut file = tokio::fs::File::open(req.path)
-            .await
-            .map_err(|e| TikTokError::local_io(op, &e, format!("cannot open {shown}: {e}")))?;
-        if let Some(check) = &req.check {
-            let meta = file
-                .metadata()
-                .await
-                .map_err(|e| TikTokError::local_io(op, &e, format!("cannot read {shown}: {e}")))?;
+        // Open, look at and position the file in one trip to the blocking pool.
+        let path = req.path.to_path_buf();
+        let check = req.check.is_some();
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, (&str, std::io::Error)> {
+            use std::io::Seek;
+            let mut file = std::fs::File::open(&path).map_err(|e| ("open", e))?;
+            let meta = if check {
+                Some(file.metadata().map_err(|e| ("read", e))?)
+            } else {
+                None
+            };
+            file.seek(SeekFrom::Start(start)).map_err(|e| ("seek", e))?;
+            Ok((file, meta))
+        })
+        .await
+        .map_err(|e| TikTokError::local(op, format!("the file could not be opened: {e}")))?;
+        let (file, meta) = opened.map_err(|(what, e)| {
+            TikTokError::local_io(op, &e, format!("cannot {what} {shown}: {e}"))
+        })?;
+        if let (Some(check), Some(meta)) = (&req.check, meta) {
             check(&meta).map_err(|c| changed(op, c))?;
         }
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(|e| TikTokError::local_io(op, &e, format!("cannot seek {shown}: {e}")))?;
         // Set by the body when it stops itself; then that, not the transport error, is the outcome.
         let stopped: Arc<Mutex<Option<TikTokError>>> = Arc::default();
         let body = reqwest::Body::wrap_stream(chunk_body(ChunkBody {
-            file: file.into_std().await,
+            file,
             left: len,
             check: req.check.clone(),
             stopped: stopped.clone(),
