@@ -162,18 +162,6 @@ async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> (f64, f64) {
     (cpu, script)
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 async fn run() {
     let short = std::env::var("TP_BENCH_SHORT").is_ok_and(|v| v == "1");
     let (d_accounts, d_per, d_rounds) = if short { (1000, 5, 2) } else { (10_000, 10, 6) };
@@ -181,7 +169,7 @@ async fn run() {
     let per_account: usize = env_num("TP_CAL_PER_ACCOUNT", d_per);
     let rounds: usize = env_num("TP_CAL_ROUNDS", d_rounds);
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("CPU: {} ({cores} cores)", cpu_model());
+    println!("CPU: {} ({cores} cores)", common::cpu_model());
     println!(
         "accounts {n_accounts}, submissions per side {}, rounds {rounds}{}",
         n_accounts * per_account,

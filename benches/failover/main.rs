@@ -82,18 +82,6 @@ fn pct(sorted: &[i64], p: f64) -> i64 {
     sorted[i]
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// One post the producer submitted.
 struct Submitted {
     id: String,
@@ -127,7 +115,7 @@ async fn run() -> usize {
     let grace = Duration::from_secs(env_num("TP_FAILOVER_GRACE_SECS", 180));
     let run_for = Duration::from_secs(minutes * 60);
     let failovers = (run_for.as_secs_f64() / every.as_secs_f64()).round() as usize;
-    println!("failover: CPU {}", cpu_model());
+    println!("failover: CPU {}", common::cpu_model());
     println!(
         "failover: {minutes} min of submissions (one every {} ms, {ACCOUNTS} accounts), {failovers} failovers every {} s, alternating SENTINEL FAILOVER and SIGKILL of the primary",
         submit_every.as_millis(),

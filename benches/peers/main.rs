@@ -1,23 +1,31 @@
 //! `cargo bench --bench peers`: our job store against BullMQ 6.7, side by side in one run.
 //!
-//! Each measurement runs both sides in alternating order over several rounds, every round on one fresh
-//! `redis-server` of its own (flushed and its statistics reset between the sides), and reports medians
-//! and ratios. Our side is this crate's job store behind apalis, exactly as the daemon drives it
-//! (`queue::backend::RedisBackend`, its ack layer, a no-op handler), in a child process of this
-//! benchmark; BullMQ's is `benches/peers/bullmq/bench.mjs` (installed with `npm ci` from its lockfile;
-//! skipped with a message when Node.js is absent).
+//! Each measurement runs both sides over several rounds, every round on one fresh `redis-server` of
+//! its own (flushed and its statistics reset between the sides). The order within a round is
+//! counterbalanced, A B B A, A B B A, … (each side first equally often over every two rounds; with an
+//! odd count the header says which went first once more). Every figure is printed per round as the
+//! ratio of the two sides measured in that round, and the table gives each side's median and the
+//! median of the per-round ratios with their min and max. Our side is this crate's job store behind
+//! apalis, exactly as the daemon drives it (`queue::backend::RedisBackend`, its ack layer, a no-op
+//! handler), in a child process of this benchmark; BullMQ's is `benches/peers/bullmq/bench.mjs`
+//! (installed with `npm ci` from its lockfile; skipped with a message when Node.js is absent).
 //!
-//! - no-op jobs per second at concurrency 1, 10 and 50: 50,000 jobs queued first, rate from the
-//!   1,000th job to the last one finished (BullMQ: its `completed` event; ours: the queue drained);
+//! - no-op jobs per second at concurrency 1, 10 and 50: 50,000 jobs queued first; both sides time
+//!   the same window inside the worker process, from the 1,000th handler entry to the last job
+//!   acknowledged in Redis (BullMQ: its `completed` event; ours: the store empty), so neither
+//!   includes process start;
 //! - 10,000 jobs due at one instant, added 5 s ahead to an idle worker (concurrency 50): lateness of
-//!   each handler's start after the instant, p50 / p99 / max;
-//! - a worker SIGKILLed mid-job and started again: time from the restart until the job runs again;
-//! - an idle worker (concurrency 50): resident memory and CPU over 30 s;
+//!   each handler's entry after the instant, p50 / p99 / max;
+//! - a worker SIGKILLed mid-job and started again: time from just before the new process is spawned
+//!   (process start included on both sides) until its handler runs the job;
+//! - an idle worker (concurrency 50): resident memory and CPU over 30 s, from 5 s after it is ready;
 //! - Redis CPU per job (`INFO cpu`, the server's own user + system time) and Redis commands per job
-//!   (`INFO commandstats`, calls including those made inside scripts) during the throughput runs.
+//!   (`INFO commandstats`, calls including those made inside scripts) around the whole worker process
+//!   of each throughput run (connection and start-up included on both sides).
 //!
-//! Options (environment): `TP_PEERS_ROUNDS` (default 3), `TP_PEERS_JOBS` (default 50000),
-//! `TP_PEERS_IDLE_SECS` (default 30).
+//! Options (environment): `TP_PEERS_ROUNDS` (default 5), `TP_PEERS_JOBS` (default 50000),
+//! `TP_PEERS_BURST` (default 10000), `TP_PEERS_IDLE_SECS` (default 30); `TP_PEERS_SHORT=1` for a
+//! quick look (2 rounds, 5,000 jobs, a burst of 2,000, 5 s idle; any option above still wins).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -33,7 +41,7 @@ use tiktok_poster::queue::{Claim, JobStore, Next};
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{TestRedis, env_num};
+use common::{Ratios, TestRedis, env_num};
 
 const NS: &str = "peers";
 
@@ -223,7 +231,6 @@ enum Side {
 struct Env {
     me: PathBuf,
     node_dir: PathBuf,
-    node: bool,
 }
 
 impl Env {
@@ -351,47 +358,86 @@ fn fresh_redis() -> (TestRedis, RedisInfo) {
     (redis, RedisInfo { port, conn })
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
-
 fn pct(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn proc_cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(i) = stat.rfind(')') else { return 0.0 };
-    let f: Vec<&str> = stat[i + 2..].split_whitespace().collect();
-    (f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0)) as f64 / 100.0
 }
 
 fn rss_mib(pid: u32) -> f64 {
     common::proc_status_kib(&pid.to_string(), "VmRSS:") as f64 / 1024.0
 }
 
+/// One figure measured on both sides every round: the values and the per-round ratios.
+struct Figure {
+    name: String,
+    /// Decimals to print the values with.
+    decimals: usize,
+    values: [Vec<f64>; 2],
+    ratios: Ratios,
+}
+
+impl Figure {
+    fn new(name: impl Into<String>, decimals: usize) -> Self {
+        Self {
+            name: name.into(),
+            decimals,
+            values: Default::default(),
+            ratios: Ratios::default(),
+        }
+    }
+
+    /// Records one round: each side's value (NaN for a side that did not run).
+    fn round(&mut self, ours: f64, theirs: f64) {
+        self.values[0].push(ours);
+        self.values[1].push(theirs);
+        self.ratios.push(ours, theirs);
+    }
+
+    /// Prints the round's per-round ratios so far, as the run goes.
+    fn print_rounds(&self) {
+        println!("  {}: per-round ratios {}", self.name, self.ratios.rounds());
+    }
+
+    fn row(&self) -> String {
+        let d = self.decimals;
+        let side = |v: &[f64]| {
+            let m = common::median(v);
+            if m.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{m:.d$}")
+            }
+        };
+        format!(
+            "| {} | {} | {} | {} | {} |",
+            self.name,
+            side(&self.values[0]),
+            side(&self.values[1]),
+            self.ratios.summary(),
+            self.ratios.rounds()
+        )
+    }
+}
+
 fn parent() {
-    let rounds = env_num("TP_PEERS_ROUNDS", 3usize);
-    let jobs = env_num("TP_PEERS_JOBS", 50_000u64);
-    let idle_secs = env_num("TP_PEERS_IDLE_SECS", 30u64);
+    common::print_cpu("peers");
+    let short = std::env::var("TP_PEERS_SHORT").is_ok_and(|v| v == "1");
+    let rounds = env_num("TP_PEERS_ROUNDS", if short { 2 } else { 5usize });
+    let jobs = env_num("TP_PEERS_JOBS", if short { 5_000 } else { 50_000u64 });
+    let burst_n = env_num("TP_PEERS_BURST", if short { 2_000 } else { 10_000u64 });
+    let idle_secs = env_num("TP_PEERS_IDLE_SECS", if short { 5 } else { 30u64 });
     let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/bullmq");
     let node = Command::new("node")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    let mut sides = vec![Side::Ours];
+    let mut bullmq = false;
     if node {
         let st = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--silent"])
             .current_dir(&node_dir)
             .status();
         if st.is_ok_and(|s| s.success()) {
-            sides.push(Side::BullMq);
+            bullmq = true;
         } else {
             println!("npm ci failed in {}: BullMQ is skipped", node_dir.display());
         }
@@ -400,34 +446,36 @@ fn parent() {
             "Node.js is not installed: BullMQ is skipped (apt-get install nodejs npm to compare)"
         );
     }
+    println!("{}", common::order_note(rounds));
     let env = Env {
         me: std::env::current_exe().unwrap(),
         node_dir,
-        node,
     };
+    // The sides of a round, in the counterbalanced order.
     let order = |round: usize| -> Vec<Side> {
-        let mut s = sides.clone();
-        if round % 2 == 1 {
-            s.reverse();
-        }
-        s
-    };
-    let mut rows: Vec<(String, String, String, String)> = Vec::new();
-    let fmt_ratio = |ours: f64, theirs: f64| {
-        if theirs.is_nan() || theirs == 0.0 {
-            "-".to_string()
-        } else {
-            format!("{:.2}", ours / theirs)
+        match (bullmq, common::ours_first(round)) {
+            (false, _) => vec![Side::Ours],
+            (true, true) => vec![Side::Ours, Side::BullMq],
+            (true, false) => vec![Side::BullMq, Side::Ours],
         }
     };
+    let mut figures: Vec<Figure> = Vec::new();
 
-    // 1. Throughput.
+    // 1. Throughput. Both sides: from the 1,000th handler entry to the last job acknowledged in
+    // Redis, inside the worker process (process start and connection excluded on both).
     for conc in [1u64, 10, 50] {
-        let mut rate: [Vec<f64>; 2] = Default::default();
-        let mut cpu_per_job: [Vec<f64>; 2] = Default::default();
-        let mut calls_per_job: [Vec<f64>; 2] = Default::default();
+        let mut rate = Figure::new(
+            format!(
+                "no-op jobs/s, concurrency {conc} ({} jobs after 1,000 of warm-up)",
+                jobs - 1000
+            ),
+            0,
+        );
+        let mut cpu = Figure::new(format!("Redis CPU per job, concurrency {conc} (µs)"), 1);
+        let mut calls = Figure::new(format!("Redis commands per job, concurrency {conc}"), 1);
         for round in 0..rounds {
             let (_redis, mut info) = fresh_redis();
+            let mut got = [[f64::NAN; 3]; 2];
             for side in order(round) {
                 info.reset();
                 run_to_end(
@@ -440,56 +488,57 @@ fn parent() {
                     Duration::from_secs(600),
                 );
                 let (cpu1, calls1) = info.usage();
-                let i = side as usize;
-                rate[i].push(v["rate"].as_f64().unwrap());
-                cpu_per_job[i].push((cpu1 - cpu0) * 1e6 / jobs as f64);
-                calls_per_job[i].push((calls1 - calls0) as f64 / jobs as f64);
+                got[side as usize] = [
+                    v["rate"].as_f64().unwrap(),
+                    (cpu1 - cpu0) * 1e6 / jobs as f64,
+                    (calls1 - calls0) as f64 / jobs as f64,
+                ];
             }
+            println!(
+                "throughput c={conc} round {} ({:?} first): ours {:.0} jobs/s, BullMQ {:.0}",
+                round + 1,
+                order(round)[0],
+                got[0][0],
+                got[1][0]
+            );
+            rate.round(got[0][0], got[1][0]);
+            cpu.round(got[0][1], got[1][1]);
+            calls.round(got[0][2], got[1][2]);
         }
-        let (o, b) = (median(&mut rate[0]), median(&mut rate[1]));
-        println!(
-            "throughput c={conc}: ours {:?} bullmq {:?}",
-            rate[0], rate[1]
-        );
-        rows.push((
-            format!("no-op jobs/s, concurrency {conc} (median of {rounds})"),
-            format!("{o:.0}"),
-            format!("{b:.0}"),
-            fmt_ratio(o, b),
-        ));
-        let (oc, bc) = (median(&mut cpu_per_job[0]), median(&mut cpu_per_job[1]));
-        rows.push((
-            format!("Redis CPU per job, concurrency {conc} (µs)"),
-            format!("{oc:.1}"),
-            format!("{bc:.1}"),
-            fmt_ratio(oc, bc),
-        ));
-        let (ok, bk) = (median(&mut calls_per_job[0]), median(&mut calls_per_job[1]));
-        rows.push((
-            format!("Redis commands per job, concurrency {conc}"),
-            format!("{ok:.1}"),
-            format!("{bk:.1}"),
-            fmt_ratio(ok, bk),
-        ));
+        for f in [rate, cpu, calls] {
+            f.print_rounds();
+            figures.push(f);
+        }
     }
 
-    // 2. Delayed burst.
-    let n = 10_000u64;
-    let mut p50: [Vec<f64>; 2] = Default::default();
-    let mut p99: [Vec<f64>; 2] = Default::default();
-    let mut max: [Vec<f64>; 2] = Default::default();
+    // 2. Delayed burst: each handler's entry against the due instant, on both sides.
+    let mut burst = [
+        Figure::new(
+            format!("{burst_n} jobs due at one instant: lateness p50 (ms)"),
+            0,
+        ),
+        Figure::new(
+            format!("{burst_n} jobs due at one instant: lateness p99 (ms)"),
+            0,
+        ),
+        Figure::new(
+            format!("{burst_n} jobs due at one instant: lateness max, all started (ms)"),
+            0,
+        ),
+    ];
     for round in 0..rounds {
         let (_redis, mut info) = fresh_redis();
+        let mut got = [[f64::NAN; 3]; 2];
         for side in order(round) {
             info.reset();
             let t = (now_ms() + 5000) as u64;
-            let mut w = env.spawn(side, "burst-worker", &[50, n, t], info.port);
+            let mut w = env.spawn(side, "burst-worker", &[50, burst_n, t], info.port);
             assert!(
                 line(&mut w, Duration::from_secs(30)).is_some(),
                 "worker ready"
             );
             run_to_end(
-                env.spawn(side, "burst-produce", &[n, t], info.port),
+                env.spawn(side, "burst-produce", &[burst_n, t], info.port),
                 Duration::from_secs(60),
             );
             let v = next_line(&w, Duration::from_secs(120)).expect("burst result");
@@ -501,37 +550,38 @@ fn parent() {
                 .map(|x| x.as_i64().unwrap())
                 .collect();
             l.sort();
-            assert_eq!(l.len() as u64, n);
-            let i = side as usize;
-            p50[i].push(pct(&l, 0.5) as f64);
-            p99[i].push(pct(&l, 0.99) as f64);
-            max[i].push(*l.last().unwrap() as f64);
+            assert_eq!(l.len() as u64, burst_n);
             println!(
-                "burst {side:?}: p50 {} p99 {} max {} ms",
+                "burst round {} {side:?}: p50 {} p99 {} max {} ms",
+                round + 1,
                 pct(&l, 0.5),
                 pct(&l, 0.99),
                 l.last().unwrap()
             );
+            got[side as usize] = [
+                pct(&l, 0.5) as f64,
+                pct(&l, 0.99) as f64,
+                *l.last().unwrap() as f64,
+            ];
+        }
+        for (k, f) in burst.iter_mut().enumerate() {
+            f.round(got[0][k], got[1][k]);
         }
     }
-    for (name, v) in [
-        ("p50", &mut p50),
-        ("p99", &mut p99),
-        ("max (all started)", &mut max),
-    ] {
-        let (o, b) = (median(&mut v[0]), median(&mut v[1]));
-        rows.push((
-            format!("10,000 jobs due at one instant: lateness {name} (ms)"),
-            format!("{o:.0}"),
-            format!("{b:.0}"),
-            fmt_ratio(o, b),
-        ));
+    for f in burst {
+        f.print_rounds();
+        figures.push(f);
     }
 
-    // 3. Kill and restart.
-    let mut back: [Vec<f64>; 2] = Default::default();
-    for round in 0..rounds.min(2) {
+    // 3. Kill and restart: both sides from just before the new process is spawned (process start
+    // included on both) to its handler's entry.
+    let mut back = Figure::new(
+        "a worker SIGKILLed mid-job: restart until the job runs again (s)",
+        3,
+    );
+    for round in 0..rounds {
         let (_redis, mut info) = fresh_redis();
+        let mut got = [f64::NAN; 2];
         for side in order(round) {
             info.reset();
             let mut victim = env.spawn(side, "victim", &[], info.port);
@@ -552,57 +602,55 @@ fn parent() {
             let secs = ran.map_or(f64::NAN, |v| {
                 (v["ran"].as_i64().unwrap() - restarted) as f64 / 1000.0
             });
-            println!("kill {side:?}: back in flight {secs:.3} s after the restart");
-            back[side as usize].push(secs);
+            println!(
+                "kill round {} {side:?}: back in flight {secs:.3} s after the restart",
+                round + 1
+            );
+            got[side as usize] = secs;
         }
+        back.round(got[0], got[1]);
     }
-    let (o, b) = (median(&mut back[0]), median(&mut back[1]));
-    rows.push((
-        "a worker SIGKILLed mid-job: restart until the job runs again (s)".into(),
-        format!("{o:.3}"),
-        format!("{b:.1}"),
-        fmt_ratio(o, b),
-    ));
+    back.print_rounds();
+    figures.push(back);
 
-    // 4. Idle.
-    let mut rss: [Vec<f64>; 2] = Default::default();
-    let mut cpu: [Vec<f64>; 2] = Default::default();
-    for round in 0..rounds.min(2) {
+    // 4. Idle: both sides from 5 s after the worker said it was ready, over the same span.
+    let mut rss = Figure::new(
+        format!("idle worker (concurrency 50) resident memory after {idle_secs} s (MiB)"),
+        1,
+    );
+    let mut cpu = Figure::new(
+        format!("idle worker CPU over {idle_secs} s (% of one core)"),
+        2,
+    );
+    for round in 0..rounds {
         let (_redis, mut info) = fresh_redis();
+        let mut got = [[f64::NAN; 2]; 2];
         for side in order(round) {
             info.reset();
             let mut w = env.spawn(side, "idle", &[50], info.port);
             line(&mut w, Duration::from_secs(30)).expect("idle worker ready");
             std::thread::sleep(Duration::from_secs(5));
-            let c0 = proc_cpu_secs(w.id());
+            let c0 = common::proc_cpu_secs(w.id());
             std::thread::sleep(Duration::from_secs(idle_secs));
-            let c1 = proc_cpu_secs(w.id());
-            rss[side as usize].push(rss_mib(w.id()));
-            cpu[side as usize].push((c1 - c0) / idle_secs as f64 * 100.0);
+            let c1 = common::proc_cpu_secs(w.id());
+            got[side as usize] = [rss_mib(w.id()), (c1 - c0) / idle_secs as f64 * 100.0];
             let _ = w.kill();
             let _ = w.wait();
         }
+        rss.round(got[0][0], got[1][0]);
+        cpu.round(got[0][1], got[1][1]);
     }
-    let (o, b) = (median(&mut rss[0]), median(&mut rss[1]));
-    rows.push((
-        format!("idle worker (concurrency 50) resident memory after {idle_secs} s (MiB)"),
-        format!("{o:.1}"),
-        format!("{b:.1}"),
-        fmt_ratio(o, b),
-    ));
-    let (o, b) = (median(&mut cpu[0]), median(&mut cpu[1]));
-    rows.push((
-        format!("idle worker CPU over {idle_secs} s (% of one core)"),
-        format!("{o:.2}"),
-        format!("{b:.2}"),
-        fmt_ratio(o, b),
-    ));
+    for f in [rss, cpu] {
+        f.print_rounds();
+        figures.push(f);
+    }
 
     println!();
-    println!("| figure | tiktok-poster job store | BullMQ 6.7.0 | ratio (ours / BullMQ) |");
-    println!("|---|---:|---:|---:|");
-    for (a, b, c, d) in rows {
-        println!("| {a} | {b} | {c} | {d} |");
+    println!(
+        "| figure | tiktok-poster job store (median of {rounds}) | BullMQ 6.7.0 (median of {rounds}) | ratio ours / BullMQ: median of the per-round ratios (min, max) | per-round ratios |"
+    );
+    println!("|---|---:|---:|---:|---|");
+    for f in &figures {
+        println!("{}", f.row());
     }
-    let _ = env.node;
 }

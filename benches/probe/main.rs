@@ -7,13 +7,17 @@
 //! - the probe in a child process of this benchmark: the median time of 20 probes (page cache warm)
 //!   and the child's peak RSS;
 //! - the whole `tiktok-poster validate --json FILE` process and `ffprobe -show_format -show_streams
-//!   FILE`, each run 5 times alternately under `/usr/bin/time`: median wall time and peak RSS.
+//!   FILE`, both timed alike (from spawn to exit, output read) over `TP_PROBE_ROUNDS` rounds (default
+//!   5), the order within a round counterbalanced (A B B A, A B B A, …): each side's median wall time,
+//!   the median of the per-round ratios `validate` / ffprobe with their min and max, the per-round
+//!   ratios, and each side's peak RSS (a separate run of each under `/usr/bin/time` per round).
 //!
 //! Then crafted fragmented MP4s of 64 MiB and 256 MiB (and the largest size), whose track runs list
 //! 8 to 33 million samples (tests/it/crafted_mp4.rs): the same columns, and a closing line checking
 //! that `validate`'s peak RSS stays under 64 MiB and within 5 MiB of the 64 MiB file's.
 //!
-//! Options (environment): `TP_BENCH_MIB` (largest file, default 1024).
+//! Options (environment): `TP_BENCH_MIB` (largest file, default 1024), `TP_PROBE_ROUNDS` (default 5).
+//! The CPU model is printed first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,16 +53,11 @@ fn child(file: &Path) {
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         assert!(info.duration_secs.unwrap() > 0.0);
     }
-    println!("{} {}", median(&mut times), peak_rss_kib());
+    println!("{} {}", common::median(&times), peak_rss_kib());
 }
 
 fn peak_rss_kib() -> u64 {
     common::proc_status_kib("self", "VmHWM:")
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// Writes a 10-minute, 30 fps MP4 (18,000 frames) of about `target` bytes: `good_no_audio.mp4`'s
@@ -226,7 +225,9 @@ fn wall(cmd: &[&str]) -> f64 {
 }
 
 fn parent() {
+    common::print_cpu("probe");
     let largest = common::env_num("TP_BENCH_MIB", 1024u64);
+    let rounds = common::env_num("TP_PROBE_ROUNDS", 5usize);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let me = std::env::current_exe().unwrap();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_tiktok-poster"));
@@ -241,10 +242,11 @@ fn parent() {
     }
     let mut sizes = vec![64, 256, largest];
     sizes.dedup();
+    println!("{}", common::order_note(rounds));
     println!(
-        "| file | frames | duration | probe (in process, median of 20) | probe process peak RSS | `validate` process: wall / peak RSS | ffprobe process: wall / peak RSS |"
+        "| file | frames | duration | probe (in process, median of 20) | probe process peak RSS | `validate` process: wall (median of {rounds}) / peak RSS | ffprobe process: wall (median of {rounds}) / peak RSS | wall ratio `validate` / ffprobe: median of the per-round ratios (min, max) | per-round ratios |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for mib in sizes {
         for faststart in [true, false] {
             let path = dir.path().join(format!(
@@ -263,42 +265,57 @@ fn parent() {
             let mut it = text.split_whitespace();
             let probe_ms: f64 = it.next().unwrap().parse().unwrap();
             let child_rss: u64 = it.next().unwrap().parse().unwrap();
+            let b = bin.to_str().unwrap();
+            let ours_cmd = [b, "validate", "--policy", "api", "--json", p];
+            let ff_cmd = [
+                "ffprobe",
+                "-v",
+                "error",
+                "-print_format",
+                "json",
+                "-show_format",
+                "-show_streams",
+                p,
+            ];
+            // Both timed alike (spawn to exit, output read), in the order A B B A …, one ratio per
+            // round.
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             let (mut ours_rss, mut theirs_rss) = (0u64, 0u64);
-            for _ in 0..5 {
-                let b = bin.to_str().unwrap();
-                ours.push(wall(&[b, "validate", "--policy", "api", "--json", p]));
-                if let Some((_, kib)) = timed(&[b, "validate", "--policy", "api", "--json", p]) {
-                    ours_rss = ours_rss.max(kib);
-                }
-                if ffprobe {
-                    let cmd = [
-                        "ffprobe",
-                        "-v",
-                        "error",
-                        "-print_format",
-                        "json",
-                        "-show_format",
-                        "-show_streams",
-                        p,
-                    ];
-                    theirs.push(wall(&cmd));
-                    if let Some((_, kib)) = timed(&cmd) {
-                        theirs_rss = theirs_rss.max(kib);
+            let mut ratios = common::Ratios::default();
+            for round in 0..rounds {
+                let mut t = [f64::NAN; 2];
+                let sides: &[usize] = match (ffprobe, common::ours_first(round)) {
+                    (false, _) => &[0],
+                    (true, true) => &[0, 1],
+                    (true, false) => &[1, 0],
+                };
+                for &side in sides {
+                    let cmd: &[&str] = if side == 0 { &ours_cmd } else { &ff_cmd };
+                    t[side] = wall(cmd);
+                    if let Some((_, kib)) = timed(cmd) {
+                        let peak = if side == 0 {
+                            &mut ours_rss
+                        } else {
+                            &mut theirs_rss
+                        };
+                        *peak = (*peak).max(kib);
                     }
                 }
+                ours.push(t[0]);
+                theirs.push(t[1]);
+                ratios.push(t[0], t[1]);
             }
             let ff = if ffprobe {
                 format!(
                     "{:.1} ms / {:.1} MiB",
-                    median(&mut theirs),
+                    common::median(&theirs),
                     theirs_rss as f64 / 1024.0
                 )
             } else {
                 "-".into()
             };
             println!(
-                "| {} MiB{} ({bytes} bytes) | {frames} | {secs:.0} s | {probe_ms:.3} ms | {:.1} MiB | {:.1} ms / {:.1} MiB | {ff} |",
+                "| {} MiB{} ({bytes} bytes) | {frames} | {secs:.0} s | {probe_ms:.3} ms | {:.1} MiB | {:.1} ms / {:.1} MiB | {ff} | {} | {} |",
                 mib,
                 if faststart {
                     ", moov first"
@@ -306,8 +323,10 @@ fn parent() {
                     ", moov last"
                 },
                 child_rss as f64 / 1024.0,
-                median(&mut ours),
+                common::median(&ours),
                 ours_rss as f64 / 1024.0,
+                ratios.summary(),
+                ratios.rounds(),
             );
             std::fs::remove_file(&path).unwrap();
         }
@@ -350,7 +369,7 @@ fn fragmented(sizes: &[u64], dir: &Path, me: &Path, bin: &Path) {
         println!(
             "| {mib} MiB ({bytes} bytes) | {samples} | {probe_ms:.1} ms | {:.1} MiB | {:.1} ms / {:.1} MiB |",
             child_rss as f64 / 1024.0,
-            median(&mut times),
+            common::median(&times),
             rss as f64 / 1024.0,
         );
         peaks.push((mib, rss));

@@ -2,7 +2,7 @@
 //
 //   node bench.mjs fill N                 add N no-op jobs (addBulk, 1,000 a batch)
 //   node bench.mjs work C N               a Worker at concurrency C until N jobs completed:
-//                                         rate from the 1,000th to the Nth `completed` event
+//                                         rate from the 1,000th handler entry to the Nth `completed`
 //   node bench.mjs burst-worker C N T     an idle Worker; each job's handler-entry lateness against T (ms)
 //   node bench.mjs burst-produce N T      add N jobs all due at T (epoch ms)
 //   node bench.mjs idle C                 a Worker at concurrency C, doing nothing, forever
@@ -33,11 +33,14 @@ if (mode === "fill") {
   process.exit(0);
 } else if (mode === "work") {
   const conc = Number(a), n = Number(b);
-  let done = 0, t1000 = 0;
-  const w = new Worker(name, async () => {}, { connection, concurrency: conc });
+  // The clock starts at the 1,000th handler entry and stops at the last `completed` (the job
+  // acknowledged in Redis), the same window as our side's.
+  let started = 0, done = 0, t1000 = 0;
+  const w = new Worker(name, async () => {
+    if (++started === 1000) t1000 = performance.now();
+  }, { connection, concurrency: conc });
   w.on("completed", () => {
     done++;
-    if (done === 1000) t1000 = performance.now();
     if (done === n) {
       const secs = (performance.now() - t1000) / 1000;
       out({ jobs: n - 1000, secs, rate: (n - 1000) / secs });
