@@ -4,9 +4,9 @@
 //! For each protocol the simulator runs as its own process (`sim`, or `sim --tls` with a CA it makes,
 //! trusted by the daemon through `[tiktok] ca_file` and by curl through `--cacert`), with its own
 //! `redis-server` and the release daemon (`tiktok-poster run`). Then, at 1, 4 and 8 concurrent uploads
-//! of one video (`TP_BENCH_MIB`, 512 MiB by default, cut into TikTok's 10,000,000-byte chunks), rounds
-//! of two sides in counterbalanced order (ours first in even rounds at 1 and 8 uploads and odd rounds at
-//! 4, curl first in the others):
+//! of one video (`TP_BENCH_MIB`, 1 GiB by default, cut into TikTok's 10,000,000-byte chunks), rounds
+//! of two sides in counterbalanced order (A B B A …: ours first in rounds 1, 4, 5, 8, …; curl first in
+//! the others):
 //! - **ours**: k posts are added to the submit stream at once, one per account; the window runs from
 //!   that `XADD` to the simulator's answer to the last final chunk (`uploaded_unix_ms`), and the CPU is
 //!   the daemon process's user + system time over the same window (`/proc/PID/stat`, sampled every 5 ms
@@ -22,7 +22,7 @@
 //! simulator's sha256 is not the ceiling; before them, one upload of each side goes to a hashing
 //! simulator and is checked against the file's sha256.
 //!
-//! Options (environment): `TP_BENCH_ROUNDS` (default 6), `TP_BENCH_MIB` (default 512),
+//! Options (environment): `TP_BENCH_ROUNDS` (default 6), `TP_BENCH_MIB` (default 1024),
 //! `TP_BENCH_CONC` (default `1,4,8`), `TP_BENCH_PROTOS` (default `http,https`).
 
 use std::io::Read;
@@ -55,31 +55,6 @@ fn main() {
     rt.block_on(run());
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`), asked once.
-fn clk_tck() -> f64 {
-    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TCK.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
 /// Fields of `/proc/<pid>/stat` after the command name (which may hold spaces), 0-based: field 14 of
 /// the man page (utime) is index 11.
 fn stat_fields(pid: &str) -> Vec<u64> {
@@ -88,12 +63,6 @@ fn stat_fields(pid: &str) -> Vec<u64> {
     rest.split_whitespace()
         .map(|v| v.parse::<u64>().unwrap_or(0))
         .collect()
-}
-
-/// utime + stime of a process, in clock ticks.
-fn proc_ticks(pid: u32) -> u64 {
-    let f = stat_fields(&pid.to_string());
-    f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)
 }
 
 /// cutime + cstime of this process: the CPU of every child it has waited for, in clock ticks.
@@ -290,13 +259,13 @@ impl Stage {
         self.next_account += k;
         let pid = self.daemon.0.id();
         // The daemon's CPU, sampled every 5 ms with the time of the sample.
-        let samples: Arc<Mutex<Vec<(i64, u64)>>> = Arc::default();
+        let samples: Arc<Mutex<Vec<(i64, f64)>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = {
             let (samples, stop) = (samples.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let t = proc_ticks(pid);
+                    let t = common::proc_cpu_secs(pid);
                     samples.lock().unwrap().push((now_ms(), t));
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -319,7 +288,7 @@ impl Stage {
             )
             .ignore();
         }
-        let ticks0 = proc_ticks(pid);
+        let cpu0 = common::proc_cpu_secs(pid);
         let t0 = now_ms();
         let _: () = pipe.query_async(&mut conn).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -355,7 +324,7 @@ impl Stage {
         }
         stop.store(true, Ordering::Relaxed);
         sampler.join().unwrap();
-        let ticks1 = samples
+        let cpu1 = samples
             .lock()
             .unwrap()
             .iter()
@@ -363,7 +332,7 @@ impl Stage {
             .unwrap()
             .1;
         let side = Side {
-            cpu_ms: (ticks1 - ticks0) as f64 * 1000.0 / clk_tck(),
+            cpu_ms: (cpu1 - cpu0) * 1000.0,
             secs: (end - t0) as f64 / 1000.0,
             bytes: k as u64 * size,
         };
@@ -441,7 +410,7 @@ impl Stage {
         }
         // No other child of this process is waited for meanwhile: the simulator and the daemon run
         // until the end, and the other side never overlaps this one.
-        let cpu_ms = (reaped_children_ticks() - ticks0) as f64 * 1000.0 / clk_tck();
+        let cpu_ms = (reaped_children_ticks() - ticks0) as f64 * 1000.0 / common::clk_tck();
         let ids: Vec<String> = inits.iter().map(|i| i.publish_id.clone()).collect();
         let posts = self.posts().await;
         for id in &ids {
@@ -531,17 +500,6 @@ fn curl_command(
     cmd
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
 fn min_max(v: &[f64]) -> (f64, f64) {
     (
         v.iter().copied().fold(f64::INFINITY, f64::min),
@@ -552,12 +510,12 @@ fn min_max(v: &[f64]) -> (f64, f64) {
 /// "median (min–max)".
 fn spread(v: &[f64], digits: usize) -> String {
     let (lo, hi) = min_max(v);
-    format!("{:.d$} ({lo:.d$}–{hi:.d$})", median(v), d = digits)
+    format!("{:.d$} ({lo:.d$}–{hi:.d$})", common::median(v), d = digits)
 }
 
 async fn run() {
     let rounds: usize = env_num("TP_BENCH_ROUNDS", 6);
-    let mib: u64 = env_num("TP_BENCH_MIB", 512);
+    let mib: u64 = env_num("TP_BENCH_MIB", 1024);
     let conc: Vec<usize> = std::env::var("TP_BENCH_CONC")
         .unwrap_or_else(|_| "1,4,8".into())
         .split(',')
@@ -593,14 +551,18 @@ async fn run() {
         })
         .unwrap_or_default();
     let dir = tempfile::tempdir().expect("tempdir");
-    clk_tck();
+    common::clk_tck();
     let size = mib * MIB;
     let (video, sha) = make_dense_video(dir.path(), size);
     let (plan, chunks) = cut_chunks(&video, dir.path());
-    println!("upload benchmark on {} ({} cores)", cpu_model(), num_cpus());
+    common::print_cpu("upload");
     println!(
-        "{mib} MiB video, {} chunks of {} bytes; {rounds} rounds per concurrency, order counterbalanced; {curl_version}",
+        "{mib} MiB video, {} chunks of {} bytes; {curl_version}",
         plan.total_chunk_count, plan.chunk_size
+    );
+    println!(
+        "per protocol and concurrency: {}",
+        common::order_note(rounds)
     );
     let mut table: Vec<String> = Vec::new();
     for proto in &protos {
@@ -631,11 +593,11 @@ async fn run() {
         let total_ours: usize = conc.iter().sum::<usize>() * rounds;
         let mut stage = Stage::start(dir.path(), tls, false, total_ours, 8).await;
         let rss_before = common::proc_status_kib(&stage.daemon.0.id().to_string(), "VmRSS:");
-        for (ki, &k) in conc.iter().enumerate() {
+        for &k in &conc {
             let mut ours = Vec::new();
             let mut curls = Vec::new();
             for r in 0..rounds {
-                let ours_first = (r + ki) % 2 == 0;
+                let ours_first = common::ours_first(r);
                 let (o, c) = if ours_first {
                     let o = stage.ours(k, &video, size).await.0;
                     let c = stage.curl(k, plan, &chunks).await.0;
@@ -707,8 +669,4 @@ async fn run() {
     for row in table {
         println!("{row}");
     }
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
