@@ -11,7 +11,7 @@ use super::{ErrorKind, TikTokError};
 
 /// Bytes read from the file per piece of the body: each piece is read straight into the buffer that
 /// becomes the body frame (no intermediate copy, no zeroing), while the previous piece is on the wire.
-const READ_BUF: usize = 256 * 1024;
+const READ_BUF: usize = 512 * 1024;
 
 /// The file no longer matches what was planned: a local code (`video_changed`, `video_truncated`, …)
 /// and a sentence for the operator.
@@ -59,7 +59,7 @@ pub(super) struct ChunkBody {
 pub(super) struct BufferPool(Arc<Mutex<Vec<Vec<u8>>>>);
 
 /// Buffers kept for reuse: the piece being read, the one on the wire and one queued in the HTTP stack.
-const POOLED: usize = 4;
+const POOLED: usize = 3;
 
 impl BufferPool {
     fn take(&self, want: usize) -> Vec<u8> {
