@@ -240,6 +240,16 @@ fn tiktok_ca_file_is_checked() {
         problems(&huge)
     );
     assert_eq!(problems(&ca), "", "a real certificate is accepted");
+    let open = write(&dir, "open.pem", &made.cert.pem());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let e = problems(&open);
+    assert!(
+        e.contains("tiktok.ca_file:") && e.contains("is writable by every user (mode 666)"),
+        "{e}"
+    );
     let mut s = Settings::default();
     s.tiktok.ca_file = Some(ca.clone());
     let c = s.client_config().unwrap();

@@ -223,6 +223,8 @@ pub struct SimHandle {
     pub base_url: String,
     /// With `--tls`: the CA certificate that signed the simulator's (PEM file).
     pub ca_file: Option<PathBuf>,
+    /// The private directory made for `ca_file` when `--tls-ca-out` was not given; removed on drop.
+    _own_dir: Option<tls::OwnDir>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -234,6 +236,9 @@ impl SimHandle {
         let _ = self.task.await;
     }
 }
+
+/// How long a TLS client has to finish its handshake before its connection is closed.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// A cancellation handle for one TCP connection, put in every request's extensions: cancelling it
 /// closes the connection at once (a simulated network drop).
@@ -252,18 +257,19 @@ pub async fn spawn(cfg: SimConfig) -> std::io::Result<SimHandle> {
     let own_url = format!("{scheme}://{addr}");
     let base_url = cfg.public_url.clone().unwrap_or_else(|| own_url.clone());
     let ca_file = tls.as_ref().map(|t| t.ca_file.clone());
+    let (acceptor, own_dir) = tls.map_or((None, None), |t| (Some(t.acceptor), t.own_dir));
     let sim = Sim {
         cfg: Arc::new(cfg),
         base_url: Arc::new(base_url.trim_end_matches('/').to_string()),
         state: Arc::new(Mutex::new(SimState::default())),
     };
     let shutdown = CancellationToken::new();
-    let acceptor = tls.map(|t| t.acceptor);
     let task = tokio::spawn(serve(listener, acceptor, sim, shutdown.clone()));
     Ok(SimHandle {
         addr,
         base_url: own_url,
         ca_file,
+        _own_dir: own_dir,
         shutdown,
         task,
     })
@@ -312,7 +318,8 @@ async fn serve(
                     // A failed handshake (a client that does not trust the CA) ends the connection,
                     // as TikTok's would.
                     Some(tls) => {
-                        if let Ok(stream) = tls.accept(stream).await {
+                        let hello = tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream));
+                        if let Ok(Ok(stream)) = hello.await {
                             let _ = http.serve_connection(TokioIo::new(stream), service).await;
                         }
                     }

@@ -31,6 +31,33 @@ pub type SourceCheck =
 /// The code of a file that ended before the planned size.
 pub(super) const TRUNCATED: &str = "video_truncated";
 
+/// Opens the video, takes its `fstat` when `stat`, and positions it at `start`, in one trip to the
+/// blocking pool; the error names the step that failed.
+pub(super) async fn open_at(
+    op: &str,
+    path: &std::path::Path,
+    shown: &str,
+    start: u64,
+    stat: bool,
+) -> Result<(std::fs::File, Option<std::fs::Metadata>), TikTokError> {
+    let path = path.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, (&str, std::io::Error)> {
+        use std::io::Seek;
+        let mut file = std::fs::File::open(&path).map_err(|e| ("open", e))?;
+        let meta = if stat {
+            Some(file.metadata().map_err(|e| ("read", e))?)
+        } else {
+            None
+        };
+        file.seek(std::io::SeekFrom::Start(start))
+            .map_err(|e| ("seek", e))?;
+        Ok((file, meta))
+    })
+    .await
+    .map_err(|e| TikTokError::local(op, format!("the file could not be opened: {e}")))?;
+    opened.map_err(|(what, e)| TikTokError::local_io(op, &e, format!("cannot {what} {shown}: {e}")))
+}
+
 pub(super) fn changed(op: &str, c: SourceChanged) -> TikTokError {
     TikTokError::new(op, ErrorKind::Local, c.code).with_message(c.message)
 }
@@ -230,9 +257,14 @@ pub(super) fn chunk_body(
         let Some(handle) = r.next.take() else {
             return Ok(None);
         };
-        let piece = handle
-            .await
-            .map_err(|e| std::io::Error::other(format!("the file read stopped: {e}")))?;
+        let piece = match handle.await {
+            Ok(p) => p,
+            // A read that panicked or was cancelled at shutdown is local, not a network fault.
+            Err(e) => {
+                let msg = format!("the read of {} stopped: {e}", r.body.shown);
+                return Err(r.body.stop(TikTokError::local(&r.body.op, msg)));
+            }
+        };
         let data = match piece.data {
             Ok(d) => d,
             Err(e) => return Err(r.body.read_io_error(&e)),

@@ -80,8 +80,22 @@ pub const MAX_CA_FILE_BYTES: u64 = 1 << 20;
 /// least one that parses; the error says what is wrong with the file, without naming the setting.
 pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+    // A trust anchor anyone may rewrite would let anyone on the machine stand in for TikTok.
+    let mode = file
+        .metadata()
+        .map_err(|e| format!("cannot read {} ({e})", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "{} is writable by every user (mode {:o}); make it writable by its owner only (chmod o-w)",
+            path.display(),
+            mode & 0o7777
+        ));
+    }
     let mut pem = Vec::new();
     file.take(MAX_CA_FILE_BYTES + 1)
         .read_to_end(&mut pem)

@@ -19,7 +19,6 @@
 //! final chunk of a changed file, and the error is local and final (never retried as a network fault).
 
 use std::fmt;
-use std::io::SeekFrom;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +29,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::chunk_body::{BufferPool, ChunkBody, changed, chunk_body};
+use super::chunk_body::{BufferPool, ChunkBody, changed, chunk_body, open_at};
 pub use super::chunk_body::{SourceChanged, SourceCheck};
 use super::{Client, ErrorKind, TikTokError};
 
@@ -349,25 +348,7 @@ impl Client {
     ) -> Result<(u16, Option<(Option<u64>, Option<u64>)>), TikTokError> {
         let total = req.plan.video_size;
         let shown = req.path.display().to_string();
-        // Open, look at and position the file in one trip to the blocking pool.
-        let path = req.path.to_path_buf();
-        let check = req.check.is_some();
-        let opened = tokio::task::spawn_blocking(move || -> Result<_, (&str, std::io::Error)> {
-            use std::io::Seek;
-            let mut file = std::fs::File::open(&path).map_err(|e| ("open", e))?;
-            let meta = if check {
-                Some(file.metadata().map_err(|e| ("read", e))?)
-            } else {
-                None
-            };
-            file.seek(SeekFrom::Start(start)).map_err(|e| ("seek", e))?;
-            Ok((file, meta))
-        })
-        .await
-        .map_err(|e| TikTokError::local(op, format!("the file could not be opened: {e}")))?;
-        let (file, meta) = opened.map_err(|(what, e)| {
-            TikTokError::local_io(op, &e, format!("cannot {what} {shown}: {e}"))
-        })?;
+        let (file, meta) = open_at(op, req.path, &shown, start, req.check.is_some()).await?;
         if let (Some(check), Some(meta)) = (&req.check, meta) {
             check(&meta).map_err(|c| changed(op, c))?;
         }
