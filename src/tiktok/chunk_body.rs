@@ -66,18 +66,8 @@ pub(super) fn changed(op: &str, c: SourceChanged) -> TikTokError {
 pub(super) struct ChunkBody {
     /// The video, opened and positioned at the chunk's first byte.
     pub file: std::fs::File,
-    /// Bytes of the chunk not read yet.
-    pub left: u64,
-    /// The check of the open file, if any.
-    pub check: Option<SourceCheck>,
-    /// Where the body leaves the error it stopped for.
-    pub stopped: Arc<Mutex<Option<TikTokError>>>,
-    /// The operation, for errors (`upload chunk 3/9`).
-    pub op: String,
-    /// The path as shown in errors.
-    pub shown: String,
-    /// The upload's read buffers.
-    pub pool: BufferPool,
+    /// Everything else the body keeps while its file is with the read in flight.
+    pub state: BodyState,
 }
 
 /// The read buffers of one upload: a frame's buffer comes back here when the HTTP stack drops it, so
@@ -163,39 +153,20 @@ struct Reading {
     next: Option<tokio::task::JoinHandle<Piece>>,
 }
 
-/// What the body keeps while its file is with the read in flight.
-struct BodyState {
-    left: u64,
-    check: Option<SourceCheck>,
-    stopped: Arc<Mutex<Option<TikTokError>>>,
-    op: String,
-    shown: String,
-    pool: BufferPool,
-}
-
-impl ChunkBody {
-    fn split(self) -> (std::fs::File, BodyState) {
-        let Self {
-            file,
-            left,
-            check,
-            stopped,
-            op,
-            shown,
-            pool,
-        } = self;
-        (
-            file,
-            BodyState {
-                left,
-                check,
-                stopped,
-                op,
-                shown,
-                pool,
-            },
-        )
-    }
+/// What a chunk's body keeps besides its file.
+pub(super) struct BodyState {
+    /// Bytes of the chunk not read yet.
+    pub left: u64,
+    /// The check of the open file, if any.
+    pub check: Option<SourceCheck>,
+    /// Where the body leaves the error it stopped for.
+    pub stopped: Arc<Mutex<Option<TikTokError>>>,
+    /// The operation, for errors (`upload chunk 3/9`).
+    pub op: String,
+    /// The path as shown in errors.
+    pub shown: String,
+    /// The upload's read buffers.
+    pub pool: BufferPool,
 }
 
 impl BodyState {
@@ -250,8 +221,8 @@ fn start_read(
 pub(super) fn chunk_body(
     body: ChunkBody,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    let ChunkBody { file, state: body } = body;
     let stat = body.check.is_some();
-    let (file, body) = body.split();
     let next = (body.left > 0).then(|| start_read(file, &body.pool, body.left, stat));
     futures_util::stream::try_unfold(Reading { body, next }, move |mut r| async move {
         let Some(handle) = r.next.take() else {

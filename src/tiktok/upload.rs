@@ -29,7 +29,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::chunk_body::{BufferPool, ChunkBody, changed, chunk_body, open_at};
+use super::chunk_body::{BodyState, BufferPool, ChunkBody, changed, chunk_body, open_at};
 pub use super::chunk_body::{SourceChanged, SourceCheck};
 use super::{Client, ErrorKind, TikTokError};
 
@@ -356,12 +356,14 @@ impl Client {
         let stopped: Arc<Mutex<Option<TikTokError>>> = Arc::default();
         let body = reqwest::Body::wrap_stream(chunk_body(ChunkBody {
             file,
-            left: len,
-            check: req.check.clone(),
-            stopped: stopped.clone(),
-            op: op.to_string(),
-            shown,
-            pool: req_pool.clone(),
+            state: BodyState {
+                left: len,
+                check: req.check.clone(),
+                stopped: stopped.clone(),
+                op: op.to_string(),
+                shown,
+                pool: req_pool.clone(),
+            },
         }));
         let resp = self
             .upload

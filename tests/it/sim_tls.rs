@@ -121,6 +121,19 @@ async fn the_sim_binary_serves_https_and_names_its_ca() {
     );
 }
 
+async fn init_file(
+    t: &TestSim,
+    tok: &tiktok_poster::tiktok::TokenSet,
+    plan: ChunkPlan,
+) -> tiktok_poster::tiktok::InitResponse {
+    let info = PostInfo::new(PrivacyLevel::SelfOnly);
+    let source = Source::FileUpload(plan);
+    t.client
+        .init_direct(&tok.access_token, &info, &source)
+        .await
+        .unwrap()
+}
+
 /// `--skip-upload-hash`: the upload is checked and completes as always, only `sha256` stays null.
 #[tokio::test]
 async fn skip_upload_hash_keeps_every_check_but_the_hash() {
@@ -131,15 +144,7 @@ async fn skip_upload_hash_keeps_every_check_but_the_hash() {
     let size = 64_000_001;
     make_video(&path, size);
     let plan = ChunkPlan::for_size(size).unwrap();
-    let init = t
-        .client
-        .init_direct(
-            &tok.access_token,
-            &PostInfo::new(PrivacyLevel::SelfOnly),
-            &Source::FileUpload(plan),
-        )
-        .await
-        .unwrap();
+    let init = init_file(&t, &tok, plan).await;
     let url = init.upload_url.unwrap();
     let req = UploadRequest {
         url: &url,
@@ -155,15 +160,7 @@ async fn skip_upload_hash_keeps_every_check_but_the_hash() {
     assert_eq!(p["bytes"], size);
     assert!(p["sha256"].is_null(), "{p}");
     // A chunk out of order is still refused with 416.
-    let init2 = t
-        .client
-        .init_direct(
-            &tok.access_token,
-            &PostInfo::new(PrivacyLevel::SelfOnly),
-            &Source::FileUpload(plan),
-        )
-        .await
-        .unwrap();
+    let init2 = init_file(&t, &tok, plan).await;
     let url2 = init2.upload_url.unwrap();
     let (start, len) = plan.chunk(1);
     let r = t
