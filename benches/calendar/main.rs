@@ -26,7 +26,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, TimeZone, Utc};
@@ -372,16 +371,7 @@ async fn world(s: &Setup, n: usize) -> (TestRedis, Proc, u16) {
         ),
     )
     .unwrap();
-    let daemon = Proc(
-        Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
-            .args(["--config", config.to_str().unwrap(), "run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(s.dir.path().join(format!("daemon-{port}.log"))).unwrap(),
-            ))
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = common::start_daemon(&config, &s.dir.path().join(format!("daemon-{port}.log")));
     // Ready once ingest has made its consumer group (`MKSTREAM` creates the stream). Not
     // `/healthz`: it reads every account one by one within 1 s, which 10,000 accounts exceed.
     let conn = redis.conn().await;

@@ -177,3 +177,17 @@ impl Ratios {
         )
     }
 }
+
+/// `tiktok-poster run` (this build) with `config`, its stderr into `log`; killed when dropped.
+pub fn start_daemon(config: &std::path::Path, log: &std::path::Path) -> Proc {
+    Proc(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).expect("the daemon's log file"))
+            .spawn()
+            .expect("start the daemon"),
+    )
+}

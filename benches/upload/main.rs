@@ -211,16 +211,7 @@ impl Stage {
             ),
         )
         .unwrap();
-        let daemon = Proc(
-            Command::new(env!("CARGO_BIN_EXE_tiktok-poster"))
-                .args(["--config", config.to_str().unwrap(), "run"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(
-                    std::fs::File::create(dir.join(format!("daemon-{port}.log"))).unwrap(),
-                ))
-                .spawn()
-                .unwrap(),
-        );
+        let daemon = common::start_daemon(&config, &dir.join(format!("daemon-{port}.log")));
         common::wait_healthy(
             &format!("http://127.0.0.1:{port}/healthz"),
             Duration::from_secs(30),

@@ -6,10 +6,11 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tiktok_poster::tiktok::{ChunkPlan, PostInfo, PrivacyLevel, Source, UploadRequest};
+use tiktok_poster::tiktok::ChunkPlan;
 
 use crate::app::TestApp;
 use crate::support::{Proc, TestSim, make_video, sim_client, trusting};
+use crate::upload::{init as init_upload, req};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -121,19 +122,6 @@ async fn the_sim_binary_serves_https_and_names_its_ca() {
     );
 }
 
-async fn init_file(
-    t: &TestSim,
-    tok: &tiktok_poster::tiktok::TokenSet,
-    plan: ChunkPlan,
-) -> tiktok_poster::tiktok::InitResponse {
-    let info = PostInfo::new(PrivacyLevel::SelfOnly);
-    let source = Source::FileUpload(plan);
-    t.client
-        .init_direct(&tok.access_token, &info, &source)
-        .await
-        .unwrap()
-}
-
 /// `--skip-upload-hash`: the upload is checked and completes as always, only `sha256` stays null.
 #[tokio::test]
 async fn skip_upload_hash_keeps_every_check_but_the_hash() {
@@ -144,23 +132,19 @@ async fn skip_upload_hash_keeps_every_check_but_the_hash() {
     let size = 64_000_001;
     make_video(&path, size);
     let plan = ChunkPlan::for_size(size).unwrap();
-    let init = init_file(&t, &tok, plan).await;
+    let init = init_upload(&t, &tok, plan).await;
     let url = init.upload_url.unwrap();
-    let req = UploadRequest {
-        url: &url,
-        path: &path,
-        plan,
-        content_type: "video/mp4",
-        start_offset: 0,
-        check: None,
-    };
-    let out = t.client.upload_file(req, &mut |_| {}).await.unwrap();
+    let out = t
+        .client
+        .upload_file(req(&url, &path, plan), &mut |_| {})
+        .await
+        .unwrap();
     assert_eq!(out.requests, plan.total_chunk_count as u32);
     let p = t.post(&init.publish_id).await;
     assert_eq!(p["bytes"], size);
     assert!(p["sha256"].is_null(), "{p}");
     // A chunk out of order is still refused with 416.
-    let init2 = init_file(&t, &tok, plan).await;
+    let init2 = init_upload(&t, &tok, plan).await;
     let url2 = init2.upload_url.unwrap();
     let (start, len) = plan.chunk(1);
     let r = t

@@ -8,7 +8,8 @@ use tiktok_poster::tiktok::{
 
 use crate::support::{TestSim, make_video};
 
-async fn init(t: &TestSim, tok: &TokenSet, plan: ChunkPlan) -> InitResponse {
+/// A Direct Post init for a FILE_UPLOAD of this plan (SELF_ONLY).
+pub(crate) async fn init(t: &TestSim, tok: &TokenSet, plan: ChunkPlan) -> InitResponse {
     t.client
         .init_direct(
             &tok.access_token,
@@ -19,7 +20,8 @@ async fn init(t: &TestSim, tok: &TokenSet, plan: ChunkPlan) -> InitResponse {
         .unwrap()
 }
 
-fn req<'a>(url: &'a UploadUrl, path: &'a Path, plan: ChunkPlan) -> UploadRequest<'a> {
+/// The upload of the whole file from 0, without a source check.
+pub(crate) fn req<'a>(url: &'a UploadUrl, path: &'a Path, plan: ChunkPlan) -> UploadRequest<'a> {
     UploadRequest {
         url,
         path,
